@@ -1,0 +1,21 @@
+"""Typed errors whose messages tell the user what to do next.
+
+Everything the package raises on purpose derives from `StepAudioError`, so a server or the CLI can
+catch one type, show the message and keep running.
+"""
+
+
+class StepAudioError(Exception):
+    """Base class of every error stepaudio raises on purpose."""
+
+
+class AudioError(StepAudioError, ValueError):
+    """Audio that cannot be used: unreadable, empty, corrupt, too long, absurd sample rate, NaN/Inf."""
+
+
+class ModelNotFound(StepAudioError, FileNotFoundError):
+    """A model or one of its files is not installed or not where it was expected."""
+
+
+class CheckpointError(StepAudioError, ValueError):
+    """A model file exists but is malformed or in a layout we do not know."""
