@@ -1,0 +1,37 @@
+"""Shared test inputs: real read speech when the system has it, and reproducible synthetic sound."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Public-domain LibriVox recordings with transcripts, from Debian's pocketsphinx-testdata
+# (installed by .ci/run and `make setup`).
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+@pytest.fixture
+def speech_path() -> Path:
+    clip = LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav"
+    if not clip.is_file():
+        pytest.skip("LibriVox test clips not installed: apt-get install pocketsphinx-testdata")
+    return clip
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def tone(seconds: float, rate: int, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def speechlike(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    """A chirp plus noise with a syllable-rate envelope: broadband and non-stationary, like speech."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    chirp = np.sin(2 * np.pi * (150 * t + 900 * t**2 / max(seconds, 1e-3)))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    return (0.4 * envelope * chirp + 0.05 * rng.standard_normal(t.size)).astype(np.float32)

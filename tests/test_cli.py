@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import speechlike
+from stepaudio.audio import save_audio
+from stepaudio.cli import build_parser, main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it."""
+    return subprocess.run(["stepaudio", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_everywhere():
+    top = run("--help")
+    assert top.returncode == 0 and "info" in top.stdout and "features" in top.stdout
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in commands:
+        result = run(name, "--help")
+        assert result.returncode == 0 and f"stepaudio {name}" in result.stdout
+
+
+def test_version():
+    from stepaudio import __version__
+
+    assert run("--version").stdout.strip() == f"stepaudio {__version__}"
+
+
+def test_info_reports_versions_threads_and_models(tmp_path):
+    result = run("info")
+    assert result.returncode == 0, result.stderr
+    assert "torch" in result.stdout and "threads" in result.stdout and "mini" in result.stdout
+    info = json.loads(run("info", "--json", "--model", str(tmp_path)).stdout)
+    assert info["threads"]["torch"] >= 1 and info["packages"]["torch"].startswith("2.")
+    assert set(info["models"]["mini"]["found"]) | set(info["models"]["mini"]["missing"]) == {"vad", "whisper", "chat_lm"}
+    assert "holds none of the official checkpoints" in info["models"][str(tmp_path)]["error"]
+
+
+@pytest.mark.parametrize("kind,dims", [("paraformer", 560), ("whisper-80", 80), ("whisper-128", 128), ("decoder", 80)])
+def test_features(tmp_path, capsys, kind, dims):
+    save_audio(tmp_path / "in.wav", speechlike(1.5, 16000), 16000)
+    assert main(["features", str(tmp_path / "in.wav"), "--kind", kind, "-o", str(tmp_path / "f.npy")]) == 0
+    feats = np.load(tmp_path / "f.npy")
+    assert feats.shape[1] == dims and np.isfinite(feats).all()
+    assert f"x {dims} dims" in capsys.readouterr().out
+
+
+def test_bad_audio_is_a_clean_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio at all")
+    result = run("features", str(tmp_path / "notes.txt"))
+    assert result.returncode == 1
+    assert "error: " in result.stderr and "not readable audio" in result.stderr and "Traceback" not in result.stderr
