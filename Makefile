@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 system-packages:
 	@if [ -f $(CLIP) ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq pocketsphinx-testdata; \
-	else echo "note: 'sudo apt-get install pocketsphinx-testdata' adds the real-speech tests (skipped without it)"; fi
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq pocketsphinx-testdata; \
+	else echo "note: without pocketsphinx-testdata (Debian/Ubuntu) the demo has no clip and real-speech tests skip"; fi
 
 demo: setup system-packages
 	$(BIN)/stepaudio info
