@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ from stepaudio.cli import build_parser, main
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    """The installed console script, as a user runs it."""
-    return subprocess.run(["stepaudio", *args], capture_output=True, text=True, timeout=120)
+    """The installed console script (beside this interpreter), as a user runs it."""
+    script = Path(sys.executable).parent / "stepaudio"
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_help_everywhere():
