@@ -33,7 +33,6 @@ from stepaudio.audio import (  # noqa: E402
     resample,
 )
 
-
 REFERENCE_MARK = "ref"
 
 
@@ -97,37 +96,62 @@ def main() -> None:
     rows = [
         ("fbank+LFR+CMVN", "stepaudio ParaformerFrontend", throughput(lambda: frontend(x16), secs, args.repeat)),
         ("fbank+LFR+CMVN", "stepaudio streaming, 240 ms chunks", throughput(paraformer_streaming, secs, args.repeat)),
-        ("fbank+LFR+CMVN", "ref: knf fbank + funasr apply_lfr/apply_cmvn",
-         throughput(lambda: apply_cmvn(apply_lfr(torch.from_numpy(kaldi_fbank(x16 * 32768)), 7, 6), cmvn_table),
-                    secs, args.repeat)),
-        ("fbank+LFR+CMVN", "numpy Kaldi restatement (fbank only)",
-         throughput(lambda: kaldi_fbank_reference(short * 32768), len(short) / 16000, 1)),
+        (
+            "fbank+LFR+CMVN",
+            "ref: knf fbank + funasr apply_lfr/apply_cmvn",
+            throughput(
+                lambda: apply_cmvn(apply_lfr(torch.from_numpy(kaldi_fbank(x16 * 32768)), 7, 6), cmvn_table),
+                secs,
+                args.repeat,
+            ),
+        ),
+        (
+            "fbank+LFR+CMVN",
+            "numpy Kaldi restatement (fbank only)",
+            throughput(lambda: kaldi_fbank_reference(short * 32768), len(short) / 16000, 1),
+        ),
     ]
+    tensor = torch.from_numpy(x16)
     for n_mels in (80, 128):
-        tensor = torch.from_numpy(x16)
         rows += [
-            (f"log-mel {n_mels}", "stepaudio log_mel_spectrogram",
-             throughput(lambda: log_mel_spectrogram(x16, n_mels), secs, args.repeat)),
-            (f"log-mel {n_mels}", "stepaudio streaming, 100 ms chunks",
-             throughput(lambda: whisper_streaming(n_mels), secs, args.repeat)),
-            (f"log-mel {n_mels}", "ref: openai-whisper log_mel_spectrogram",
-             throughput(lambda: whisper.log_mel_spectrogram(tensor, n_mels), secs, args.repeat)),
+            (
+                f"log-mel {n_mels}",
+                "stepaudio log_mel_spectrogram",
+                throughput(lambda n_mels=n_mels: log_mel_spectrogram(x16, n_mels), secs, args.repeat),
+            ),
+            (
+                f"log-mel {n_mels}",
+                "stepaudio streaming, 100 ms chunks",
+                throughput(lambda n_mels=n_mels: whisper_streaming(n_mels), secs, args.repeat),
+            ),
+            (
+                f"log-mel {n_mels}",
+                "ref: openai-whisper log_mel_spectrogram",
+                throughput(lambda n_mels=n_mels: whisper.log_mel_spectrogram(tensor, n_mels), secs, args.repeat),
+            ),
         ]
     rows += [
         ("decoder mel", "stepaudio mel_spectrogram", throughput(lambda: mel_spectrogram(x22), secs, args.repeat)),
-        ("decoder mel", "ref: librosa-built CosyVoice mel", throughput(lambda: librosa_decoder_mel(x22), secs, args.repeat)),
+        (
+            "decoder mel",
+            "ref: librosa-built CosyVoice mel",
+            throughput(lambda: librosa_decoder_mel(x22), secs, args.repeat),
+        ),
     ]
 
-    print(f"{secs:.0f} s of 16 kHz audio, torch threads {torch.get_num_threads()}, "
-          f"librosa {librosa.__version__}; x = audio seconds per second (higher is better)")
+    print(
+        f"{secs:.0f} s of 16 kHz audio, torch threads {torch.get_num_threads()}, "
+        f"librosa {librosa.__version__}; x = audio seconds per second (higher is better)"
+    )
     print(f"{'feature':<16} {'implementation':<42} {'x realtime':>11} {'vs ' + REFERENCE_MARK:>9}")
     reference = {feature: speed for feature, name, speed in rows if name.startswith(REFERENCE_MARK)}
     results = []
     for feature, name, speed in rows:
         ratio = speed / reference[feature]
         print(f"{feature:<16} {name:<42} {speed:>11.0f} {ratio:>8.2f}x")
-        results.append({"feature": feature, "implementation": name, "audio_seconds_per_second": speed,
-                        "ratio_to_reference": ratio})
+        results.append(
+            {"feature": feature, "implementation": name, "audio_seconds_per_second": speed, "ratio_to_reference": ratio}
+        )
     if args.json:
         args.json.write_text(json.dumps({"audio_seconds": secs, "results": results}, indent=2))
 

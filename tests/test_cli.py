@@ -38,7 +38,11 @@ def test_info_reports_versions_threads_and_models(tmp_path):
     assert "torch" in result.stdout and "threads" in result.stdout and "mini" in result.stdout
     info = json.loads(run("info", "--json", "--model", str(tmp_path)).stdout)
     assert info["threads"]["torch"] >= 1 and info["packages"]["torch"].startswith("2.")
-    assert set(info["models"]["mini"]["found"]) | set(info["models"]["mini"]["missing"]) == {"vad", "whisper", "chat_lm"}
+    assert set(info["models"]["mini"]["found"]) | set(info["models"]["mini"]["missing"]) == {
+        "vad",
+        "whisper",
+        "chat_lm",
+    }
     assert "holds none of the official checkpoints" in info["models"][str(tmp_path)]["error"]
 
 

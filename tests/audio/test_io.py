@@ -7,7 +7,14 @@ import pytest
 import soundfile as sf
 
 from conftest import speechlike, tone
-from stepaudio.audio import load_audio, peak_normalize, resample, save_audio, to_mono, trim_silence
+from stepaudio.audio import (
+    load_audio,
+    peak_normalize,
+    resample,
+    save_audio,
+    to_mono,
+    trim_silence,
+)
 from stepaudio.audio.io import MAX_SECONDS_ENV, check_audio
 from stepaudio.errors import AudioError
 

@@ -6,13 +6,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import speechlike
-from stepaudio.audio import LogMelStream, load_audio, log10_mel, log_mel_spectrogram, mel_spectrogram, normalize_log_mel
+from stepaudio.audio import (
+    LogMelStream,
+    load_audio,
+    log10_mel,
+    log_mel_spectrogram,
+    mel_spectrogram,
+    normalize_log_mel,
+)
 from stepaudio.audio.mel import mel_filters
 
 whisper = pytest.importorskip("whisper")
 
 
-@pytest.mark.parametrize("args", [(16000, 400, 80, 0.0, None), (16000, 400, 128, 0.0, None), (22050, 1024, 80, 0.0, 8000.0)])
+@pytest.mark.parametrize(
+    "args", [(16000, 400, 80, 0.0, None), (16000, 400, 128, 0.0, None), (22050, 1024, 80, 0.0, 8000.0)]
+)
 def test_mel_filters_match_librosa(args):
     rate, n_fft, n_mels, fmin, fmax = args
     ref = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)

@@ -84,7 +84,9 @@ def test_official_root_missing_a_model_says_what_to_download(tmp_path):
     write_official(tmp_path, "Step-Audio-TTS-3B", skip=("CosyVoice-300M-25Hz-Music/hift.pt",))
     resolved = resolve_model(str(tmp_path))
     assert resolved.require("tokenizer").is_dir()
-    with pytest.raises(ModelNotFound, match=r"CosyVoice-300M-25Hz-Music/hift\.pt.*download stepfun-ai/Step-Audio-TTS-3B"):
+    with pytest.raises(
+        ModelNotFound, match=r"CosyVoice-300M-25Hz-Music/hift\.pt.*download stepfun-ai/Step-Audio-TTS-3B"
+    ):
         resolved.require("tts")
     with pytest.raises(ModelNotFound, match=r"download stepfun-ai/Step-Audio-Chat into .*Step-Audio-Chat"):
         resolved.require("chat")

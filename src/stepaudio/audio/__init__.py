@@ -11,7 +11,12 @@ from stepaudio.audio.io import (
     to_mono,
     trim_silence,
 )
-from stepaudio.audio.whisper_mel import LogMelStream, log10_mel, log_mel_spectrogram, normalize_log_mel
+from stepaudio.audio.whisper_mel import (
+    LogMelStream,
+    log10_mel,
+    log_mel_spectrogram,
+    normalize_log_mel,
+)
 
 __all__ = [
     "Cmvn",

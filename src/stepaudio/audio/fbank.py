@@ -83,7 +83,7 @@ class Cmvn:
     scale: np.ndarray  # [D]
 
     @classmethod
-    def from_kaldi(cls, path: str | Path) -> "Cmvn":
+    def from_kaldi(cls, path: str | Path) -> Cmvn:
         path = Path(path)
         if not path.is_file():
             raise ModelNotFound(f"CMVN file not found: {path} (it ships as am.mvn beside the Paraformer model.pt)")
@@ -118,7 +118,7 @@ class ParaformerFrontend:
         feats = lfr(kaldi_fbank(samples * INT16_SCALE), self.lfr_m, self.lfr_n)
         return feats if self.cmvn is None else self.cmvn(feats)
 
-    def stream(self) -> "ParaformerFrontendStream":
+    def stream(self) -> ParaformerFrontendStream:
         return ParaformerFrontendStream(self)
 
 

@@ -32,7 +32,9 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> torch.Tensor:
+def mel_filters(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> torch.Tensor:
     """Triangular, area-normalised ("slaney") filters; float32 [n_mels, n_fft // 2 + 1], cached: do not modify."""
     fmax = sample_rate / 2 if fmax is None else fmax
     fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)

@@ -146,8 +146,7 @@ def _resolve_official(root: Path) -> ResolvedModel:
     if not found:
         names = ", ".join(model.folder for model in OFFICIAL_MODELS)
         raise ModelNotFound(
-            f"{root} holds none of the official checkpoints ({names}); "
-            f"e.g. {OFFICIAL_MODELS[1].download_hint(root)}"
+            f"{root} holds none of the official checkpoints ({names}); e.g. {OFFICIAL_MODELS[1].download_hint(root)}"
         )
     return ResolvedModel(str(root), "official", found, missing)
 

@@ -1,0 +1,1 @@
+"""One module per `stepaudio` subcommand, each with `register(commands)`; imports stay light."""
