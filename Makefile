@@ -32,6 +32,7 @@ demo: setup system-packages
 	$(BIN)/stepaudio features $(CLIP) --kind decoder --trim
 
 test: setup system-packages
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
 
 test-fast: setup
