@@ -35,3 +35,13 @@ def speechlike(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     chirp = np.sin(2 * np.pi * (150 * t + 900 * t**2 / max(seconds, 1e-3)))
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
     return (0.4 * envelope * chirp + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def stream_in_chunks(stream, samples: np.ndarray, chunk_sizes: list[int]) -> list:
+    """Feed samples to a step()/flush() stream in the given chunk sizes (cycled); return every output."""
+    pieces, start, i = [], 0, 0
+    while start < len(samples):
+        size = chunk_sizes[i % len(chunk_sizes)]
+        pieces.append(stream.step(samples[start : start + size]))
+        start, i = start + size, i + 1
+    return pieces + [stream.flush()]

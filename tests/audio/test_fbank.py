@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import speechlike
+from conftest import speechlike, stream_in_chunks
 from stepaudio.audio import Cmvn, ParaformerFrontend, kaldi_fbank, lfr, load_audio
 from stepaudio.errors import CheckpointError, ModelNotFound
 
@@ -119,12 +119,7 @@ def test_streaming_equals_offline(seconds, chunks, with_cmvn):
     cmvn = Cmvn(np.full(560, -10, np.float32), np.full(560, 0.2, np.float32)) if with_cmvn else None
     frontend = ParaformerFrontend(cmvn)
     stream = frontend.stream()
-    pieces, start, i = [], 0, 0
-    while start < len(x):
-        size = chunks[i % len(chunks)]
-        pieces.append(stream.step(x[start : start + size]))
-        start, i = start + size, i + 1
-    pieces.append(stream.flush())
+    pieces = stream_in_chunks(stream, x, chunks)
     streamed = np.concatenate(pieces)
     np.testing.assert_array_equal(streamed, frontend(x))
     # The stream resets after flush and serves the next utterance.

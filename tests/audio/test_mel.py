@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import speechlike
+from conftest import speechlike, stream_in_chunks
 from stepaudio.audio import (
     LogMelStream,
     load_audio,
@@ -56,12 +56,7 @@ def test_whisper_log_mel_refuses_bad_input():
 def test_log_mel_stream_equals_offline(seconds, chunks):
     x = speechlike(seconds, 16000, seed=int(seconds * 1000))
     stream = LogMelStream(n_mels=80)
-    pieces, start, i = [], 0, 0
-    while start < len(x):
-        size = chunks[i % len(chunks)]
-        pieces.append(stream.step(x[start : start + size]))
-        start, i = start + size, i + 1
-    pieces.append(stream.flush())
+    pieces = stream_in_chunks(stream, x, chunks)
     streamed = torch.cat(pieces, dim=1)
     offline = log10_mel(x, 80)
     assert streamed.shape == offline.shape
