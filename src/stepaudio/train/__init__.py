@@ -1,0 +1,1 @@
+"""Training recipes and their data: corpus synthesis, datasets, one recipe per component."""
