@@ -1,0 +1,102 @@
+"""The mini acoustic tokenizer: 25 Hz, 4096 codes, nearest centroid over 40 ms of log-mel spectrum.
+
+Why this quantiser: the mini semantic stream comes from an ASR encoder (Whisper), trained to keep
+*what* was said and to drop *who* said it and *how*. The speech decoder needs the rest. A 40 ms slice
+of the un-normalised mel spectrum carries it: the spectral envelope (timbre), the harmonics in the low
+bins (pitch and voicing) and the level (loudness), at exactly the acoustic stream's 25 Hz. A k-means
+codebook over such slices is trained in minutes on a CPU, has no encoder to run (tokenizing costs
+one mel), and streams exactly: every token depends on its own 40 ms only. Features are standardised
+per dimension with statistics of the training corpus, never per utterance, so speaker and loudness
+differences survive into the codes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from stepaudio.audio.whisper_mel import LogMelStream, log10_mel
+from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.train.kmeans import nearest
+
+
+@dataclass(frozen=True)
+class AcousticMiniConfig:
+    n_mels: int = 80
+    frames_per_token: int = 4  # 10 ms mel frames per 40 ms token: 25 Hz
+    codebook_size: int = 4096
+
+    @property
+    def dim(self) -> int:
+        return self.n_mels * self.frames_per_token
+
+
+class AcousticMiniTokenizer:
+    """16 kHz samples -> acoustic codes [T] at 25 Hz (T = len // 640), offline or streaming."""
+
+    def __init__(self, config: AcousticMiniConfig, centroids: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+        if centroids.shape != (config.codebook_size, config.dim) or not mean.shape == std.shape == (config.dim,):
+            raise CheckpointError(
+                f"acoustic codebook shapes {tuple(centroids.shape)}, {tuple(mean.shape)}, {tuple(std.shape)} "
+                f"do not match the config ({config.codebook_size} x {config.dim})"
+            )
+        self.config, self.centroids, self.mean, self.std = config, centroids, mean, std
+
+    def slices(self, mel: torch.Tensor) -> torch.Tensor:
+        """log10 mel [n_mels, frames] -> standardised 40 ms slices [frames // 4, n_mels * 4]."""
+        k = self.config.frames_per_token
+        count = mel.shape[1] // k
+        stacked = mel[:, : count * k].T.reshape(count, k * self.config.n_mels)
+        return (stacked - self.mean) / self.std
+
+    def encode(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return nearest(self.slices(log10_mel(samples, self.config.n_mels)), self.centroids)[0]
+
+    def stream(self) -> AcousticMiniStream:
+        return AcousticMiniStream(self)
+
+    def save(self, path: str | Path) -> None:
+        """Weights as safetensors at `path`, the config as JSON beside it (same name, .json)."""
+        path = Path(path)
+        save_file({"centroids": self.centroids, "mean": self.mean, "std": self.std}, path)
+        path.with_suffix(".json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> AcousticMiniTokenizer:
+        path = Path(path)
+        if not path.is_file() or not path.with_suffix(".json").is_file():
+            raise ModelNotFound(f"acoustic codebook not found: {path} and its .json config")
+        config = AcousticMiniConfig(**json.loads(path.with_suffix(".json").read_text()))
+        tensors = load_file(path)
+        return cls(config, tensors["centroids"], tensors["mean"], tensors["std"])
+
+
+class AcousticMiniStream:
+    """Per-session state: log-mel frames that do not yet fill a 40 ms token."""
+
+    def __init__(self, tokenizer: AcousticMiniTokenizer):
+        self.tokenizer = tokenizer
+        self._mel = LogMelStream(tokenizer.config.n_mels)
+        self._pending = torch.zeros(tokenizer.config.n_mels, 0)
+
+    def step(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return self._codes(self._mel.step(samples))
+
+    def flush(self) -> torch.Tensor:
+        """The last tokens; frames short of a whole token are dropped, as offline."""
+        codes = self._codes(self._mel.flush())
+        self._pending = torch.zeros(self.tokenizer.config.n_mels, 0)
+        return codes
+
+    def _codes(self, frames: torch.Tensor) -> torch.Tensor:
+        mel = torch.cat([self._pending, frames], dim=1)
+        whole = mel.shape[1] // self.tokenizer.config.frames_per_token * self.tokenizer.config.frames_per_token
+        self._pending = mel[:, whole:]
+        if whole == 0:
+            return torch.zeros(0, dtype=torch.long)
+        return nearest(self.tokenizer.slices(mel[:, :whole]), self.tokenizer.centroids)[0]

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from conftest import speechlike, stream_in_chunks
+from stepaudio.audio import load_audio, log10_mel
+from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer
+from stepaudio.train.kmeans import train_kmeans
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> AcousticMiniTokenizer:
+    """A 64-code tokenizer fitted on a few seconds of synthetic speech-like sound."""
+    config = AcousticMiniConfig(codebook_size=64)
+    probe = AcousticMiniTokenizer(config, torch.zeros(64, config.dim), torch.zeros(config.dim), torch.ones(config.dim))
+    slices = torch.cat([probe.slices(log10_mel(speechlike(2.0, 16000, seed=s))) for s in range(3)])
+    mean, std = slices.mean(dim=0), slices.std(dim=0) + 1e-3
+    centroids = train_kmeans((slices - mean) / std, 64, progress=False)
+    return AcousticMiniTokenizer(config, centroids, mean, std)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 7.3, 60.0])
+def test_rate_is_25_hz(tokenizer, seconds):
+    codes = tokenizer.encode(speechlike(seconds, 16000))
+    assert abs(len(codes) - 25 * seconds) <= 2
+    assert codes.dtype == torch.long and 0 <= codes.min() and codes.max() < 64
+
+
+def test_streaming_gives_the_offline_codes(tokenizer, speech_path):
+    samples, _ = load_audio(speech_path)
+    offline = tokenizer.encode(samples)
+    for chunks in ([160], [1000, 37, 4000], [16000]):
+        streamed = torch.cat(stream_in_chunks(tokenizer.stream(), samples, chunks))
+        # The streamed mel equals the offline one to ~1e-6, so a code can only differ on an exact tie.
+        assert len(streamed) == len(offline) and (streamed != offline).float().mean() < 0.01
+
+
+def test_loudness_survives_in_the_codes(tokenizer):
+    loud = speechlike(2.0, 16000, seed=1)
+    quiet = loud * 0.05  # the same sound, much quieter: the level is kept, not normalised away
+    assert not torch.equal(tokenizer.encode(loud), tokenizer.encode(quiet))
+
+
+def test_save_load_roundtrip(tokenizer, tmp_path):
+    tokenizer.save(tmp_path / "acoustic.safetensors")
+    loaded = AcousticMiniTokenizer.load(tmp_path / "acoustic.safetensors")
+    x = speechlike(1.0, 16000, seed=9)
+    assert loaded.config == tokenizer.config and torch.equal(loaded.encode(x), tokenizer.encode(x))
+    with pytest.raises(ModelNotFound, match="acoustic codebook not found"):
+        AcousticMiniTokenizer.load(tmp_path / "missing.safetensors")
+
+
+def test_mismatched_shapes_are_refused():
+    config = AcousticMiniConfig(codebook_size=8)
+    with pytest.raises(CheckpointError, match="do not match"):
+        AcousticMiniTokenizer(config, torch.zeros(8, 10), torch.zeros(320), torch.ones(320))
