@@ -1,0 +1,1 @@
+"""Training: corpus synthesis and import, datasets, and one recipe per trained component."""
