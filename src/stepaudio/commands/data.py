@@ -73,7 +73,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
     for language, path in args.text:
         text_files.setdefault(language, []).append(path)
     languages = tuple(language for language, _ in options.mix)
-    pool, text_notes = load_sentences(tuple(args.sources.split(",")), languages, text_files)
+    sources = tuple(name for name in args.sources.split(",") if name)  # "" = only --text files
+    pool, text_notes = load_sentences(sources, languages, text_files)
     jobs, plan_notes = plan(pool, voices, options)
     for note in text_notes + plan_notes:
         print(f"note: {note}")
@@ -145,7 +146,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     synth.add_argument("--voices", default="*", help="patterns on engine:voice, e.g. 'piper:*,espeak:en*'")
     synth.add_argument(
-        "--sources", default="chatterbot,fortunes,words,generated", help="text sources (default: %(default)s)"
+        "--sources",
+        default="chatterbot,fortunes,words,generated",
+        help="text sources, '' for none (default: %(default)s)",
     )
     synth.add_argument(
         "--text", type=_text_file, action="append", default=[], metavar="LANG=FILE", help="extra sentences, one a line"
