@@ -82,10 +82,8 @@ def espeak_and_flite() -> list[Voice]:
 
 
 def tiny_jobs(voices, seed=0, n=6):
-    pool = {
-        "en": [Sentence(f"Test sentence {word}.", "en", "t") for word in ("one two three four five six " * 6).split()]
-    }
-    pool["en"] = [Sentence(f"{s.text[:-1]} {i}.", "en", "t") for i, s in enumerate(pool["en"])]
+    words = ("one", "two", "three", "four", "five", "six")
+    pool = {"en": [Sentence(f"Test sentence {words[i % 6]} {i}.", "en", "t") for i in range(36)]}
     jobs, _ = plan(pool, voices, SynthOptions(seed=seed, mix=(("en", 1.0),), max_utterances=n, test_voices=0))
     return jobs
 

@@ -80,6 +80,7 @@ def add_real(
     if split not in ("auto", "train", "test"):
         raise DataError(f"split must be auto, train or test, got {split!r}")
     pairs = find_pairs(folder)
+    corpus.mkdir(parents=True, exist_ok=True)
     speaker = speaker or folder.resolve().name
     added, skipped = [], []
     for audio, text in pairs:
