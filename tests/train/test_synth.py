@@ -61,6 +61,14 @@ def test_plan_follows_the_language_mix_in_estimated_seconds():
     assert sum(seconds.values()) == pytest.approx(720, rel=0.02)
 
 
+def test_plan_stops_when_a_tiny_pool_runs_out():
+    pool = {"en": [Sentence(f"only sentence {i}", "en", "a") for i in range(31)]}  # 30 held out, 1 left
+    options = SynthOptions(mix=(("en", 1.0),), speed_range=(1, 1), pitch_range=(1, 1), max_utterances=5)
+    jobs, notes = plan(pool, FAKE_VOICES[:1], options)
+    assert sum(job.split == "train" for job in jobs) == 1
+    assert notes == ["the texts and voices gave only 1 distinct training utterances"]
+
+
 def test_plan_notes_languages_without_voices():
     jobs, notes = plan(pool_of(), FAKE_VOICES[:2], SynthOptions(max_utterances=5, test_voices=0))
     assert notes == ["language zh left out: no voice for it", "language yue left out: no voice for it"]

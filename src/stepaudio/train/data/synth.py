@@ -35,6 +35,7 @@ DEFAULT_MIX = {"en": 0.6, "zh": 0.25, "yue": 0.15}
 CHARS_PER_SECOND = {"en": 14.0, "zh": 4.5, "yue": 4.5}  # at speed 1, to plan an hours budget
 PEAK = 0.95
 MIN_SECONDS = 0.2
+MAX_REPEATS = 1000
 
 
 @dataclass(frozen=True)
@@ -147,15 +148,19 @@ def plan(pool: dict[str, list[Sentence]], voices: list[Voice], options: SynthOpt
     planned = {language: 0.0 for language in streams}  # estimated seconds per language
     train_jobs: list[Job] = []
     budget = math.inf if options.hours is None else options.hours * 3600
-    limit = options.max_utterances if options.max_utterances is not None else -1
+    limit = math.inf if options.max_utterances is None else options.max_utterances
     seen: set[str] = set()
-    while sum(planned.values()) < budget and len(train_jobs) != limit:
+    repeats = 0  # draws in a row that repeat an earlier utterance: a tiny pool can run out of new ones
+    while sum(planned.values()) < budget and len(train_jobs) < limit and repeats < MAX_REPEATS:
         language = min(planned, key=lambda name: planned[name] / mix[name])
         job = next(streams[language])
         planned[language] += len(job.text) / CHARS_PER_SECOND.get(language, 10.0) / job.speed
-        if job.audio not in seen:
+        repeats = repeats + 1 if job.audio in seen else 0
+        if not repeats:
             seen.add(job.audio)
             train_jobs.append(job)
+    if repeats:
+        notes.append(f"the texts and voices gave only {len(train_jobs)} distinct training utterances")
     return test_jobs + train_jobs, notes
 
 
@@ -169,12 +174,11 @@ def audio_duration(path: Path) -> float | None:
     return info.frames / SAMPLE_RATE if ok else None
 
 
-def render(job: Job, corpus: Path, engine: Engine | None = None) -> float:
+def render(job: Job, corpus: Path) -> float:
     """Render one job to its file (written beside it, then renamed: never half a file); return seconds."""
     from stepaudio.audio import peak_normalize, resample, save_audio
 
-    engine = engine or get_engine(job.voice.engine)
-    samples, rate = engine.synthesize(job.voice, job.text, job.speed, job.pitch, job.seed)
+    samples, rate = get_engine(job.voice.engine).synthesize(job.voice, job.text, job.speed, job.pitch, job.seed)
     samples = resample(np.asarray(samples, dtype=np.float32).reshape(-1), rate, SAMPLE_RATE)
     if len(samples) < MIN_SECONDS * SAMPLE_RATE or np.abs(samples).max(initial=0.0) < 1e-4:
         raise DataError(f"{job.voice.id} gave no audio for {job.text!r}")
