@@ -19,3 +19,7 @@ class ModelNotFound(StepAudioError, FileNotFoundError):
 
 class CheckpointError(StepAudioError, ValueError):
     """A model file exists but is malformed or in a layout we do not know."""
+
+
+class TokenError(StepAudioError, ValueError):
+    """Speech tokens that a model cannot take: out of its vocabulary, wrong shape, none at all."""

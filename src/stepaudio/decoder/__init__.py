@@ -1,0 +1,1 @@
+"""Speech decoder: dual-codebook tokens -> mel (flow matching) -> waveform (HiFT), with voice prompts."""
