@@ -1,7 +1,8 @@
 """The flow model's token encoder: CosyVoice-1's "Conformer" with ESPnet relative positions.
 
 As configured in every CosyVoice-1 flow (use_cnn_module and macaron_style off), a block is
-pre-norm self-attention with Transformer-XL relative positions followed by a SiLU feed-forward. Parameter names follow the official wenet-style modules so `flow.pt` loads as is:
+pre-norm self-attention with Transformer-XL relative positions followed by a SiLU feed-forward.
+Parameter names follow the official wenet-style modules, so `flow.pt` loads as is:
 `embed.out.{0,1}`, `encoders.N.{self_attn,feed_forward,norm_mha,norm_ff}`, `after_norm`.
 """
 

@@ -172,7 +172,9 @@ class UNetEstimator(nn.Module):
             in_ch, out_ch = out_ch, width
             last = i == len(channels) - 1
             down = nn.Conv1d(out_ch, out_ch, 3, padding=1) if last else Downsample1D(out_ch)
-            self.down_blocks.append(nn.ModuleList([ResnetBlock1D(in_ch, out_ch, time_dim), _transformers(out_ch, config), down]))
+            self.down_blocks.append(
+                nn.ModuleList([ResnetBlock1D(in_ch, out_ch, time_dim), _transformers(out_ch, config), down])
+            )
         self.mid_blocks = nn.ModuleList(
             nn.ModuleList([ResnetBlock1D(channels[-1], channels[-1], time_dim), _transformers(channels[-1], config)])
             for _ in range(config.num_mid_blocks)
@@ -183,7 +185,9 @@ class UNetEstimator(nn.Module):
             in_ch, out_ch = up_widths[i] * 2, up_widths[i + 1]
             last = i == len(up_widths) - 2
             up = nn.Conv1d(out_ch, out_ch, 3, padding=1) if last else Upsample1D(out_ch)
-            self.up_blocks.append(nn.ModuleList([ResnetBlock1D(in_ch, out_ch, time_dim), _transformers(out_ch, config), up]))
+            self.up_blocks.append(
+                nn.ModuleList([ResnetBlock1D(in_ch, out_ch, time_dim), _transformers(out_ch, config), up])
+            )
         self.final_block = Block1D(up_widths[-1], up_widths[-1])
         self.final_proj = nn.Conv1d(up_widths[-1], config.out_channels, 1)
         self._initialize()

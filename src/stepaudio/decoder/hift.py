@@ -41,7 +41,12 @@ class HiFTConfig:
     f0_cond_channels: int = 512
 
     def __post_init__(self):
-        for name in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes", "source_resblock_kernel_sizes"):
+        for name in (
+            "upsample_rates",
+            "upsample_kernel_sizes",
+            "resblock_kernel_sizes",
+            "source_resblock_kernel_sizes",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("resblock_dilation_sizes", "source_resblock_dilation_sizes"):
             object.__setattr__(self, name, tuple(tuple(d) for d in getattr(self, name)))
@@ -88,7 +93,14 @@ class WNConvTranspose1d(nn.ConvTranspose1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose1d(
-            x, _joined_weight(self), self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation
+            x,
+            _joined_weight(self),
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
         )
 
 
@@ -118,7 +130,9 @@ class ResBlock(nn.Module):
         self.activations2 = nn.ModuleList(Snake(channels) for _ in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv1, conv2, act1, act2 in zip(self.convs1, self.convs2, self.activations1, self.activations2, strict=True):
+        for conv1, conv2, act1, act2 in zip(
+            self.convs1, self.convs2, self.activations1, self.activations2, strict=True
+        ):
             x = x + conv2(act2(conv1(act1(x))))
         return x
 
