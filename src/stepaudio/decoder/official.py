@@ -69,8 +69,9 @@ def read_hyperpyyaml(path: Path) -> dict:
     return _resolve(data, data)
 
 
-def _pick(section: dict, keys: tuple[str, ...], where: str) -> dict:
-    return {k: section[k] for k in keys if k in section} if isinstance(section, dict) else _missing(where)
+def _pick(section: dict, names) -> dict:
+    """The entries of a YAML section that a config dataclass has fields for."""
+    return {k: section[k] for k in names if k in section}
 
 
 def _missing(where: str):
@@ -92,17 +93,17 @@ def flow_config(hparams: dict) -> FlowConfig:
     if estimator.get("act_fn", "gelu") != "gelu":
         raise CheckpointError(f"estimator activation {estimator['act_fn']!r} is not supported (expected gelu)")
     regulator = flow.get("length_regulator") or _missing("flow.length_regulator")
-    data = _pick(flow, ("vocab_size", "input_size", "output_size", "spk_embed_dim", "input_frame_rate"), "flow")
+    data = _pick(flow, ("vocab_size", "input_size", "output_size", "spk_embed_dim", "input_frame_rate"))
     data["sampling_ratios"] = regulator.get("sampling_ratios", [])
-    data["encoder"] = _pick(encoder, tuple(f for f in EncoderConfig.__dataclass_fields__), "flow.encoder")
-    data["estimator"] = _pick(estimator, tuple(f for f in EstimatorConfig.__dataclass_fields__), "estimator")
-    data["cfm"] = _pick(cfm, tuple(f for f in CFMConfig.__dataclass_fields__), "cfm_params")
+    data["encoder"] = _pick(encoder, EncoderConfig.__dataclass_fields__)
+    data["estimator"] = _pick(estimator, EstimatorConfig.__dataclass_fields__)
+    data["cfm"] = _pick(cfm, CFMConfig.__dataclass_fields__)
     return config_from_dict(FlowConfig, data)
 
 
 def hift_config(hparams: dict) -> HiFTConfig:
     hift = hparams.get("hift") or _missing("hift")
-    data = _pick(hift, tuple(f for f in HiFTConfig.__dataclass_fields__), "hift")
+    data = _pick(hift, HiFTConfig.__dataclass_fields__)
     istft = hift.get("istft_params", {})
     data |= {"istft_n_fft": istft.get("n_fft", 16), "istft_hop": istft.get("hop_len", 4)}
     f0 = hift.get("f0_predictor", {})

@@ -44,8 +44,8 @@ class Voice:
 class StreamSchedule:
     first_chunk_tokens: int = 25  # 0.6 s of tokens before the first audio
     growth: float = 2.0  # each later chunk this much larger ...
-    max_chunk_tokens: int = 200  # ... up to this
-    context_tokens: int = 500  # tokens of left context the flow re-reads (12 s)
+    max_chunk_tokens: int = 400  # ... up to this (9.6 s)
+    context_tokens: int = 100  # tokens of left context the flow re-reads (2.4 s): bounds the re-run cost
     lookahead_frames: int = 8  # mel frames held back until more tokens arrive (93 ms)
     mel_crossfade_frames: int = 4
     vocoder_context_frames: int = 16
