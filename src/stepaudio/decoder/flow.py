@@ -1,0 +1,229 @@
+"""Tokens -> mel by conditional flow matching: CosyVoice-1's `MaskedDiffWithXvec`.
+
+tokens (41.67 Hz interleaved dual-codebook ids) -> embedding -> Conformer encoder -> linear to 80
+-> length regulator (linear interpolation to the mel frame rate, then a conv stack) = mu. A U-Net
+estimator predicts the velocity that carries Gaussian noise to the mel, conditioned on mu, the
+projected speaker embedding and the prompt mel (`cond`: the prompt frames, zeros after). Sampling
+is Euler on a cosine time grid with classifier-free guidance; the prompt frames are cut from the
+output. Parameter names follow the official modules, so the official `flow.pt` loads as is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stepaudio.audio.decoder_mel import HOP_LENGTH, N_MELS, SAMPLE_RATE
+from stepaudio.decoder.conformer import ConformerEncoder, EncoderConfig
+from stepaudio.decoder.estimator import EstimatorConfig, UNetEstimator
+from stepaudio.errors import TokenError
+
+TOKENS_PER_SECOND = 125 / 3  # 5 tokens (2 semantic + 3 acoustic) per 120 ms: about 41.67
+
+
+@dataclass(frozen=True)
+class CFMConfig:
+    sigma_min: float = 1e-6
+    t_scheduler: str = "cosine"  # or "linear"
+    training_cfg_rate: float = 0.2  # share of training examples with every condition dropped
+    inference_cfg_rate: float = 0.7  # guidance weight
+    n_timesteps: int = 10
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    vocab_size: int = 5120
+    input_size: int = 512  # token embedding width
+    output_size: int = N_MELS
+    spk_embed_dim: int = 192
+    input_frame_rate: float = TOKENS_PER_SECOND
+    sampling_ratios: tuple[int, ...] = (1, 1, 1, 1)  # one conv/GroupNorm/Mish per entry in the regulator
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    cfm: CFMConfig = field(default_factory=CFMConfig)
+
+    def mel_frames(self, n_tokens: int) -> int:
+        """Mel frames for n tokens, as the official length regulator counts them."""
+        return int(n_tokens / self.input_frame_rate * SAMPLE_RATE / HOP_LENGTH)
+
+
+class LengthRegulator(nn.Module):
+    """[B, T_tokens, C] -> [B, C, T_mel]: linear interpolation, then conv + GroupNorm + Mish per ratio."""
+
+    def __init__(self, channels: int, sampling_ratios: tuple[int, ...]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in sampling_ratios:
+            layers += [nn.Conv1d(channels, channels, 3, 1, 1), nn.GroupNorm(1, channels), nn.Mish()]
+        layers.append(nn.Conv1d(channels, channels, 1, 1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, parts: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
+        """parts: (h [1, T_i, C], frames_i) stretched one by one and joined in time (prompt, then target)."""
+        stretched = [
+            F.interpolate(h.transpose(1, 2), size=frames, mode="linear") for h, frames in parts if h.shape[1] > 0
+        ]
+        return self.model(torch.cat(stretched, dim=2))
+
+
+def time_grid(n_steps: int, scheduler: str) -> torch.Tensor:
+    t = torch.linspace(0, 1, n_steps + 1)
+    return 1 - torch.cos(t * 0.5 * math.pi) if scheduler == "cosine" else t
+
+
+class FlowMatching(nn.Module):
+    """Conditional flow matching around an estimator: the training loss and the Euler sampler."""
+
+    def __init__(self, config: CFMConfig, estimator: UNetEstimator):
+        super().__init__()
+        self.config = config
+        self.estimator = estimator
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        noise: torch.Tensor,  # [1, 80, T]
+        mu: torch.Tensor,  # [1, 80, T]
+        spks: torch.Tensor,  # [1, 80]
+        cond: torch.Tensor,  # [1, 80, T]
+        n_steps: int,
+        cfg_rate: float,
+    ) -> torch.Tensor:
+        mask = torch.ones_like(mu[:, :1])
+        t_span = time_grid(n_steps, self.config.t_scheduler).to(mu)
+        x = noise
+        if cfg_rate > 0:  # conditional and unconditional velocity in one batch of two
+            mu, spks, cond = (torch.cat([c, torch.zeros_like(c)]) for c in (mu, spks, cond))
+            mask = torch.cat([mask, mask])
+        for t, t_next in zip(t_span[:-1], t_span[1:], strict=True):
+            if cfg_rate > 0:
+                v_cond, v_free = self.estimator(torch.cat([x, x]), mask, mu, t.expand(2), spks, cond).chunk(2)
+                velocity = (1 + cfg_rate) * v_cond - cfg_rate * v_free
+            else:
+                velocity = self.estimator(x, mask, mu, t.expand(1), spks, cond)
+            x = x + (t_next - t) * velocity
+        return x
+
+    def loss(
+        self,
+        target: torch.Tensor,  # [B, 80, T] mel
+        mask: torch.Tensor,  # [B, 1, T]
+        mu: torch.Tensor,  # [B, 80, T]
+        spks: torch.Tensor,  # [B, 80]
+        cond: torch.Tensor,  # [B, 80, T]
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        b = target.shape[0]
+        t = torch.rand(b, 1, 1, generator=generator).to(target)
+        if self.config.t_scheduler == "cosine":
+            t = 1 - torch.cos(t * 0.5 * math.pi)
+        z = torch.randn(target.shape, generator=generator).to(target)
+        y = (1 - (1 - self.config.sigma_min) * t) * z + t * target
+        u = target - (1 - self.config.sigma_min) * z
+        keep = (torch.rand(b, generator=generator) > self.config.training_cfg_rate).to(target)
+        mu, spks, cond = mu * keep[:, None, None], spks * keep[:, None], cond * keep[:, None, None]
+        pred = self.estimator(y, mask, mu, t.view(b), spks, cond)
+        return F.mse_loss(pred * mask, u * mask, reduction="sum") / (mask.sum() * u.shape[1])
+
+
+class FlowModel(nn.Module):
+    def __init__(self, config: FlowConfig):
+        super().__init__()
+        if config.estimator.in_channels != 4 * config.output_size:
+            raise ValueError(f"estimator takes {config.estimator.in_channels} channels, not 4 x {config.output_size}")
+        self.config = config
+        self.input_embedding = nn.Embedding(config.vocab_size, config.input_size)
+        self.spk_embed_affine_layer = nn.Linear(config.spk_embed_dim, config.output_size)
+        self.encoder = ConformerEncoder(config.encoder)
+        self.encoder_proj = nn.Linear(config.encoder.output_size, config.output_size)
+        self.length_regulator = LengthRegulator(config.output_size, config.sampling_ratios)
+        self.decoder = FlowMatching(config.cfm, UNetEstimator(config.estimator))
+
+    def check_tokens(self, tokens: torch.Tensor) -> None:
+        if tokens.dtype not in (torch.int32, torch.int64):
+            raise TokenError(f"tokens must be integers, got {tokens.dtype}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.config.vocab_size):
+            raise TokenError(
+                f"token ids must be in 0..{self.config.vocab_size - 1}, got {int(tokens.min())}..{int(tokens.max())}"
+            )
+
+    def speaker(self, embedding: torch.Tensor) -> torch.Tensor:
+        """[B, spk_embed_dim] -> [B, 80]: L2-normalised, then projected (zeros stay a bias only)."""
+        return self.spk_embed_affine_layer(F.normalize(embedding, dim=1))
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, N] ids -> [B, N, 80]; padded ids are zeroed before the encoder as in training."""
+        h = self.input_embedding(tokens)
+        if lengths is not None:
+            h = h * (torch.arange(tokens.shape[1])[None] < lengths[:, None])[..., None].to(h)
+        return self.encoder_proj(self.encoder(h, lengths))
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        tokens: torch.Tensor,  # [N] target ids
+        prompt_tokens: torch.Tensor,  # [P_tok] ids of the voice prompt (may be empty)
+        prompt_mel: torch.Tensor,  # [80, P] mel of the voice prompt (may be empty)
+        embedding: torch.Tensor,  # [spk_embed_dim] speaker embedding (zeros: none)
+        noise: torch.Tensor,  # [80, P + frames] starting noise
+        frames: int | None = None,  # target mel frames; None = the official count for N tokens
+        n_steps: int | None = None,
+        cfg_rate: float | None = None,
+    ) -> torch.Tensor:
+        """The target's mel [80, frames] (prompt frames cut)."""
+        self.check_tokens(tokens)
+        self.check_tokens(prompt_tokens)
+        if tokens.numel() == 0:
+            raise TokenError("no speech tokens to decode")
+        frames = self.config.mel_frames(len(tokens)) if frames is None else frames
+        prompt_frames = prompt_mel.shape[1]
+        if (len(prompt_tokens) == 0) != (prompt_frames == 0):
+            raise ValueError("a voice prompt needs both its tokens and its mel (or neither)")
+        if noise.shape != (self.config.output_size, prompt_frames + frames):
+            raise ValueError(f"noise must be [{self.config.output_size}, {prompt_frames + frames}], got {noise.shape}")
+        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None])  # [1, P_tok + N, 80]
+        split = len(prompt_tokens)
+        parts = [(h[:, :split], prompt_frames), (h[:, split:], frames)]
+        mu = self.length_regulator(parts)  # [1, 80, P + frames]
+        cond = torch.zeros_like(mu)
+        cond[0, :, :prompt_frames] = prompt_mel
+        cfm = self.config.cfm
+        mel = self.decoder.sample(
+            noise[None].to(mu),
+            mu,
+            self.speaker(embedding[None].float()),
+            cond,
+            cfm.n_timesteps if n_steps is None else n_steps,
+            cfm.inference_cfg_rate if cfg_rate is None else cfg_rate,
+        )
+        return mel[0, :, prompt_frames:]
+
+    def loss(
+        self,
+        tokens: torch.Tensor,  # [B, N] padded ids
+        token_lengths: torch.Tensor,  # [B]
+        mel: torch.Tensor,  # [B, 80, T] padded
+        mel_lengths: torch.Tensor,  # [B]
+        embedding: torch.Tensor,  # [B, spk_embed_dim]
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Flow-matching loss; a random prefix of up to 30% of half the examples serves as prompt."""
+        h = self.encode(tokens, token_lengths)
+        frames = mel.shape[2]
+        mu = torch.stack(
+            [
+                F.pad(self.length_regulator([(h[i : i + 1, :n], int(m))])[0], (0, frames - int(m)))
+                for i, (n, m) in enumerate(zip(token_lengths.tolist(), mel_lengths.tolist(), strict=True))
+            ]
+        )
+        mask = (torch.arange(frames)[None] < mel_lengths[:, None]).to(mel)[:, None]  # [B, 1, T]
+        cond = torch.zeros_like(mel)
+        for i, m in enumerate(mel_lengths.tolist()):
+            if torch.rand(1, generator=generator).item() < 0.5:
+                prefix = int(torch.randint(0, int(0.3 * m) + 1, (1,), generator=generator))
+                cond[i, :, :prefix] = mel[i, :, :prefix]
+        return self.decoder.loss(mel, mask, mu * mask, self.speaker(embedding), cond, generator)

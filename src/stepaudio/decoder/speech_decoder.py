@@ -1,0 +1,203 @@
+"""The speech decoder: interleaved dual-codebook tokens + a voice -> 22.05 kHz PCM, offline or streaming.
+
+Offline, the flow turns all tokens into mel at once and HiFT voices it. Streaming re-runs the flow
+on a growing window as tokens arrive (the official flow attends to the whole utterance, so frames
+change a little as right context comes in): each run emits the mel frames that have at least
+`lookahead_frames` of right context, cross-fades its first frames with the previous run's provisional
+ones, and voices them with `vocoder_context_frames` of left context and the provisional frames as
+right context; audio joins are cross-faded too. Noise comes from position-keyed tapes and the
+harmonic source carries its phase across runs, so a stream that gets all tokens at once equals the
+offline output exactly, and chunked streams differ only by the missing right context.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stepaudio.audio import mel_spectrogram, resample
+from stepaudio.audio.decoder_mel import HOP_LENGTH, SAMPLE_RATE
+from stepaudio.decoder.checkpoint import load_model
+from stepaudio.decoder.flow import FlowConfig, FlowModel
+from stepaudio.decoder.hift import HiFT, HiFTConfig
+from stepaudio.decoder.noise import NoiseTape
+from stepaudio.decoder.official import load_official
+from stepaudio.decoder.speaker import GE2E, CAMPPlus
+from stepaudio.decoder.speaker import SAMPLE_RATE as SPEAKER_RATE
+from stepaudio.errors import AudioError, TokenError
+
+
+@dataclass(frozen=True)
+class Voice:
+    """What the flow is conditioned on: the prompt's tokens, its mel and its speaker embedding."""
+
+    tokens: torch.Tensor  # [P_tok] audio ids 0..5119 (may be empty)
+    mel: torch.Tensor  # [80, P] decoder mel of the prompt (empty iff tokens are)
+    embedding: torch.Tensor  # [spk_embed_dim]
+
+
+@dataclass(frozen=True)
+class StreamSchedule:
+    first_chunk_tokens: int = 25  # 0.6 s of tokens before the first audio
+    growth: float = 2.0  # each later chunk this much larger ...
+    max_chunk_tokens: int = 400  # ... up to this (9.6 s)
+    context_tokens: int = 100  # tokens of left context the flow re-reads (2.4 s): bounds the re-run cost
+    lookahead_frames: int = 8  # mel frames held back until more tokens arrive (93 ms)
+    mel_crossfade_frames: int = 4
+    vocoder_context_frames: int = 16
+    audio_crossfade: int = 512  # samples
+
+    def __post_init__(self):
+        if self.first_chunk_tokens < 1 or self.growth < 1 or self.max_chunk_tokens < self.first_chunk_tokens:
+            raise ValueError(f"bad stream schedule {self}")
+
+
+def _ramp(n: int) -> torch.Tensor:
+    """Raised-cosine weights 0 -> 1 over n points (both ends excluded)."""
+    return 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(n) + 1) / (n + 1))
+
+
+class SpeechDecoder:
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, flow: FlowModel, hift: HiFT, speaker=None, seed: int = 0):
+        self.flow, self.hift, self.speaker, self.seed = flow.eval(), hift.eval(), speaker, seed
+
+    @classmethod
+    def from_official(cls, folder: Path) -> SpeechDecoder:
+        """A `CosyVoice-300M-25Hz(-Music)` folder with CAMPPlus speaker embeddings."""
+        flow, hift = load_official(folder)
+        return cls(flow, hift, CAMPPlus(Path(folder) / "campplus.onnx"))
+
+    @classmethod
+    def from_directory(cls, directory: Path, speaker_weights: Path | None = None) -> SpeechDecoder:
+        """Our own decoder (`flow.*`, `hift.*` as safetensors + JSON), e.g. mini, with GE2E speakers."""
+        flow = load_model(FlowModel, FlowConfig, directory, "flow")
+        hift = load_model(HiFT, HiFTConfig, directory, "hift")
+        return cls(flow, hift, GE2E.from_resemblyzer(speaker_weights) if speaker_weights else None)
+
+    def voice(self, samples: np.ndarray, sample_rate: int, tokens: torch.Tensor | np.ndarray) -> Voice:
+        """A voice prompt from its audio and its tokens (as the tokenizer gave them for this audio)."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1 or len(samples) < sample_rate // 10:
+            raise AudioError("a voice prompt needs at least 0.1 s of mono audio")
+        if self.speaker is None:
+            raise AudioError("this decoder has no speaker encoder: build it with one to use voice prompts")
+        tokens = torch.as_tensor(np.asarray(tokens)).long().reshape(-1)
+        self.flow.check_tokens(tokens)
+        if len(tokens) == 0:
+            raise TokenError("a voice prompt needs its tokens")
+        mel = mel_spectrogram(resample(samples, sample_rate, SAMPLE_RATE))
+        embedding = self.speaker(resample(samples, sample_rate, SPEAKER_RATE))
+        return Voice(tokens, mel, embedding)
+
+    def no_voice(self) -> Voice:
+        dim = self.flow.config.spk_embed_dim
+        return Voice(torch.zeros(0, dtype=torch.long), torch.zeros(self.flow.config.output_size, 0), torch.zeros(dim))
+
+    def stream(self, voice: Voice | None = None, schedule: StreamSchedule | None = None) -> DecoderStream:
+        return DecoderStream(self, voice or self.no_voice(), schedule or StreamSchedule())
+
+    def decode(self, tokens, voice: Voice | None = None) -> tuple[np.ndarray, int]:
+        """All tokens at once -> (float32 PCM, 22050)."""
+        stream = self.stream(voice)
+        stream.add(tokens)
+        return stream.flush(), SAMPLE_RATE
+
+
+class DecoderStream:
+    """step(tokens) -> PCM ready so far (maybe empty); flush() -> the rest. One per utterance."""
+
+    def __init__(self, decoder: SpeechDecoder, voice: Voice, schedule: StreamSchedule):
+        self.flow, self.hift, self.voice, self.schedule = decoder.flow, decoder.hift, voice, schedule
+        seed, harmonics = decoder.seed, decoder.hift.config.nb_harmonics + 1
+        self.prompt_noise = NoiseTape(seed, self.flow.config.output_size)(0, voice.mel.shape[1])
+        self.target_noise = NoiseTape(seed + 1, self.flow.config.output_size)
+        self.source_noise = NoiseTape(seed + 2, harmonics)
+        phases = (torch.rand(harmonics, generator=torch.Generator().manual_seed(seed + 3)) * 2 - 1) * math.pi
+        self.phases = torch.cat([torch.zeros(1), phases[1:]])  # the fundamental starts at phase 0
+        self.tokens: list[int] = []
+        self.next_run, self.chunk = schedule.first_chunk_tokens, schedule.first_chunk_tokens
+        self.frames_done = 0  # mel frames voiced and emitted
+        self.history = torch.zeros(self.flow.config.output_size, 0)  # last final frames (vocoder context)
+        self.provisional: torch.Tensor | None = None  # previous run's frames from frames_done on
+        self.audio_tail = torch.zeros(0)  # previous run's audio just past what it emitted
+        self.cycles = torch.zeros(harmonics)  # source cycles before the next vocoder window
+        self.finished = False
+
+    def add(self, tokens) -> None:
+        if self.finished:
+            raise TokenError("this stream is flushed; start a new one for the next utterance")
+        tokens = torch.as_tensor(np.asarray(tokens)).long().reshape(-1)
+        self.flow.check_tokens(tokens)
+        self.tokens.extend(tokens.tolist())
+
+    def step(self, tokens) -> np.ndarray:
+        self.add(tokens)
+        if len(self.tokens) < self.next_run:
+            return np.zeros(0, dtype=np.float32)
+        self.next_run = len(self.tokens) + self.chunk
+        self.chunk = min(int(self.chunk * self.schedule.growth), self.schedule.max_chunk_tokens)
+        return self._run(final=False)
+
+    def flush(self) -> np.ndarray:
+        if self.finished:
+            return np.zeros(0, dtype=np.float32)
+        if not self.tokens:
+            raise TokenError("no speech tokens to decode")
+        out = self._run(final=True)
+        self.finished = True
+        return out
+
+    @torch.inference_mode()
+    def _run(self, final: bool) -> np.ndarray:
+        s, config = self.schedule, self.flow.config
+        n, done = len(self.tokens), self.frames_done
+        frames = config.mel_frames(n)
+        end = frames if final else frames - s.lookahead_frames
+        if end <= done and not final:
+            return np.zeros(0, dtype=np.float32)
+        # Flow window: up to context_tokens back, but never starting after the first frame still needed.
+        start = max(0, n - s.context_tokens)
+        while start > 0 and config.mel_frames(start) > done:
+            start -= 1
+        first = config.mel_frames(start)
+        noise = torch.cat([self.prompt_noise, self.target_noise(first, frames)], dim=1)
+        v = self.voice
+        window = torch.tensor(self.tokens[start:], dtype=torch.long)
+        mel = self.flow.generate(window, v.tokens, v.mel, v.embedding, noise, frames=frames - first)
+        new = mel[:, done - first :].clone()  # frames done .. frames
+        if self.provisional is not None:
+            k = min(s.mel_crossfade_frames, self.provisional.shape[1], new.shape[1])
+            w = _ramp(k)
+            new[:, :k] = self.provisional[:, :k] * (1 - w) + new[:, :k] * w
+        end = max(end, done)
+        # Vocoder window: left context from the final history, the new frames as they are now.
+        voc_first = done - self.history.shape[1]
+        audio, cycles = self._vocode(torch.cat([self.history, new], dim=1), voc_first)
+        hop = HOP_LENGTH
+        out = audio[(done - voc_first) * hop : (end - voc_first) * hop].clone()
+        k = min(len(self.audio_tail), len(out))
+        if k:
+            w = _ramp(k)
+            out[:k] = self.audio_tail[:k] * (1 - w) + out[:k] * w
+        self.audio_tail = audio[(end - voc_first) * hop : (end - voc_first) * hop + s.audio_crossfade].clone()
+        self.history = torch.cat([self.history, new[:, : end - done]], dim=1)[:, -s.vocoder_context_frames :]
+        next_first = end - self.history.shape[1]
+        if next_first > voc_first:
+            self.cycles = cycles[:, (next_first - voc_first) * hop - 1]
+        self.provisional = new[:, end - done :]
+        self.frames_done = end
+        return out.numpy()
+
+    def _vocode(self, mel: torch.Tensor, first_frame: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """mel [80, T] starting at absolute frame first_frame -> (audio [T*256], source cycles [H+1, T*256])."""
+        hop = HOP_LENGTH
+        f0 = self.hift.f0_predictor(mel[None])
+        noise = self.source_noise(first_frame * hop, (first_frame + mel.shape[1]) * hop)
+        excitation, cycles = self.hift.m_source(f0, noise[None], self.phases[None], self.cycles[None])
+        return self.hift.decode(mel[None], excitation)[0], cycles[0]

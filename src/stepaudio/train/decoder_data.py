@@ -1,0 +1,199 @@
+"""Training data for the speech decoder, read from a corpus manifest.
+
+A manifest is JSONL, one utterance per line with at least `audio` (path relative to the manifest),
+`text`, `voice` and `split`; the decoder also needs the utterance's speech tokens, either as a
+`tokens` field (a .npy of ids 0..5119, path relative to the manifest) or from a tokenize function
+given to the dataset. Features (decoder mel, tokens, speaker embedding, F0, 22.05 kHz audio) are
+computed once per utterance and cached as safetensors, so epochs after the first only read files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from stepaudio.audio import load_audio, mel_spectrogram, resample
+from stepaudio.audio.decoder_mel import HOP_LENGTH, SAMPLE_RATE
+from stepaudio.decoder.flow import TOKENS_PER_SECOND
+from stepaudio.errors import StepAudioError, TokenError
+
+REQUIRED_FIELDS = ("audio", "text", "voice", "split")
+TOKENIZER_RATE = 16_000
+
+Tokenize = Callable[[np.ndarray], np.ndarray]  # 16 kHz samples -> token ids
+Embed = Callable[[np.ndarray], torch.Tensor]  # 16 kHz samples -> speaker embedding
+
+
+class ManifestError(StepAudioError, ValueError):
+    """A corpus manifest that cannot be used: unreadable, missing fields, no entries for the split."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    audio: Path
+    text: str
+    voice: str
+    tokens: Path | None
+
+
+def read_manifest(path: Path, split: str = "train") -> list[Utterance]:
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest {path} not found")
+    utterances = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ManifestError(f"{path}:{number}: not JSON ({error})") from error
+        missing = [name for name in REQUIRED_FIELDS if name not in entry]
+        if missing:
+            raise ManifestError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+        if entry["split"] != split:
+            continue
+        tokens = path.parent / entry["tokens"] if entry.get("tokens") else None
+        utterances.append(Utterance(path.parent / entry["audio"], entry["text"], entry["voice"], tokens))
+    if not utterances:
+        raise ManifestError(f"{path} has no utterances in split {split!r}")
+    return utterances
+
+
+def estimate_f0(samples: np.ndarray, hop: int = HOP_LENGTH, fmin: float = 60.0, fmax: float = 500.0) -> np.ndarray:
+    """F0 in Hz per decoder mel frame (0 = unvoiced) of 22.05 kHz samples: YIN for the period, and a
+    frame is voiced when the signal correlates well (> 0.6) with itself one period later."""
+    import librosa
+
+    frame = 1024
+    f0 = librosa.yin(samples, fmin=fmin, fmax=fmax, sr=SAMPLE_RATE, frame_length=frame, hop_length=hop)
+    frames = librosa.util.frame(np.pad(samples, frame // 2), frame_length=frame, hop_length=hop)  # [1024, F]
+    count = min(len(samples) // hop, f0.shape[0], frames.shape[1])
+    voiced = np.zeros(count, dtype=bool)
+    for i in range(count):
+        period = int(round(SAMPLE_RATE / f0[i]))
+        a, b = frames[: frame - period, i], frames[period:, i]
+        denominator = np.sqrt((a @ a) * (b @ b))
+        voiced[i] = denominator > 1e-8 and (a @ b) / denominator > 0.6
+    return np.where(voiced, f0[:count], 0.0).astype(np.float32)
+
+
+class DecoderDataset(torch.utils.data.Dataset):
+    """Utterance i -> {tokens [N], mel [80, T], embedding [D], f0 [T], audio [T * 256]} (cached)."""
+
+    def __init__(
+        self,
+        utterances: list[Utterance],
+        cache_dir: Path,
+        tokenize: Tokenize | None = None,
+        embed: Embed | None = None,
+        embedding_dim: int = 256,
+        with_f0: bool = False,
+    ):
+        self.utterances, self.cache_dir = utterances, Path(cache_dir)
+        self.tokenize, self.embed, self.embedding_dim, self.with_f0 = tokenize, embed, embedding_dim, with_f0
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def _cache_path(self, utterance: Utterance) -> Path:
+        stat = utterance.audio.stat()
+        key = f"{utterance.audio.resolve()}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{self.with_f0}"
+        return self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.safetensors"
+
+    def _tokens(self, utterance: Utterance, samples16: np.ndarray) -> torch.Tensor:
+        if utterance.tokens is not None:
+            tokens = np.load(utterance.tokens)
+        elif self.tokenize is not None:
+            tokens = self.tokenize(samples16)
+        else:
+            raise ManifestError(f"{utterance.audio} has no `tokens` file in the manifest and no tokenizer was given")
+        tokens = torch.as_tensor(np.asarray(tokens)).long().reshape(-1)
+        if tokens.numel() == 0 or int(tokens.min()) < 0 or int(tokens.max()) > 5119:
+            raise TokenError(f"tokens of {utterance.audio} are empty or outside 0..5119")
+        return tokens
+
+    def _features(self, utterance: Utterance) -> dict[str, torch.Tensor]:
+        samples, rate = load_audio(utterance.audio)
+        audio = resample(samples, rate, SAMPLE_RATE)
+        samples16 = resample(samples, rate, TOKENIZER_RATE)
+        mel = mel_spectrogram(audio)
+        features = {
+            "tokens": self._tokens(utterance, samples16),
+            "mel": mel,
+            "embedding": self.embed(samples16).float() if self.embed else torch.zeros(self.embedding_dim),
+            "audio": torch.from_numpy(audio[: mel.shape[1] * HOP_LENGTH].copy()),
+        }
+        if self.with_f0:
+            f0 = torch.from_numpy(estimate_f0(audio))
+            features["f0"] = torch.nn.functional.pad(f0, (0, mel.shape[1] - len(f0)))
+        return features
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        utterance = self.utterances[index]
+        path = self._cache_path(utterance)
+        if path.is_file():
+            return load_file(str(path))
+        features = self._features(utterance)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        save_file(features, str(partial))
+        os.replace(partial, path)  # atomic: ranks that race write the same file
+        return features
+
+
+def crop_flow_example(example: dict, max_tokens: int, generator: torch.Generator) -> dict:
+    """A random run of whole 5-token groups, at most max_tokens, with the mel frames it spans."""
+    tokens, mel = example["tokens"], example["mel"]
+    groups, keep = len(tokens) // 5, max(1, max_tokens // 5)
+    if len(tokens) <= max_tokens:
+        return example
+    start = int(torch.randint(0, groups - keep + 1, (1,), generator=generator)) * 5
+    stop = start + keep * 5
+
+    def frame(n):
+        return min(mel.shape[1], int(n / TOKENS_PER_SECOND * SAMPLE_RATE / HOP_LENGTH))
+
+    return example | {"tokens": tokens[start:stop], "mel": mel[:, frame(start) : frame(stop)]}
+
+
+def collate_flow(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Pad to the longest: tokens [B, N] (+ lengths), mel [B, 80, T] (+ lengths), embedding [B, D]."""
+    token_lengths = torch.tensor([len(e["tokens"]) for e in examples])
+    mel_lengths = torch.tensor([e["mel"].shape[1] for e in examples])
+    tokens = torch.zeros(len(examples), int(token_lengths.max()), dtype=torch.long)
+    mel = torch.zeros(len(examples), examples[0]["mel"].shape[0], int(mel_lengths.max()))
+    for i, e in enumerate(examples):
+        tokens[i, : len(e["tokens"])] = e["tokens"]
+        mel[i, :, : e["mel"].shape[1]] = e["mel"]
+    embedding = torch.stack([e["embedding"] for e in examples])
+    return {
+        "tokens": tokens,
+        "token_lengths": token_lengths,
+        "mel": mel,
+        "mel_lengths": mel_lengths,
+        "embedding": embedding,
+    }
+
+
+def vocoder_segment(example: dict, frames: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Aligned random segment: mel [80, frames], f0 [frames], audio [frames * 256] (zero-padded if short)."""
+    mel, f0, audio = example["mel"], example["f0"], example["audio"]
+    total = mel.shape[1]
+    if total < frames:
+        pad = frames - total
+        mel = torch.nn.functional.pad(mel, (0, pad), value=float(mel.min()))
+        f0 = torch.nn.functional.pad(f0, (0, pad))
+        audio = torch.nn.functional.pad(audio, (0, pad * HOP_LENGTH))
+        total = frames
+    start = int(torch.randint(0, total - frames + 1, (1,), generator=generator))
+    span = slice(start * HOP_LENGTH, (start + frames) * HOP_LENGTH)
+    return {"mel": mel[:, start : start + frames], "f0": f0[start : start + frames], "audio": audio[span]}

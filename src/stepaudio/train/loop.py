@@ -1,0 +1,165 @@
+"""One training loop for every recipe: single process or torchrun (gloo on CPU), checkpoints,
+resume, a progress bar and a JSONL loss log.
+
+A recipe hands over an `objective` module whose forward(batch) returns (loss, {name: value}), the
+dataset with its collate function, and an `export` callback that writes the deployable weights.
+Under torchrun (WORLD_SIZE > 1) the objective is wrapped in DistributedDataParallel, every rank reads
+its own shard of the data and rank 0 alone logs, checkpoints and exports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from stepaudio.errors import CheckpointError, StepAudioError
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    out: Path
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 2e-4
+    warmup_steps: int = 100
+    grad_clip: float = 5.0
+    log_every: int = 10
+    save_every: int = 200
+    seed: int = 0
+    resume: bool = False
+
+
+class _Distributed:
+    """Rank and world size; initialises gloo when launched by torchrun."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo")
+        self.rank = dist.get_rank() if self.world > 1 else 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        if self.world == 1:
+            return values
+        tensor = torch.tensor(list(values.values()), dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return dict(zip(values, (tensor / self.world).tolist(), strict=True))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
+def _save_checkpoint(path: Path, objective: nn.Module, optimizer, scheduler, step: int, options: TrainOptions) -> None:
+    state = {
+        "model": objective.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "options": json.dumps(asdict(options), default=str),
+    }
+    partial = path.with_suffix(".tmp")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def train(
+    objective: nn.Module,
+    dataset: torch.utils.data.Dataset,
+    collate: Callable,
+    options: TrainOptions,
+    export: Callable[[], None],
+) -> int:
+    """Run until options.steps optimiser steps are done; returns the step reached."""
+    world = _Distributed()
+    out = Path(options.out)
+    checkpoint = out / CHECKPOINT
+    try:
+        if checkpoint.exists() and not options.resume:  # every rank sees it, so none waits for the others
+            raise StepAudioError(f"{checkpoint} exists: pass --resume to continue it, or choose another --out")
+        if world.main:
+            out.mkdir(parents=True, exist_ok=True)
+        world.barrier()
+        torch.manual_seed(options.seed + world.rank)
+        optimizer = torch.optim.AdamW(objective.parameters(), lr=options.lr)
+        warmup = max(1, options.warmup_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 0
+            optimizer,
+            lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / options.steps))),
+        )
+        step = 0
+        if options.resume and checkpoint.exists():
+            try:
+                state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+                objective.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                step = int(state["step"])
+            except (KeyError, RuntimeError) as error:
+                raise CheckpointError(f"cannot resume from {checkpoint}: {error}") from error
+        model = nn.parallel.DistributedDataParallel(objective) if world.world > 1 else objective
+        sampler = (
+            torch.utils.data.DistributedSampler(dataset, seed=options.seed)
+            if world.world > 1
+            else torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(options.seed))
+        )
+        loader = torch.utils.data.DataLoader(dataset, options.batch_size, sampler=sampler, collate_fn=collate)
+        progress = tqdm(total=options.steps, initial=step, disable=not world.main, unit="step", dynamic_ncols=True)
+        log = (out / LOG).open("a") if world.main else None
+        epoch, started = 0, time.monotonic()
+        model.train()
+        while step < options.steps:
+            if isinstance(sampler, torch.utils.data.DistributedSampler):
+                sampler.set_epoch(epoch)
+            for batch in loader:
+                loss, parts = model(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = float(nn.utils.clip_grad_norm_(objective.parameters(), options.grad_clip))
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                if step % options.log_every == 0 or step == options.steps:
+                    values = world.mean({"loss": loss.item(), **{k: float(v) for k, v in parts.items()}})
+                    if world.main:
+                        record = {"step": step, **values, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]}
+                        record["seconds"] = round(time.monotonic() - started, 2)
+                        log.write(json.dumps(record) + "\n")
+                        log.flush()
+                        progress.set_postfix(loss=f"{values['loss']:.4f}")
+                if world.main:
+                    progress.update(1)
+                if world.main and (step % options.save_every == 0 or step == options.steps):
+                    _save_checkpoint(checkpoint, objective, optimizer, scheduler, step, options)
+                    export()
+                if step >= options.steps:
+                    break
+            epoch += 1
+        progress.close()
+        if log:
+            log.close()
+        world.barrier()
+        return step
+    finally:
+        world.close()

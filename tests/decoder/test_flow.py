@@ -1,0 +1,120 @@
+import math
+
+import pytest
+import torch
+from tiny import tiny_flow, tiny_hift
+
+from stepaudio.decoder.conformer import EncoderConfig, RelPositionAttention, relative_positions
+from stepaudio.decoder.flow import TOKENS_PER_SECOND, time_grid
+from stepaudio.errors import TokenError
+
+
+@pytest.fixture
+def flow():
+    return tiny_flow()
+
+
+@pytest.fixture
+def hift():
+    return tiny_hift()
+
+
+def no_prompt(flow):
+    return torch.zeros(0, dtype=torch.long), torch.zeros(80, 0), torch.zeros(flow.config.spk_embed_dim)
+
+
+def test_mel_frames_follow_the_official_length_regulator(flow):
+    for n in (1, 5, 41, 42, 125, 997):
+        assert flow.config.mel_frames(n) == math.floor(n / TOKENS_PER_SECOND * 22050 / 256)
+    assert flow.config.mel_frames(125) == 258  # 3 s of tokens -> 3 s of mel (258.4 frames)
+
+
+def test_generate_shapes_and_prompt_cut(flow):
+    tokens = torch.randint(0, 5120, (30,))
+    frames = flow.config.mel_frames(30)
+    mel = flow.generate(tokens, *no_prompt(flow), torch.randn(80, frames))
+    assert mel.shape == (80, frames) and torch.isfinite(mel).all()
+    prompt_tokens, prompt_mel = torch.randint(0, 5120, (10,)), torch.randn(80, 23)
+    noise = torch.randn(80, 23 + frames)
+    prompted = flow.generate(tokens, prompt_tokens, prompt_mel, torch.randn(16), noise)
+    assert prompted.shape == (80, frames)  # the 23 prompt frames are cut
+    other = flow.generate(tokens, prompt_tokens, prompt_mel + 1, torch.randn(16), noise)
+    assert not torch.allclose(prompted, other)  # the prompt mel conditions the output
+
+
+def test_sampling_is_deterministic_given_the_noise(flow):
+    tokens, noise = torch.randint(0, 5120, (20,)), torch.randn(80, flow.config.mel_frames(20))
+    a = flow.generate(tokens, *no_prompt(flow), noise)
+    b = flow.generate(tokens, *no_prompt(flow), noise.clone())
+    c = flow.generate(tokens, *no_prompt(flow), torch.randn_like(noise))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_cosine_time_grid():
+    grid = time_grid(10, "cosine")
+    assert grid[0] == 0 and grid[-1] == pytest.approx(1) and grid[5] == pytest.approx(1 - math.cos(math.pi / 4))
+    assert torch.all(grid[1:] > grid[:-1])
+
+
+def test_one_euler_step_applies_classifier_free_guidance(flow):
+    cfm, estimator = flow.decoder, flow.decoder.estimator
+    x, mu, cond, spks = torch.randn(1, 80, 12), torch.randn(1, 80, 12), torch.randn(1, 80, 12), torch.randn(1, 80)
+    mask, t0 = torch.ones(1, 1, 12), torch.zeros(1)
+    with torch.inference_mode():
+        v_cond = estimator(x, mask, mu, t0, spks, cond)
+        v_free = estimator(x, mask, torch.zeros_like(mu), t0, torch.zeros_like(spks), torch.zeros_like(cond))
+        out = cfm.sample(x, mu, spks, cond, n_steps=1, cfg_rate=0.7)
+    torch.testing.assert_close(out, x + 1.7 * v_cond - 0.7 * v_free, atol=1e-4, rtol=1e-4)
+
+
+def test_padding_does_not_change_the_encoding(flow):
+    tokens = torch.randint(0, 5120, (1, 17))
+    padded = torch.cat([tokens, torch.randint(0, 5120, (1, 6))], dim=1)
+    with torch.inference_mode():
+        alone = flow.encode(tokens)
+        batched = flow.encode(torch.cat([padded, padded]), torch.tensor([17, 23]))
+    torch.testing.assert_close(batched[0, :17], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_relative_attention_matches_a_direct_computation():
+    torch.manual_seed(0)
+    attention = RelPositionAttention(EncoderConfig(16, 16, 2, 32, 1, attention_dropout_rate=0.0)).eval()
+    x, t = torch.randn(1, 5, 16), 5
+    pos = relative_positions(t, 16)[None]
+    q, k, v = (lin(x).view(t, 2, 8) for lin in (attention.linear_q, attention.linear_k, attention.linear_v))
+    p = attention.linear_pos(pos).view(2 * t - 1, 2, 8)
+    out = torch.zeros(t, 2, 8)
+    for h in range(2):
+        scores = torch.zeros(t, t)
+        for i in range(t):
+            for j in range(t):
+                rel = p[(t - 1) - (i - j), h]  # the table runs from offset T-1 down to -(T-1)
+                scores[i, j] = (q[i, h] + attention.pos_bias_u[h]) @ k[j, h] + (q[i, h] + attention.pos_bias_v[h]) @ rel
+        out[:, h] = torch.softmax(scores / math.sqrt(8), dim=-1) @ v[:, h]
+    expected = attention.linear_out(out.reshape(1, t, 16))
+    torch.testing.assert_close(attention(x, pos, None), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_bad_tokens_are_refused(flow):
+    noise = torch.randn(80, flow.config.mel_frames(3))
+    with pytest.raises(TokenError, match="0..5119"):
+        flow.generate(torch.tensor([1, 5120, 3]), *no_prompt(flow), noise)
+    with pytest.raises(TokenError, match="integers"):
+        flow.generate(torch.tensor([1.0, 2.0, 3.0]), *no_prompt(flow), noise)
+    with pytest.raises(TokenError, match="no speech tokens"):
+        flow.generate(torch.zeros(0, dtype=torch.long), *no_prompt(flow), torch.randn(80, 0))
+
+
+def test_training_loss_has_gradients(flow):
+    flow.train()
+    generator = torch.Generator().manual_seed(0)
+    loss = flow.loss(
+        torch.randint(0, 5120, (2, 30)),
+        torch.tensor([30, 21]),
+        torch.randn(2, 80, 62),
+        torch.tensor([62, 43]),
+        torch.randn(2, 16),
+        generator,
+    )
+    loss.backward()
+    assert torch.isfinite(loss) and flow.input_embedding.weight.grad.abs().sum() > 0

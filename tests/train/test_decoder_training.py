@@ -1,0 +1,127 @@
+"""The decoder recipes on a tiny corpus: manifest loading, steps, logs, checkpoints, resume, torchrun."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import speechlike, tone
+from stepaudio.audio import save_audio
+from stepaudio.cli import main
+from stepaudio.decoder.checkpoint import load_model
+from stepaudio.decoder.conformer import EncoderConfig
+from stepaudio.decoder.estimator import EstimatorConfig
+from stepaudio.decoder.flow import FlowConfig, FlowModel
+from stepaudio.decoder.hift import HiFT, HiFTConfig
+from stepaudio.errors import StepAudioError
+from stepaudio.train.decoder_data import ManifestError, estimate_f0, read_manifest
+
+FLOW = FlowConfig(
+    input_size=16,
+    spk_embed_dim=8,
+    sampling_ratios=(1,),
+    encoder=EncoderConfig(16, 16, 2, 32, 1),
+    estimator=EstimatorConfig(channels=(16,), attention_head_dim=8, n_blocks=1, num_mid_blocks=1, num_heads=2),
+)
+HIFT = HiFTConfig(
+    base_channels=8,
+    resblock_kernel_sizes=(3,),
+    resblock_dilation_sizes=((1,),),
+    source_resblock_dilation_sizes=((1,), (1,)),
+    f0_cond_channels=8,
+)
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """Four short utterances (three for training) with random token files, and the model configs."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, seconds in enumerate((1.0, 1.3, 0.8, 1.1)):
+        save_audio(tmp_path / f"u{i}.wav", speechlike(seconds, 22_050, seed=i), 22_050)
+        np.save(tmp_path / f"u{i}.npy", rng.integers(0, 5120, 5 * int(seconds / 0.12)))
+        split = "test" if i == 3 else "train"
+        lines.append({"audio": f"u{i}.wav", "text": "hi", "voice": "v", "split": split, "tokens": f"u{i}.npy"})
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "flow.json").write_text(json.dumps(dataclasses.asdict(FLOW)))
+    (tmp_path / "hift.json").write_text(json.dumps(dataclasses.asdict(HIFT)))
+    return tmp_path
+
+
+def train_args(corpus: Path, recipe: str, out: Path, steps: int, *extra: str) -> list[str]:
+    return ["train", recipe, "--manifest", str(corpus / "manifest.jsonl"), "--out", str(out), "--steps", str(steps),
+            "--batch-size", "2", "--log-every", "1", "--save-every", "100", "--warmup", "1",
+            "--config", str(corpus / f"{'flow' if recipe == 'flow' else 'hift'}.json"), *extra]  # fmt: skip
+
+
+def log_steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_manifest_is_checked(corpus):
+    assert [u.audio.name for u in read_manifest(corpus / "manifest.jsonl")] == ["u0.wav", "u1.wav", "u2.wav"]
+    assert read_manifest(corpus / "manifest.jsonl", "test")[0].tokens == corpus / "u3.npy"
+    with pytest.raises(ManifestError, match="no utterances in split 'dev'"):
+        read_manifest(corpus / "manifest.jsonl", "dev")
+    (corpus / "bad.jsonl").write_text('{"audio": "u0.wav", "text": "hi"}\n')
+    with pytest.raises(ManifestError, match="bad.jsonl:1: missing field.*voice, split"):
+        read_manifest(corpus / "bad.jsonl")
+
+
+def test_f0_of_a_tone_and_of_silence():
+    samples = np.concatenate([tone(0.5, 22_050, 220.0), np.zeros(11_025, dtype=np.float32)])
+    f0 = estimate_f0(samples)
+    assert len(f0) == len(samples) // 256
+    assert np.allclose(f0[5:35], 220.0, rtol=0.02) and (f0[-15:] == 0).all()
+
+
+def test_flow_trains_checkpoints_resumes_and_exports(corpus, capsys):
+    out = corpus / "run"
+    assert main(train_args(corpus, "flow", out, 3, "--speaker", "none")) == 0
+    assert log_steps(out) == [1, 2, 3]
+    assert all(np.isfinite(json.loads(line)["loss"]) for line in (out / "log.jsonl").read_text().splitlines())
+    flow = load_model(FlowModel, FlowConfig, out, "flow")
+    assert flow.config == FLOW
+    assert main(train_args(corpus, "flow", out, 3, "--speaker", "none")) == 1  # exists, no --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main(train_args(corpus, "flow", out, 5, "--speaker", "none", "--resume")) == 0
+    assert log_steps(out) == [1, 2, 3, 4, 5]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 5
+    resumed = load_model(FlowModel, FlowConfig, out, "flow")
+    assert not torch.equal(resumed.input_embedding.weight, flow.input_embedding.weight)
+
+
+def test_vocoder_trains_and_exports(corpus):
+    out = corpus / "voc"
+    assert main(train_args(corpus, "vocoder", out, 2, "--segment-frames", "16", "--export", str(corpus / "mini"))) == 0
+    record = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 2 and {"stft", "mel", "f0"} <= set(record)
+    assert load_model(HiFT, HiFTConfig, corpus / "mini", "hift").config == HIFT
+
+
+def test_torchrun_two_processes(corpus):
+    out = corpus / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "stepaudio.cli", *train_args(corpus, "flow", out, 2, "--speaker", "none")]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert log_steps(out) == [1, 2]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert (out / "flow.safetensors").is_file()
+
+
+def test_training_refuses_an_existing_run_without_resume(corpus):
+    from stepaudio.train.decoder_recipes import train_flow
+    from stepaudio.train.loop import TrainOptions
+
+    (corpus / "r").mkdir()
+    (corpus / "r" / "checkpoint.pt").write_bytes(b"x")
+    with pytest.raises(StepAudioError, match="--resume"):
+        train_flow(corpus / "manifest.jsonl", TrainOptions(out=corpus / "r", steps=1), FLOW)
