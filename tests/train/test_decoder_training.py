@@ -19,8 +19,9 @@ from stepaudio.decoder.conformer import EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig
 from stepaudio.decoder.flow import FlowConfig, FlowModel
 from stepaudio.decoder.hift import HiFT, HiFTConfig
-from stepaudio.errors import StepAudioError
-from stepaudio.train.decoder_data import ManifestError, estimate_f0, read_manifest
+from stepaudio.errors import DataError, StepAudioError
+from stepaudio.train.data.manifest import read_split
+from stepaudio.train.decoder_data import estimate_f0
 
 FLOW = FlowConfig(
     input_size=16,
@@ -47,7 +48,8 @@ def corpus(tmp_path) -> Path:
         save_audio(tmp_path / f"u{i}.wav", speechlike(seconds, 22_050, seed=i), 22_050)
         np.save(tmp_path / f"u{i}.npy", rng.integers(0, 5120, 5 * int(seconds / 0.12)))
         split = "test" if i == 3 else "train"
-        lines.append({"audio": f"u{i}.wav", "text": "hi", "voice": "v", "split": split, "tokens": f"u{i}.npy"})
+        lines.append({"audio": f"u{i}.wav", "text": "hi", "language": "en", "voice": "v", "speed": 1.0, "pitch": 1.0,
+                      "duration": seconds, "split": split, "source": "test", "tokens": f"u{i}.npy"})  # fmt: skip
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     (tmp_path / "flow.json").write_text(json.dumps(dataclasses.asdict(FLOW)))
     (tmp_path / "hift.json").write_text(json.dumps(dataclasses.asdict(HIFT)))
@@ -64,14 +66,11 @@ def log_steps(out: Path) -> list[int]:
     return [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
 
 
-def test_manifest_is_checked(corpus):
-    assert [u.audio.name for u in read_manifest(corpus / "manifest.jsonl")] == ["u0.wav", "u1.wav", "u2.wav"]
-    assert read_manifest(corpus / "manifest.jsonl", "test")[0].tokens == corpus / "u3.npy"
-    with pytest.raises(ManifestError, match="no utterances in split 'dev'"):
-        read_manifest(corpus / "manifest.jsonl", "dev")
-    (corpus / "bad.jsonl").write_text('{"audio": "u0.wav", "text": "hi"}\n')
-    with pytest.raises(ManifestError, match="bad.jsonl:1: missing field.*voice, split"):
-        read_manifest(corpus / "bad.jsonl")
+def test_manifest_splits_and_token_files(corpus):
+    assert [u.audio for u in read_split(corpus / "manifest.jsonl", "train")] == ["u0.wav", "u1.wav", "u2.wav"]
+    assert read_split(corpus / "manifest.jsonl", "test")[0].tokens == "u3.npy"
+    with pytest.raises(DataError, match="no utterances in split 'dev'"):
+        read_split(corpus / "manifest.jsonl", "dev")
 
 
 def test_f0_of_a_tone_and_of_silence():

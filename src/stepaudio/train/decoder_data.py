@@ -1,19 +1,16 @@
 """Training data for the speech decoder, read from a corpus manifest.
 
-A manifest is JSONL, one utterance per line with at least `audio` (path relative to the manifest),
-`text`, `voice` and `split`; the decoder also needs the utterance's speech tokens, either as a
-`tokens` field (a .npy of ids 0..5119, path relative to the manifest) or from a tokenize function
-given to the dataset. Features (decoder mel, tokens, speaker embedding, F0, 22.05 kHz audio) are
+The manifest is the corpus format of `stepaudio.train.data.manifest`; the decoder also needs each
+utterance's speech tokens, either from its `tokens` file or from a tokenize function given to the
+dataset. Features (decoder mel, tokens, speaker embedding, F0, 22.05 kHz audio) are
 computed once per utterance and cached as safetensors, so epochs after the first only read files.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,49 +20,13 @@ from safetensors.torch import load_file, save_file
 from stepaudio.audio import load_audio, mel_spectrogram, resample
 from stepaudio.audio.decoder_mel import HOP_LENGTH, SAMPLE_RATE
 from stepaudio.decoder.flow import TOKENS_PER_SECOND
-from stepaudio.errors import StepAudioError, TokenError
+from stepaudio.errors import DataError, TokenError
+from stepaudio.train.data.manifest import Utterance, manifest_dir, read_split
 
-REQUIRED_FIELDS = ("audio", "text", "voice", "split")
 TOKENIZER_RATE = 16_000
 
 Tokenize = Callable[[np.ndarray], np.ndarray]  # 16 kHz samples -> token ids
 Embed = Callable[[np.ndarray], torch.Tensor]  # 16 kHz samples -> speaker embedding
-
-
-class ManifestError(StepAudioError, ValueError):
-    """A corpus manifest that cannot be used: unreadable, missing fields, no entries for the split."""
-
-
-@dataclass(frozen=True)
-class Utterance:
-    audio: Path
-    text: str
-    voice: str
-    tokens: Path | None
-
-
-def read_manifest(path: Path, split: str = "train") -> list[Utterance]:
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"manifest {path} not found")
-    utterances = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ManifestError(f"{path}:{number}: not JSON ({error})") from error
-        missing = [name for name in REQUIRED_FIELDS if name not in entry]
-        if missing:
-            raise ManifestError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
-        if entry["split"] != split:
-            continue
-        tokens = path.parent / entry["tokens"] if entry.get("tokens") else None
-        utterances.append(Utterance(path.parent / entry["audio"], entry["text"], entry["voice"], tokens))
-    if not utterances:
-        raise ManifestError(f"{path} has no utterances in split {split!r}")
-    return utterances
 
 
 def estimate_f0(samples: np.ndarray, hop: int = HOP_LENGTH, fmin: float = 60.0, fmax: float = 500.0) -> np.ndarray:
@@ -91,14 +52,16 @@ class DecoderDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        utterances: list[Utterance],
+        manifest: Path,
+        split: str,
         cache_dir: Path,
         tokenize: Tokenize | None = None,
         embed: Embed | None = None,
         embedding_dim: int = 256,
         with_f0: bool = False,
     ):
-        self.utterances, self.cache_dir = utterances, Path(cache_dir)
+        self.utterances, self.root = read_split(manifest, split), manifest_dir(manifest)
+        self.cache_dir = Path(cache_dir)
         self.tokenize, self.embed, self.embedding_dim, self.with_f0 = tokenize, embed, embedding_dim, with_f0
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -106,24 +69,25 @@ class DecoderDataset(torch.utils.data.Dataset):
         return len(self.utterances)
 
     def _cache_path(self, utterance: Utterance) -> Path:
-        stat = utterance.audio.stat()
-        key = f"{utterance.audio.resolve()}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{self.with_f0}"
+        audio = (self.root / utterance.audio).resolve()
+        stat = audio.stat()
+        key = f"{audio}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{self.with_f0}"
         return self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.safetensors"
 
     def _tokens(self, utterance: Utterance, samples16: np.ndarray) -> torch.Tensor:
         if utterance.tokens is not None:
-            tokens = np.load(utterance.tokens)
+            tokens = np.load(self.root / utterance.tokens)
         elif self.tokenize is not None:
             tokens = self.tokenize(samples16)
         else:
-            raise ManifestError(f"{utterance.audio} has no `tokens` file in the manifest and no tokenizer was given")
+            raise DataError(f"{utterance.audio} has no `tokens` file in the manifest and no tokenizer was given")
         tokens = torch.as_tensor(np.asarray(tokens)).long().reshape(-1)
         if tokens.numel() == 0 or int(tokens.min()) < 0 or int(tokens.max()) > 5119:
             raise TokenError(f"tokens of {utterance.audio} are empty or outside 0..5119")
         return tokens
 
     def _features(self, utterance: Utterance) -> dict[str, torch.Tensor]:
-        samples, rate = load_audio(utterance.audio)
+        samples, rate = load_audio(self.root / utterance.audio)
         audio = resample(samples, rate, SAMPLE_RATE)
         samples16 = resample(samples, rate, TOKENIZER_RATE)
         mel = mel_spectrogram(audio)

@@ -27,7 +27,6 @@ from stepaudio.train.decoder_data import (
     Tokenize,
     collate_flow,
     crop_flow_example,
-    read_manifest,
     vocoder_segment,
 )
 from stepaudio.train.loop import TrainOptions, train
@@ -108,9 +107,7 @@ def train_flow(
     export_dir: Path | None = None,
     max_tokens: int = 250,
 ) -> int:
-    dataset = DecoderDataset(
-        read_manifest(manifest), Path(options.out) / "features", tokenize, embed, config.spk_embed_dim
-    )
+    dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", tokenize, embed, config.spk_embed_dim)
     flow = FlowModel(config)
     objective = FlowObjective(flow)
     data = _Mapped(dataset, lambda example: crop_flow_example(example, max_tokens, None))
@@ -126,7 +123,7 @@ def train_vocoder(
     export_dir: Path | None = None,
     segment_frames: int = 32,
 ) -> int:
-    dataset = DecoderDataset(read_manifest(manifest), Path(options.out) / "features", with_f0=True)
+    dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", with_f0=True)
     hift = HiFT(config)
     objective = VocoderObjective(hift)
     data = _Mapped(dataset, lambda example: vocoder_segment(example, segment_frames, None))

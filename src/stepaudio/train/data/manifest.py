@@ -30,6 +30,7 @@ class Utterance:
     duration: float  # seconds
     split: str  # "train" or "test"
     source: str  # where the text came from: "chatterbot", "fortunes", "words", "generated", a file, ...
+    tokens: str | None = None  # .npy of its speech tokens (ids 0..5119), relative to the manifest, once tokenized
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -39,6 +40,7 @@ class Utterance:
 
 
 FIELDS = tuple(field.name for field in dataclasses.fields(Utterance))
+REQUIRED = tuple(field.name for field in dataclasses.fields(Utterance) if field.default is dataclasses.MISSING)
 
 
 def write_manifest(path: str | os.PathLike, utterances: list[Utterance]) -> None:
@@ -65,10 +67,24 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
                 continue
             try:
                 record = json.loads(line)
-                missing = [name for name in FIELDS if name not in record]
+                missing = [name for name in REQUIRED if name not in record]
                 if missing:
                     raise DataError(f"missing fields {missing}")
-                utterances.append(Utterance(**{name: record[name] for name in FIELDS}))
+                utterances.append(Utterance(**{name: record[name] for name in FIELDS if name in record}))
             except (json.JSONDecodeError, TypeError, DataError) as error:
                 raise DataError(f"{path}:{number}: not a manifest line ({error})") from None
     return utterances
+
+
+def read_split(path: str | os.PathLike, split: str) -> list[Utterance]:
+    """The utterances of one split; an empty split is an error, since a recipe cannot train on it."""
+    utterances = [utt for utt in read_manifest(path) if utt.split == split]
+    if not utterances:
+        raise DataError(f"{path} has no utterances in split {split!r}")
+    return utterances
+
+
+def manifest_dir(path: str | os.PathLike) -> Path:
+    """The folder that the manifest's relative paths start from."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
