@@ -1,7 +1,8 @@
-"""`stepaudio train RECIPE`: train a component from a corpus manifest, on one process or under torchrun.
+"""`stepaudio train RECIPE`: train a component from a corpus manifest.
 
 stepaudio train flow --manifest corpus/manifest.jsonl --out runs/flow --export models/mini-decoder
 torchrun --nproc_per_node 2 -m stepaudio.cli train vocoder --manifest ... --out runs/vocoder
+stepaudio train kmeans acoustic --manifest corpus/manifest.jsonl --out acoustic_codebook.safetensors
 """
 
 from __future__ import annotations
@@ -9,7 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-RECIPES = ("flow", "vocoder")
+
+def cmd_kmeans(args: argparse.Namespace) -> None:
+    from stepaudio.train import codebooks
+
+    report = codebooks.train_acoustic(args.manifest, args.out, args.codes, args.max_hours, args.iterations, args.seed)
+    for split in ("train", "test"):
+        stats = report[split]
+        print(f"{split}: perplexity {stats['perplexity']:.0f} of {args.codes} codes, {stats['dead_codes']} dead")
+    print(f"{report['train_frames']} training frames; wrote {args.out} (+ .json, .report.json)")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -53,11 +62,35 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
         help="train a model component from a corpus manifest",
-        description="Train the speech decoder's flow (tokens -> mel) or vocoder (mel -> waveform) from a JSONL "
-        "manifest (audio, text, voice, split[, tokens]). Runs on one process, or on several under torchrun (gloo). "
-        "Writes OUT/checkpoint.pt (for --resume), OUT/log.jsonl (losses) and the weights as safetensors + JSON.",
+        description="Train a component of the mini model from a corpus manifest (`stepaudio data synth`).",
     )
-    parser.add_argument("recipe", choices=RECIPES)
+    recipes = parser.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
+    _add_gradient_recipe(recipes, "flow", "the speech decoder's flow (tokens -> mel)")
+    _add_gradient_recipe(recipes, "vocoder", "the vocoder (mel -> PCM)")
+    kmeans = recipes.add_parser(
+        "kmeans",
+        help="a tokenizer codebook by k-means",
+        description="Fit a tokenizer codebook by k-means on features of the corpus's training split, and report its "
+        "usage (perplexity, dead codes) on the training and test splits.",
+    )
+    kmeans.add_argument("stream", choices=("acoustic",), help="which tokenizer stream")
+    kmeans.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
+    kmeans.add_argument("--out", required=True, type=Path, help="codebook .safetensors (config .json beside it)")
+    kmeans.add_argument("--codes", type=int, default=4096, help="codebook size (default: %(default)s)")
+    kmeans.add_argument("--max-hours", type=float, default=2.0, help="training audio to use (default: %(default)s)")
+    kmeans.add_argument("--iterations", type=int, default=30, help="at most this many k-means iterations")
+    kmeans.add_argument("--seed", type=int, default=0)
+    kmeans.set_defaults(run=cmd_kmeans)
+
+
+def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what: str) -> None:
+    parser = recipes.add_parser(
+        recipe,
+        help=f"train {what}",
+        description=f"Train {what} from a JSONL manifest (audio, text, voice, split[, tokens]). Runs on one "
+        "process, or on several under torchrun (gloo). Writes OUT/checkpoint.pt (for --resume), OUT/log.jsonl "
+        "(losses) and the weights as safetensors + JSON.",
+    )
     parser.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
     parser.add_argument("--out", required=True, help="run directory: checkpoint, log, feature cache")
     parser.add_argument("--export", help="where to write flow.* / hift.* weights (default: --out)")
@@ -70,7 +103,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
-    parser.add_argument("--speaker", choices=("ge2e", "none"), default="ge2e", help="flow: speaker embedding")
-    parser.add_argument("--max-tokens", type=int, default=250, help="flow: crop utterances to this many tokens")
-    parser.add_argument("--segment-frames", type=int, default=32, help="vocoder: mel frames per training segment")
+    if recipe == "flow":
+        parser.add_argument("--speaker", choices=("ge2e", "none"), default="ge2e", help="speaker embedding")
+        parser.add_argument("--max-tokens", type=int, default=250, help="crop utterances to this many tokens")
+    else:
+        parser.add_argument("--segment-frames", type=int, default=32, help="mel frames per training segment")
     parser.set_defaults(run=cmd_train)

@@ -1,0 +1,71 @@
+"""Recipe for the mini tokenizers' codebooks: k-means over features of a corpus's training split.
+
+    stepaudio train kmeans acoustic --manifest corpus/manifest.jsonl --out acoustic_codebook.safetensors
+
+Utterances are drawn in a seeded random order up to an hours budget, so a run is reproducible and
+a bigger budget extends a smaller one. The report gives the codebook's usage (perplexity, dead
+codes) on the training features and on the held-out test split.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from stepaudio.audio import load_audio, log10_mel, peak_normalize
+from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer
+from stepaudio.train.data.manifest import manifest_dir, read_split
+from stepaudio.train.kmeans import codebook_stats, train_kmeans
+
+SAMPLE_RATE = 16_000
+Featurize = Callable[[np.ndarray], torch.Tensor]  # 16 kHz samples -> [frames, dim]
+
+
+def gather(manifest: Path, split: str, featurize: Featurize, max_hours: float, seed: int) -> torch.Tensor:
+    """Features of a seeded random selection of the split's utterances, up to max_hours of audio."""
+    utterances = read_split(manifest, split)
+    random.Random(seed).shuffle(utterances)
+    root, budget, chosen = manifest_dir(manifest), max_hours * 3600, []
+    for utt in utterances:
+        if budget <= 0:
+            break
+        chosen.append(utt)
+        budget -= utt.duration
+    features = []
+    for utt in tqdm(chosen, desc=f"features ({split})", unit="utt"):
+        samples, _ = load_audio(root / utt.audio, SAMPLE_RATE)
+        features.append(featurize(peak_normalize(samples)))
+    return torch.cat(features)
+
+
+def train_acoustic(
+    manifest: Path, out: Path, codes: int = 4096, max_hours: float = 2.0, iterations: int = 30, seed: int = 0
+) -> dict:
+    config = AcousticMiniConfig(codebook_size=codes)
+    raw = AcousticMiniTokenizer(config, torch.zeros(codes, config.dim), torch.zeros(config.dim), torch.ones(config.dim))
+
+    def featurize(samples: np.ndarray) -> torch.Tensor:
+        return raw.slices(log10_mel(samples, config.n_mels))
+
+    train = gather(manifest, "train", featurize, max_hours, seed)
+    mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-3)
+    centroids = train_kmeans((train - mean) / std, codes, iterations=iterations, seed=seed)
+    tokenizer = AcousticMiniTokenizer(config, centroids, mean, std)
+    tokenizer.save(out)
+    test = gather(manifest, "test", featurize, max_hours, seed)
+    report = {
+        "config": asdict(config),
+        "train_frames": len(train),
+        "train": asdict(codebook_stats((train - mean) / std, centroids)),
+        "test": asdict(codebook_stats((test - mean) / std, centroids)),
+        "command": {"codes": codes, "max_hours": max_hours, "iterations": iterations, "seed": seed},
+    }
+    Path(out).with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
