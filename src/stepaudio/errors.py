@@ -19,3 +19,7 @@ class ModelNotFound(StepAudioError, FileNotFoundError):
 
 class CheckpointError(StepAudioError, ValueError):
     """A model file exists but is malformed or in a layout we do not know."""
+
+
+class AudioTokenError(StepAudioError, ValueError):
+    """Audio tokens that cannot be decoded: a malformed `<audio_K>` string, an id out of range, a broken group."""
