@@ -35,3 +35,13 @@ def speechlike(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     chirp = np.sin(2 * np.pi * (150 * t + 900 * t**2 / max(seconds, 1e-3)))
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
     return (0.4 * envelope * chirp + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def write_am_mvn(path, shift, scale):
+    """The Kaldi nnet1 text layout of a Paraformer am.mvn."""
+    dim = len(shift)
+    path.write_text(
+        f"<Nnet>\n<Splice> {dim} {dim}\n[ 0 ]\n"
+        f"<AddShift> {dim} {dim}\n<LearnRateCoef> 0 [ {' '.join(map(str, shift))} ]\n"
+        f"<Rescale> {dim} {dim}\n<LearnRateCoef> 0 [ {' '.join(map(str, scale))} ]\n</Nnet>\n"
+    )
