@@ -86,23 +86,152 @@ def write_paraformer(folder: Path, encoder: torch.nn.Module, config: dict) -> No
     write_am_mvn(folder / "am.mvn", -feats.mean(axis=0), 1.0 / (feats.std(axis=0) + 1e-3))
 
 
+class Scope(torch.nn.Module):
+    """Calls its one child: exists so the exported node names carry the official module path."""
+
+    def __init__(self, name: str, child: torch.nn.Module):
+        super().__init__()
+        self.child_name = name
+        self.add_module(name, child)
+
+    def forward(self, x):
+        return getattr(self, self.child_name)(x)
+
+
+class Codebook(torch.nn.Module):
+    def __init__(self, codes: int, dim: int):
+        super().__init__()
+        self.register_buffer("embed", torch.randn(codes, dim))
+
+    def forward(self, x):  # x [B, T, d] -> nearest code [B, T], written as the v1 graph computes it
+        embed = self.embed.t()
+        distances = -(x.pow(2).sum(-1, keepdim=True) - 2 * x @ embed + embed.pow(2).sum(0, keepdim=True))
+        return distances.max(dim=-1).indices
+
+
+class QuantizerLayers(torch.nn.Module):
+    def __init__(self, codes: int, dim: int):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([Scope("_codebook", Codebook(codes, dim))])
+
+    def forward(self, x):
+        return self.layers[0](x)
+
+
+class Quantizer(torch.nn.Module):
+    def __init__(self, codes: int, dim: int):
+        super().__init__()
+        self.rq = Scope("model", QuantizerLayers(codes, dim))
+
+    def forward(self, x):
+        return self.rq(torch.nn.functional.normalize(x, dim=-1))
+
+
+class WhisperAttention(torch.nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.query = torch.nn.Linear(dim, dim)
+        self.key = torch.nn.Linear(dim, dim, bias=False)
+        self.value = torch.nn.Linear(dim, dim)
+        self.out = torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        batch, frames, dim = x.shape
+        scale = (dim // self.heads) ** -0.25
+        q = self.query(x).view(batch, frames, self.heads, -1).permute(0, 2, 1, 3) * scale
+        k = self.key(x).view(batch, frames, self.heads, -1).permute(0, 2, 3, 1) * scale
+        v = self.value(x).view(batch, frames, self.heads, -1).permute(0, 2, 1, 3)
+        weights = torch.softmax(q @ k, dim=-1)
+        return self.out((weights @ v).permute(0, 2, 1, 3).flatten(start_dim=2))
+
+
+class WhisperBlock(torch.nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.attn = WhisperAttention(dim, heads)
+        self.attn_ln = torch.nn.LayerNorm(dim)
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, 4 * dim), torch.nn.GELU(), torch.nn.Linear(4 * dim, dim))
+        self.mlp_ln = torch.nn.LayerNorm(dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.attn_ln(x))
+        return x + self.mlp(self.mlp_ln(x))
+
+
+class OfficialS3Graph(torch.nn.Module):
+    """The S3 tokenizer v1 (25 Hz) as its published ONNX graph computes it: inputs mel [1, 128, T] and
+    its length (int32), output the token indices. Module names give the published initializer names
+    (`encoders.conv1.weight`, `encoders.positional_embedding`) and node names (`/blocks.0/attn/query/MatMul`,
+    `/quantizer/rq/model/layers.0/_codebook/Pow_1`)."""
+
+    def __init__(self, dim: int = 40, heads: int = 20, layers: int = 2, codes: int = 4096, n_mels: int = 128):
+        super().__init__()
+        self.encoders = torch.nn.Module()
+        self.encoders.conv1 = torch.nn.Conv1d(n_mels, dim, 3, stride=2, padding=1)
+        self.encoders.conv2 = torch.nn.Conv1d(dim, dim, 3, stride=2, padding=1)
+        self.encoders.register_buffer("positional_embedding", torch.randn(1500, dim))
+        self.blocks = torch.nn.ModuleList([WhisperBlock(dim, heads) for _ in range(layers)])
+        self.quantizer = Quantizer(codes, dim)
+
+    def forward(self, mel, mel_len):
+        mask = (torch.arange(mel.shape[2])[None, :] < mel_len[:, None]).to(mel.dtype)[:, None]  # [B, 1, T]
+        x = torch.nn.functional.gelu(self.encoders.conv1(mel * mask))
+        x = torch.nn.functional.gelu(self.encoders.conv2(x)).permute(0, 2, 1)
+        x = x + self.encoders.positional_embedding[: x.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.quantizer(x)
+
+
+def export_s3_onnx(path: Path, model: torch.nn.Module, opset: int) -> None:
+    """Export as CosyVoice did, then give every initializer but the `encoders.*` ones a generated name."""
+    import onnx
+
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))  # LayerNorms too, so no weight is trivial
+    mel, length = torch.randn(1, 128, 200), torch.tensor([200], dtype=torch.int32)
+    torch.onnx.export(
+        model,
+        (mel, length),
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=["feats", "feats_length"],
+        output_names=["indices"],
+        dynamic_axes={"feats": {2: "T"}, "indices": {1: "T_token"}},
+    )
+    graph = onnx.load(str(path))
+    renamed = {}
+    for index, tensor in enumerate(graph.graph.initializer):
+        if not tensor.name.startswith("encoders."):
+            renamed[tensor.name] = tensor.name = f"onnx::Weight_{index}"
+    for node in graph.graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+    onnx.save(graph, str(path))
+
+
 @dataclass
 class OfficialTokenizerFiles:
     root: Path  # the model directory a user points stepaudio at
     folder: Path  # root / "Step-Audio-Tokenizer"
     funasr_encoder: torch.nn.Module
     centroids: np.ndarray  # [1024, d]
+    s3_graph: torch.nn.Module  # the module speech_tokenizer_v1.onnx was exported from
 
     @property
     def paraformer(self) -> Path:
         return self.folder / PARAFORMER_DIR
 
 
-def write_official_dir(root: Path) -> OfficialTokenizerFiles:
+def write_official_dir(root: Path, s3_opset: int = 13) -> OfficialTokenizerFiles:
     folder = root / "Step-Audio-Tokenizer"
     encoder = funasr_sanm_encoder(PARAFORMER_CONFIG["encoder_conf"], seed=0)
     write_paraformer(folder / PARAFORMER_DIR, encoder, PARAFORMER_CONFIG)
     centroids = np.random.default_rng(0).standard_normal((1024, 16)).astype(np.float32)
     np.save(folder / "linguistic_tokenizer.npy", centroids)
-    (folder / "speech_tokenizer_v1.onnx").write_bytes(b"placeholder")
-    return OfficialTokenizerFiles(root, folder, encoder, centroids)
+    torch.manual_seed(1)
+    s3_graph = OfficialS3Graph().eval()  # the official 20 heads, of width 2
+    export_s3_onnx(folder / "speech_tokenizer_v1.onnx", s3_graph, s3_opset)
+    return OfficialTokenizerFiles(root, folder, encoder, centroids, s3_graph)

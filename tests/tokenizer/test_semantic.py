@@ -97,7 +97,7 @@ def test_loads_the_official_layout(tokenizer, official_dir):
     assert SemanticTokenizer.from_pretrained(official_dir.folder).centroids.shape == (1024, 16)
 
 
-@pytest.mark.parametrize("samples", [400, 879, 880, 3839, 3840, 4719, 4720, 8559, 8560, 80_000])
+@pytest.mark.parametrize("samples", [400, 879, 880, 3839, 3840, 4719, 4720, 8559, 8560, 6840])
 def test_offline_equals_the_official_path(tokenizer, official_dir, samples):
     x = np.resize(speechlike(2.0, 16000, seed=samples), samples)
     ref_features, ref_tokens = official_session(official_dir, [(x, True)])
@@ -116,9 +116,9 @@ def test_end_of_utterance_follows_the_vendored_front_end(tokenizer, samples, tok
     assert len(tokenizer.encode(x)) == tokens
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
-    seconds=st.floats(0.2, 2.5),
+    seconds=st.floats(0.2, 1.6),
     pieces=st.lists(st.integers(1, 9000), min_size=1, max_size=12),
     final_empty=st.booleans(),
 )
