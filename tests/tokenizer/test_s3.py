@@ -3,29 +3,13 @@ import pytest
 import torch
 
 from conftest import LIBRIVOX, speechlike
-from official_checkpoints import write_official_dir
+from official_reference import official_vq06, write_official_dir
 from stepaudio.audio import load_audio
 from stepaudio.errors import AudioError, CheckpointError, ModelNotFound
 from stepaudio.tokenizer.s3 import AcousticTokenizer, load_s3_encoder
 
-ort = pytest.importorskip("onnxruntime")
-whisper = pytest.importorskip("whisper")
-
-
-def official_vq06(onnx_path, samples: np.ndarray) -> np.ndarray:
-    """Step-Audio's get_vq06_code: 30 s pieces without overlap (< 480 samples skipped), openai-whisper's
-    128-bin log-mel, and the ONNX graph run by onnxruntime with inputs (mel, its length as int32)."""
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    tokens = []
-    for start in range(0, len(samples), 480_000):
-        piece = torch.from_numpy(samples[start : start + 480_000])
-        if len(piece) < 480:
-            continue
-        mel = whisper.log_mel_spectrogram(piece, n_mels=128)[None].numpy()
-        inputs = session.get_inputs()
-        out = session.run(None, {inputs[0].name: mel, inputs[1].name: np.array([mel.shape[2]], np.int32)})[0]
-        tokens += out.flatten().tolist()
-    return np.array(tokens, dtype=np.int64)
+pytest.importorskip("onnxruntime")
+pytest.importorskip("whisper")
 
 
 @pytest.fixture(scope="module", params=[13, 17], ids=["opset13-decomposed-layernorm", "opset17-layernorm-op"])

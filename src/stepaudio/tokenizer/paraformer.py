@@ -131,10 +131,6 @@ class SanmEncoder(nn.Module):
         self.encoders = nn.ModuleList([SanmBlock(config.output_size, config) for _ in range(config.num_blocks - 1)])
         self.after_norm = nn.LayerNorm(config.output_size, eps=LAYER_NORM_EPS)
 
-    @property
-    def frames_per_chunk(self) -> int:
-        return self.chunk_size[1]
-
     def new_state(self, batch: int = 1) -> EncoderState:
         overlap = torch.zeros(batch, self.chunk_size[0] + self.chunk_size[2], self.config.input_size)
         return EncoderState(overlap=overlap, caches=[None] * (len(self.encoders0) + len(self.encoders)))

@@ -23,21 +23,20 @@ import yaml
 
 from stepaudio.audio import Cmvn, ParaformerFrontend
 from stepaudio.audio.fbank import FRAME_SHIFT_MS, LFR_M, LFR_N, NUM_MEL_BINS
-from stepaudio.audio.fbank import SAMPLE_RATE as FBANK_RATE
 from stepaudio.errors import AudioError, CheckpointError, ModelNotFound
 from stepaudio.models.store import PARAFORMER_DIR, resolve_model
 from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
 from stepaudio.tokenizer.interleave import SEMANTIC_CODES
-from stepaudio.tokenizer.paraformer import SanmConfig, SanmEncoder
+from stepaudio.tokenizer.paraformer import CHUNK_SIZE, SanmConfig, SanmEncoder
 
 KMEANS_FILE = "linguistic_tokenizer.npy"
 ENCODER_CLASS = "SANMEncoderChunkOpt"
-FRAMES_PER_CHUNK = 4  # chunk_size[1]
+FRAMES_PER_CHUNK = CHUNK_SIZE[1]  # LFR frames per encoder call
 STRIDE_SAMPLES = FRAMES_PER_CHUNK * LFR_N * FRAME_SHIFT_MS * SAMPLE_RATE // 1000  # 3840 samples per call
 
 # Config keys this code depends on: (FunASR's default when a config omits the key, the value implemented here).
 _FRONTEND_CONF = {
-    "fs": (16000, FBANK_RATE),
+    "fs": (16000, SAMPLE_RATE),
     "window": ("hamming", "hamming"),
     "n_mels": (80, NUM_MEL_BINS),
     "frame_length": (25, 25),

@@ -1,9 +1,11 @@
-"""Tiny official tokenizer checkpoints with random weights, written in the published file layout.
+"""Official tokenizer checkpoints with random weights in the published file layout, and the official
+code paths restated on the reference packages (FunASR, openai-whisper, onnxruntime).
 
-`write_official_dir` makes a model directory holding `Step-Audio-Tokenizer/` as the official release does:
-the FunASR Paraformer folder (model.pt, config.yaml, am.mvn), linguistic_tokenizer.npy and
-speech_tokenizer_v1.onnx. The reference models they were written from (FunASR's encoder, the torch
-module exported to ONNX) come with it, for the parity tests.
+`write_official_dir` makes a model directory holding `Step-Audio-Tokenizer/` as the official release
+does: the FunASR Paraformer folder (model.pt, config.yaml, am.mvn), linguistic_tokenizer.npy and
+speech_tokenizer_v1.onnx, tiny by default or at the official size (for benchmarks). `official_vq02`
+and `official_vq06` tokenize as Step-Audio's tokenizer.py does, on the models the files were
+written from.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from conftest import speechlike, write_am_mvn
 from stepaudio.audio import ParaformerFrontend
 from stepaudio.models.store import PARAFORMER_DIR
 
-# The official config.yaml (FunASR paraformer-large online template) with a tiny encoder.
+# The official config.yaml (FunASR paraformer-large online template) with a tiny encoder;
+# FULL_ENCODER is the official size.
 PARAFORMER_CONFIG = {
     "model": "ParaformerStreaming",
     "model_conf": {"ctc_weight": 0.0, "predictor_weight": 1.0, "predictor_bias": 1, "sampling_ratio": 0.75},
@@ -61,24 +64,32 @@ PARAFORMER_CONFIG = {
 }
 
 
+FULL_ENCODER = {"output_size": 512, "attention_heads": 4, "linear_units": 2048, "num_blocks": 50}
+
+
+def randomize(module: torch.nn.Module) -> torch.nn.Module:
+    """Perturb every weight (LayerNorms and biases too, so none is trivial) at its own scale."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            scale = 0.2 if parameter.ndim == 1 else parameter.std().item()
+            parameter.add_(scale * torch.randn_like(parameter))
+    return module
+
+
 def funasr_sanm_encoder(encoder_conf: dict, seed: int) -> torch.nn.Module:
-    """FunASR's SANMEncoderChunkOpt as FunASR builds it from a config, with every weight randomised."""
+    """FunASR's SANMEncoderChunkOpt as FunASR builds it from a config, with random weights."""
     from funasr.models.scama.encoder import SANMEncoderChunkOpt
 
     torch.manual_seed(seed)
-    encoder = SANMEncoderChunkOpt(input_size=560, **encoder_conf).eval()
-    with torch.no_grad():
-        for parameter in encoder.parameters():
-            parameter.add_(0.2 * torch.randn_like(parameter))
-    return encoder
+    return randomize(SANMEncoderChunkOpt(input_size=560, **encoder_conf)).eval()
 
 
 def write_paraformer(folder: Path, encoder: torch.nn.Module, config: dict) -> None:
     """model.pt (the whole ASR model's state dict: encoder plus other parts), config.yaml and am.mvn."""
     folder.mkdir(parents=True)
     state = {f"encoder.{name}": tensor for name, tensor in encoder.state_dict().items()}
-    state["decoder.embed.0.weight"] = torch.randn(10, 16)  # parts the tokenizer must ignore
-    state["predictor.cif_output.weight"] = torch.randn(16, 16)
+    state["decoder.embed.0.weight"] = torch.randn(10, 4)  # parts the tokenizer must ignore
+    state["predictor.cif_output.weight"] = torch.randn(4, 4)
     torch.save(state, folder / "model.pt")
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # CMVN statistics of real-looking speech, so the encoder sees inputs of the usual scale.
@@ -188,9 +199,7 @@ def export_s3_onnx(path: Path, model: torch.nn.Module, opset: int) -> None:
     """Export as CosyVoice did, then give every initializer but the `encoders.*` ones a generated name."""
     import onnx
 
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))  # LayerNorms too, so no weight is trivial
+    randomize(model)
     mel, length = torch.randn(1, 128, 200), torch.tensor([200], dtype=torch.int32)
     torch.onnx.export(
         model,
@@ -225,13 +234,106 @@ class OfficialTokenizerFiles:
         return self.folder / PARAFORMER_DIR
 
 
-def write_official_dir(root: Path, s3_opset: int = 13) -> OfficialTokenizerFiles:
+def write_official_dir(root: Path, s3_opset: int = 13, full_size: bool = False) -> OfficialTokenizerFiles:
     folder = root / "Step-Audio-Tokenizer"
-    encoder = funasr_sanm_encoder(PARAFORMER_CONFIG["encoder_conf"], seed=0)
-    write_paraformer(folder / PARAFORMER_DIR, encoder, PARAFORMER_CONFIG)
-    centroids = np.random.default_rng(0).standard_normal((1024, 16)).astype(np.float32)
+    config = PARAFORMER_CONFIG
+    if full_size:
+        config = {**config, "encoder_conf": {**config["encoder_conf"], **FULL_ENCODER}}
+    encoder = funasr_sanm_encoder(config["encoder_conf"], seed=0)
+    write_paraformer(folder / PARAFORMER_DIR, encoder, config)
+    dim = config["encoder_conf"]["output_size"]
+    centroids = np.random.default_rng(0).standard_normal((1024, dim)).astype(np.float32)
     np.save(folder / "linguistic_tokenizer.npy", centroids)
     torch.manual_seed(1)
-    s3_graph = OfficialS3Graph().eval()  # the official 20 heads, of width 2
+    # Tiny: the official 20 heads, of width 2.
+    s3_graph = (OfficialS3Graph(dim=1280, layers=6) if full_size else OfficialS3Graph()).eval()
     export_s3_onnx(folder / "speech_tokenizer_v1.onnx", s3_graph, s3_opset)
     return OfficialTokenizerFiles(root, folder, encoder, centroids, s3_graph)
+
+
+STRIDE = 3840  # samples per official call: chunk_size[1] = 4 LFR frames of 960 samples
+LFR_M = 7
+
+
+def official_vq02(files: OfficialTokenizerFiles, calls) -> tuple[torch.Tensor, np.ndarray]:
+    """Step-Audio's get_vq02_code over one session, on FunASR's own front end and SANMEncoderChunkOpt.
+
+    `calls` are (samples, is_final) as the official tokenizer receives them. Restates the loop of
+    its vendored `ParaformerStreaming.infer_encoder` (3840-sample strides, leftover samples carried
+    to the next call, cache reset after the final call) and its cache (chunk_size [0, 4, 5], encoder
+    look-back 4). One difference between FunASR versions is restated too: the vendored
+    WavFrontendOnline returns no frames from a final call whose LFR splice cache plus new fbank
+    frames are fewer than lfr_m (7), where FunASR 1.4 pads them into a frame.
+    Returns the encoder frames [n, d] and their k-means codes [n].
+    """
+    from funasr.frontends.wav_frontend import WavFrontendOnline
+
+    frontend = WavFrontendOnline(
+        cmvn_file=str(files.paraformer / "am.mvn"), dither=0.0, **PARAFORMER_CONFIG["frontend_conf"]
+    )
+    outputs, cache, prev, seen = [], {}, torch.empty(0), 0
+    for audio, is_final in calls:
+        if not cache:
+            cache = {"frontend": {}, "encoder": _encoder_cache()}
+            seen = 0
+        samples = torch.cat([prev, torch.as_tensor(audio, dtype=torch.float32)])
+        calls_now = len(samples) // STRIDE + int(is_final)
+        leftover = len(samples) % STRIDE * (1 - int(is_final))
+        for i in range(calls_now):
+            final = is_final and i == calls_now - 1
+            piece = samples[i * STRIDE : (i + 1) * STRIDE]
+            if final and len(piece) == 0:
+                break
+            splice = cache["frontend"].get("lfr_splice_cache") or [torch.zeros((LFR_M - 1) // 2, 80)]
+            new_fbank = _fbank_frames(seen + len(piece)) - _fbank_frames(seen)
+            seen += len(piece)
+            if final and len(splice[0]) + new_fbank < LFR_M:
+                break  # the vendored front end returns nothing (or fails on < 480 samples, which is skipped)
+            speech, lengths = frontend(piece[None], [len(piece)], cache=cache["frontend"], is_final=final)
+            if speech.shape[-2] == 0:
+                assert final, "the official loop would crash on an empty non-final call"
+                break
+            with torch.no_grad():
+                encoded = files.funasr_encoder.forward_chunk(speech, lengths, cache=cache["encoder"])[0]
+            outputs.append(encoded[0, -int(lengths[0]) :])
+        prev = samples[-leftover:] if leftover else torch.empty(0)
+        if is_final:
+            cache = {}
+    features = torch.cat(outputs) if outputs else torch.zeros(0, files.centroids.shape[1])
+    tokens = torch.cdist(features, torch.from_numpy(files.centroids)).argmin(dim=1).numpy()
+    return features, tokens
+
+
+def _encoder_cache() -> dict:
+    return {
+        "start_idx": 0,
+        "chunk_size": [0, 4, 5],
+        "encoder_chunk_look_back": 4,
+        "last_chunk": False,
+        "opt": None,
+        "feats": torch.zeros(1, 5, 560),
+        "tail_chunk": False,
+    }
+
+
+def _fbank_frames(samples: int) -> int:
+    return (samples - 400) // 160 + 1 if samples >= 400 else 0
+
+
+def official_vq06(onnx_path: Path, samples: np.ndarray) -> np.ndarray:
+    """Step-Audio's get_vq06_code: 30 s pieces without overlap (< 480 samples skipped), openai-whisper's
+    128-bin log-mel, and the ONNX graph run by onnxruntime with inputs (mel, its length as int32)."""
+    import onnxruntime
+    import whisper
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    tokens = []
+    for start in range(0, len(samples), 480_000):
+        piece = torch.from_numpy(samples[start : start + 480_000])
+        if len(piece) < 480:
+            continue
+        mel = whisper.log_mel_spectrogram(piece, n_mels=128)[None].numpy()
+        inputs = session.get_inputs()
+        out = session.run(None, {inputs[0].name: mel, inputs[1].name: np.array([mel.shape[2]], np.int32)})[0]
+        tokens += out.flatten().tolist()
+    return np.array(tokens, dtype=np.int64)
