@@ -320,20 +320,28 @@ def _fbank_frames(samples: int) -> int:
     return (samples - 400) // 160 + 1 if samples >= 400 else 0
 
 
-def official_vq06(onnx_path: Path, samples: np.ndarray) -> np.ndarray:
-    """Step-Audio's get_vq06_code: 30 s pieces without overlap (< 480 samples skipped), openai-whisper's
-    128-bin log-mel, and the ONNX graph run by onnxruntime with inputs (mel, its length as int32)."""
+def onnx_session(onnx_path: Path, threads: int = 0):
+    """An onnxruntime CPU session with the official options (all graph optimisations)."""
     import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def official_vq06(session, samples: np.ndarray) -> np.ndarray:
+    """Step-Audio's get_vq06_code: 30 s pieces without overlap (< 480 samples skipped), openai-whisper's
+    128-bin log-mel, and the ONNX graph (an `onnx_session`) fed (mel, its length as int32)."""
     import whisper
 
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     tokens = []
+    inputs = session.get_inputs()
     for start in range(0, len(samples), 480_000):
         piece = torch.from_numpy(samples[start : start + 480_000])
         if len(piece) < 480:
             continue
         mel = whisper.log_mel_spectrogram(piece, n_mels=128)[None].numpy()
-        inputs = session.get_inputs()
         out = session.run(None, {inputs[0].name: mel, inputs[1].name: np.array([mel.shape[2]], np.int32)})[0]
         tokens += out.flatten().tolist()
     return np.array(tokens, dtype=np.int64)

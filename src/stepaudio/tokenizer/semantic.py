@@ -24,6 +24,7 @@ import yaml
 from stepaudio.audio import Cmvn, ParaformerFrontend
 from stepaudio.audio.fbank import FRAME_SHIFT_MS, LFR_M, LFR_N, NUM_MEL_BINS
 from stepaudio.errors import AudioError, CheckpointError, ModelNotFound
+from stepaudio.models.checkpoint import load_exact
 from stepaudio.models.store import PARAFORMER_DIR, resolve_model
 from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
 from stepaudio.tokenizer.interleave import SEMANTIC_CODES
@@ -112,18 +113,7 @@ def load_encoder(folder: Path) -> SanmEncoder:
     """The SAN-M encoder from a FunASR model folder (config.yaml + model.pt)."""
     encoder = SanmEncoder(read_config(folder / "config.yaml"))
     weights = encoder_weights(folder / "model.pt")
-    expected = encoder.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = [name for name in expected if name in weights and weights[name].shape != expected[name].shape]
-    if missing or unexpected or wrong:
-        details = [
-            f"{label}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
-            for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-            if names
-        ]
-        raise CheckpointError(f"{folder / 'model.pt'} does not match its config.yaml ({'; '.join(details)})")
-    encoder.load_state_dict({name: tensor.float() for name, tensor in weights.items()})
+    load_exact(encoder, weights, f"{folder / 'model.pt'} (with its config.yaml)")
     return encoder.eval()
 
 
