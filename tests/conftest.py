@@ -45,3 +45,13 @@ def stream_in_chunks(stream, samples: np.ndarray, chunk_sizes: list[int]) -> lis
         pieces.append(stream.step(samples[start : start + size]))
         start, i = start + size, i + 1
     return pieces + [stream.flush()]
+
+
+def write_am_mvn(path, shift, scale):
+    """The Kaldi nnet1 text layout of a Paraformer am.mvn."""
+    dim = len(shift)
+    path.write_text(
+        f"<Nnet>\n<Splice> {dim} {dim}\n[ 0 ]\n"
+        f"<AddShift> {dim} {dim}\n<LearnRateCoef> 0 [ {' '.join(map(str, shift))} ]\n"
+        f"<Rescale> {dim} {dim}\n<LearnRateCoef> 0 [ {' '.join(map(str, scale))} ]\n</Nnet>\n"
+    )

@@ -26,4 +26,5 @@ class DataError(StepAudioError, ValueError):
 
 
 class TokenError(StepAudioError, ValueError):
-    """Speech tokens that a model cannot take: out of its vocabulary, wrong shape, none at all."""
+    """Speech tokens that cannot be used: a malformed `<audio_K>` string, an id out of range, a broken
+    2+3 group, the wrong shape, none at all."""

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import speechlike, stream_in_chunks
+from conftest import speechlike, stream_in_chunks, write_am_mvn
 from stepaudio.audio import Cmvn, ParaformerFrontend, kaldi_fbank, lfr, load_audio
 from stepaudio.errors import CheckpointError, ModelNotFound
 
@@ -62,16 +62,6 @@ def test_lfr_matches_funasr(frames, m, n):
     feats = np.random.default_rng(frames).standard_normal((frames, 4)).astype(np.float32)
     ref = funasr_frontend.apply_lfr(torch.from_numpy(feats), m, n).numpy()
     np.testing.assert_array_equal(lfr(feats, m, n), ref)
-
-
-def write_am_mvn(path, shift, scale):
-    """The Kaldi nnet1 text layout of a Paraformer am.mvn."""
-    dim = len(shift)
-    path.write_text(
-        f"<Nnet>\n<Splice> {dim} {dim}\n[ 0 ]\n"
-        f"<AddShift> {dim} {dim}\n<LearnRateCoef> 0 [ {' '.join(map(str, shift))} ]\n"
-        f"<Rescale> {dim} {dim}\n<LearnRateCoef> 0 [ {' '.join(map(str, scale))} ]\n</Nnet>\n"
-    )
 
 
 def test_cmvn_matches_funasr(tmp_path):

@@ -62,7 +62,7 @@ MINI_ASSETS = (
     ),
 )
 
-_PARAFORMER = "dengcunqin/speech_paraformer-large_asr_nat-zh-cantonese-en-16k-vocab8501-online"
+PARAFORMER_DIR = "dengcunqin/speech_paraformer-large_asr_nat-zh-cantonese-en-16k-vocab8501-online"
 _VOCODER_FILES = ("cosyvoice.yaml", "flow.pt", "hift.pt", "campplus.onnx")
 
 
@@ -88,9 +88,9 @@ OFFICIAL_MODELS = (
         (
             "linguistic_tokenizer.npy",
             "speech_tokenizer_v1.onnx",
-            f"{_PARAFORMER}/model.pt",
-            f"{_PARAFORMER}/config.yaml",
-            f"{_PARAFORMER}/am.mvn",
+            f"{PARAFORMER_DIR}/model.pt",
+            f"{PARAFORMER_DIR}/config.yaml",
+            f"{PARAFORMER_DIR}/am.mvn",
         ),
     ),
     OfficialModel(
