@@ -1,0 +1,1 @@
+"""Speech recognition: Whisper in torch, transcribing as faster-whisper does."""
