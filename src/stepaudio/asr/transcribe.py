@@ -347,7 +347,10 @@ class Transcriber:
             if temperature == 0:
                 token = log_probs.argmax(-1)
             else:
-                token = torch.multinomial((log_probs / temperature).softmax(-1), 1, generator=generator)[:, 0]
+                # Inverse-CDF sampling: one random number per row (multinomial draws far more).
+                cdf = (log_probs / temperature).softmax(-1).cumsum(-1)  # [B, V]
+                draw = torch.rand(batch, 1, generator=generator) * cdf[:, -1:]
+                token = torch.searchsorted(cdf, draw)[:, 0].clamp(max=cdf.shape[1] - 1)
             token = token.masked_fill(finished, tokenizer.eot)
             sum_logprob += log_probs.gather(1, token[:, None])[:, 0].masked_fill(finished, 0.0)
             generated = torch.cat([generated, token[:, None]], dim=1)

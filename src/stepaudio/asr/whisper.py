@@ -25,14 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stepaudio.audio import log_mel_spectrogram
-from stepaudio.audio.whisper_mel import HOP_LENGTH, N_SAMPLES
-from stepaudio.errors import CheckpointError
+from stepaudio.audio import check_audio, log_mel_spectrogram
+from stepaudio.audio.whisper_mel import HOP_LENGTH, N_FFT, N_SAMPLES, SAMPLE_RATE
+from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.models.ctranslate2 import CTranslate2Model, read_ctranslate2_model
 
 WINDOW_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames (100 Hz) in one 30-s window
 ENCODER_STRIDE = 2  # mel frames per encoder frame: 50 Hz
 POOL = 3  # encoder frames per semantic frame: 50 / 3 = 16.67 Hz
+MIN_SAMPLES = N_FFT // 2 + 1  # the log-mel's reflect padding needs this many
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class Attention(nn.Module):
         return tuple(self.heads(part) for part in self.qkv(x).chunk(3, dim=-1))
 
     def project_key_value(self, memory: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.heads(part) for part in self.key_value(memory).chunk(2, dim=-1))
+        # Contiguous: attention over a strided key copies it on every decoding step.
+        return tuple(self.heads(part).contiguous() for part in self.key_value(memory).chunk(2, dim=-1))
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
         y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # [B, H, T, d/H]
@@ -217,6 +219,11 @@ class EncoderOutput:
 def audio_mel(samples: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     """Log-mel as faster-whisper computes it: the whole audio plus one hop of zeros, normalised by
     its own maximum. Its last frame is not content ([n_mels, n // 160 + 1])."""
+    samples = check_audio(np.asarray(samples), SAMPLE_RATE)
+    if samples.ndim != 1:
+        raise AudioError(f"Whisper reads mono samples [n]; got shape {samples.shape} (mix the channels first)")
+    if samples.shape[0] < MIN_SAMPLES:
+        raise AudioError(f"the audio is {samples.shape[0]} samples long; Whisper needs at least {MIN_SAMPLES} (13 ms)")
     return log_mel_spectrogram(samples, n_mels, padding=HOP_LENGTH)
 
 
