@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import speechlike, write_ctranslate2_model
-from stepaudio.asr.whisper import Whisper, WhisperConfig, audio_mel, encode_audio, load_whisper, mel_window
+from stepaudio.asr.whisper import WhisperConfig, audio_mel, encode_audio, load_whisper, mel_window
 from stepaudio.errors import AudioError, CheckpointError
 from stepaudio.models.store import MINI_ASSETS
 
@@ -30,7 +30,10 @@ def ctranslate2_variables(reference) -> dict[str, np.ndarray]:
         out[f"{theirs}/gamma"], out[f"{theirs}/beta"] = p[f"{ours}.weight"], p[f"{ours}.bias"]
 
     for conv in ("conv1", "conv2"):
-        out[f"encoder/{conv}/weight"], out[f"encoder/{conv}/bias"] = p[f"encoder.{conv}.weight"], p[f"encoder.{conv}.bias"]
+        out[f"encoder/{conv}/weight"], out[f"encoder/{conv}/bias"] = (
+            p[f"encoder.{conv}.weight"],
+            p[f"encoder.{conv}.bias"],
+        )
     out["encoder/position_encodings/encodings"] = p["encoder.positional_embedding"]
     out["decoder/embeddings/weight"] = p["decoder.token_embedding.weight"]
     out["decoder/position_encodings/encodings"] = p["decoder.positional_embedding"]
@@ -63,7 +66,12 @@ def tiny(tmp_path_factory):
         for parameter in reference.parameters():
             parameter.normal_(0, 0.2)
     path = tmp_path_factory.mktemp("tiny") / "model.bin"
-    write_ctranslate2_model(path, "WhisperSpec", ctranslate2_variables(reference), [("decoder/projection/weight", "decoder/embeddings/weight")])
+    write_ctranslate2_model(
+        path,
+        "WhisperSpec",
+        ctranslate2_variables(reference),
+        [("decoder/projection/weight", "decoder/embeddings/weight")],
+    )
     return reference, load_whisper(path.parent)
 
 
