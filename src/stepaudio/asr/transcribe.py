@@ -227,7 +227,7 @@ class Transcriber:
         """16 kHz mono float samples, or their `encode` output (whose windows are reused where a
         decoding window starts on the same 30-s grid; always for audio up to 30 s)."""
         encoded = audio if isinstance(audio, EncoderOutput) else None
-        mel = encoded.mel if encoded else audio_mel(audio, self.model.config.n_mels)
+        mel = encoded.mel if encoded is not None else audio_mel(audio, self.model.config.n_mels)
         options, tokenizer = self.options, self.tokenizer
         content = mel.shape[1] - 1
         seek, all_tokens, prompt_reset_since, segments = 0, [], 0, []

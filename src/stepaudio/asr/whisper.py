@@ -11,7 +11,9 @@ the audio itself, average-pooled 3:1 to 16.67 Hz.
 Streaming: the encoder is bidirectional over its 30-s window, so a frame's features depend on
 audio after it and there is no exact incremental form. The streaming plan is to re-encode the
 growing window (each pass costs one full 30-s window, as Whisper is trained on padded windows)
-and to treat frames as final once they are older than a fixed look-ahead; until that lands,
+and to treat frames as final once they are older than a fixed look-ahead. The log-mel is also
+normalised by the clip's own maximum (as faster-whisper does), which a stream knows only for the
+audio so far (`LogMelStream` + `normalize_log_mel` over the window). Until that lands,
 `encode_audio` is offline and its windows are the fixed 30-s grid.
 """
 
@@ -239,7 +241,7 @@ def encode_audio(model: Whisper, samples: np.ndarray | torch.Tensor) -> EncoderO
     mel = audio_mel(samples, model.config.n_mels)
     content = mel.shape[1] - 1
     windows, frames = [], []
-    for start in range(0, max(content, 1), WINDOW_FRAMES):
+    for start in range(0, content, WINDOW_FRAMES):
         end = min(start + WINDOW_FRAMES, content)
         window = model.encoder(mel_window(mel, start, end)[None])[0]  # [1500, d]
         windows.append(window)
