@@ -37,6 +37,7 @@ demo: setup system-packages
 	$(BIN)/stepaudio features $(CLIP) --kind paraformer
 	$(BIN)/stepaudio features $(CLIP) --kind whisper-128
 	$(BIN)/stepaudio features $(CLIP) --kind decoder --trim
+	$(BIN)/stepaudio transcribe $(CLIP)
 
 test: setup system-packages
 	$(BIN)/ruff check src tests bench
@@ -47,6 +48,7 @@ test-fast: setup
 
 bench: setup system-packages
 	$(BIN)/python bench/frontend.py
+	$(BIN)/python bench/asr.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis src/*.egg-info

