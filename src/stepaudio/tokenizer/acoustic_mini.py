@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from stepaudio.audio.whisper_mel import LogMelStream, log10_mel
 from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
 from stepaudio.train.kmeans import nearest
 
 
@@ -37,7 +38,7 @@ class AcousticMiniConfig:
 
 
 class AcousticMiniTokenizer:
-    """16 kHz samples -> acoustic codes [T] at 25 Hz (T = len // 640), offline or streaming."""
+    """Acoustic codes at 25 Hz (n // 640 for n samples at 16 kHz), offline or streaming."""
 
     def __init__(self, config: AcousticMiniConfig, centroids: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
         if centroids.shape != (config.codebook_size, config.dim) or not mean.shape == std.shape == (config.dim,):
@@ -54,8 +55,13 @@ class AcousticMiniTokenizer:
         stacked = mel[:, : count * k].T.reshape(count, k * self.config.n_mels)
         return (stacked - self.mean) / self.std
 
-    def encode(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return nearest(self.slices(log10_mel(samples, self.config.n_mels)), self.centroids)[0]
+    def quantize(self, mel: torch.Tensor) -> np.ndarray:
+        """log10 mel [n_mels, frames] -> codes [frames // 4] of the nearest centroid."""
+        return nearest(self.slices(mel), self.centroids)[0].numpy()
+
+    def encode(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """Acoustic codes [n // 640] in 0..codebook_size-1 at 25 Hz."""
+        return self.quantize(log10_mel(as_16k_mono(samples, sample_rate), self.config.n_mels))
 
     def stream(self) -> AcousticMiniStream:
         return AcousticMiniStream(self)
@@ -84,19 +90,18 @@ class AcousticMiniStream:
         self._mel = LogMelStream(tokenizer.config.n_mels)
         self._pending = torch.zeros(tokenizer.config.n_mels, 0)
 
-    def step(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def step(self, samples: np.ndarray) -> np.ndarray:
+        """16 kHz mono samples in, every code whose 40 ms are complete out."""
         return self._codes(self._mel.step(samples))
 
-    def flush(self) -> torch.Tensor:
+    def flush(self) -> np.ndarray:
         """The last tokens; frames short of a whole token are dropped, as offline."""
         codes = self._codes(self._mel.flush())
         self._pending = torch.zeros(self.tokenizer.config.n_mels, 0)
         return codes
 
-    def _codes(self, frames: torch.Tensor) -> torch.Tensor:
+    def _codes(self, frames: torch.Tensor) -> np.ndarray:
         mel = torch.cat([self._pending, frames], dim=1)
         whole = mel.shape[1] // self.tokenizer.config.frames_per_token * self.tokenizer.config.frames_per_token
         self._pending = mel[:, whole:]
-        if whole == 0:
-            return torch.zeros(0, dtype=torch.long)
-        return nearest(self.tokenizer.slices(mel[:, :whole]), self.tokenizer.centroids)[0]
+        return self.tokenizer.quantize(mel[:, :whole])

@@ -54,17 +54,22 @@ def codebook_stats(features: torch.Tensor, centroids: torch.Tensor) -> CodebookS
 
 def kmeans_plus_plus(features: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """k-means++ seeding: each new centroid is drawn with probability proportional to D(x)^2."""
-    first = torch.randint(len(features), (1,), generator=generator)
-    centroids = features[first]
-    closest = ((features - centroids) ** 2).sum(dim=1)
-    for _ in range(1, k):
+    sq_norms = (features * features).sum(dim=1)
+
+    def sq_distances(centroid: torch.Tensor) -> torch.Tensor:
+        return (sq_norms - 2 * (features @ centroid) + centroid @ centroid).clamp_min(0)
+
+    centroids = torch.empty(k, features.shape[1])
+    centroids[0] = features[torch.randint(len(features), (1,), generator=generator)]
+    closest = sq_distances(centroids[0])
+    for i in range(1, k):
         total = closest.sum()
         if total <= 0:  # fewer distinct points than centroids: repeat points
             pick = torch.randint(len(features), (1,), generator=generator)
         else:
             pick = torch.multinomial(closest / total, 1, generator=generator)
-        centroids = torch.cat([centroids, features[pick]])
-        closest = torch.minimum(closest, ((features - features[pick]) ** 2).sum(dim=1))
+        centroids[i] = features[pick]
+        torch.minimum(closest, sq_distances(centroids[i]), out=closest)
     return centroids
 
 
@@ -73,7 +78,7 @@ def train_kmeans(
     k: int,
     *,
     iterations: int = 30,
-    seed_sample: int = 50_000,
+    seed_sample: int = 20_000,
     tolerance: float = 1e-4,
     seed: int = 0,
     progress: bool = True,
