@@ -14,10 +14,12 @@ from pathlib import Path
 def cmd_kmeans(args: argparse.Namespace) -> None:
     from stepaudio.train import codebooks
 
-    report = codebooks.train_acoustic(args.manifest, args.out, args.codes, args.max_hours, args.iterations, args.seed)
+    recipe = codebooks.train_acoustic if args.stream == "acoustic" else codebooks.train_semantic
+    codes = args.codes or (4096 if args.stream == "acoustic" else 1024)
+    report = recipe(args.manifest, args.out, codes, args.max_hours, args.iterations, args.seed)
     for split in ("train", "test"):
         stats = report[split]
-        print(f"{split}: perplexity {stats['perplexity']:.0f} of {args.codes} codes, {stats['dead_codes']} dead")
+        print(f"{split}: perplexity {stats['perplexity']:.0f} of {codes} codes, {stats['dead_codes']} dead")
     print(f"{report['train_frames']} training frames; wrote {args.out} (+ .json, .report.json)")
 
 
@@ -73,11 +75,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Fit a tokenizer codebook by k-means on features of the corpus's training split, and report its "
         "usage (perplexity, dead codes) on the training and test splits.",
     )
-    kmeans.add_argument("stream", choices=("acoustic",), help="which tokenizer stream")
+    kmeans.add_argument("stream", choices=("acoustic", "semantic"), help="which tokenizer stream")
     kmeans.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
     kmeans.add_argument("--out", required=True, type=Path, help="codebook .safetensors (config .json beside it)")
-    kmeans.add_argument("--codes", type=int, default=4096, help="codebook size (default: %(default)s)")
-    kmeans.add_argument("--max-hours", type=float, default=2.0, help="training audio to use (default: %(default)s)")
+    kmeans.add_argument("--codes", type=int, help="codebook size (default: 4096 acoustic, 1024 semantic)")
+    kmeans.add_argument("--max-hours", type=float, default=1.0, help="training audio to use (default: %(default)s)")
     kmeans.add_argument("--iterations", type=int, default=30, help="at most this many k-means iterations")
     kmeans.add_argument("--seed", type=int, default=0)
     kmeans.set_defaults(run=cmd_kmeans)

@@ -1,6 +1,7 @@
 """Recipe for the mini tokenizers' codebooks: k-means over features of a corpus's training split.
 
     stepaudio train kmeans acoustic --manifest corpus/manifest.jsonl --out acoustic_codebook.safetensors
+    stepaudio train kmeans semantic --manifest corpus/manifest.jsonl --out semantic_codebook.safetensors
 
 Utterances are drawn in a seeded random order up to an hours budget, so a run is reproducible and
 a bigger budget extends a smaller one. The report gives the codebook's usage (perplexity, dead
@@ -19,8 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stepaudio.asr.transcribe import Transcriber
 from stepaudio.audio import load_audio, log10_mel, peak_normalize
 from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer
+from stepaudio.tokenizer.semantic_mini import SemanticMiniTokenizer
 from stepaudio.train.data.manifest import manifest_dir, read_split
 from stepaudio.train.kmeans import codebook_stats, train_kmeans
 
@@ -45,9 +48,21 @@ def gather(manifest: Path, split: str, featurize: Featurize, max_hours: float, s
     return torch.cat(features)
 
 
+def _report(train: torch.Tensor, test: torch.Tensor, centroids: torch.Tensor, out: Path, **command) -> dict:
+    report = {
+        "train_frames": len(train),
+        "train": asdict(codebook_stats(train, centroids)),
+        "test": asdict(codebook_stats(test, centroids)),
+        "command": command,
+    }
+    Path(out).with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def train_acoustic(
     manifest: Path, out: Path, codes: int = 4096, max_hours: float = 2.0, iterations: int = 30, seed: int = 0
 ) -> dict:
+    """Standardised 40 ms log-mel slices (statistics of the training features) -> k-means."""
     config = AcousticMiniConfig(codebook_size=codes)
     raw = AcousticMiniTokenizer(config, torch.zeros(codes, config.dim), torch.zeros(config.dim), torch.ones(config.dim))
 
@@ -56,16 +71,24 @@ def train_acoustic(
 
     train = gather(manifest, "train", featurize, max_hours, seed)
     mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-3)
-    centroids = train_kmeans((train - mean) / std, codes, iterations=iterations, seed=seed)
-    tokenizer = AcousticMiniTokenizer(config, centroids, mean, std)
-    tokenizer.save(out)
+    train = (train - mean) / std
+    centroids = train_kmeans(train, codes, iterations=iterations, seed=seed)
+    AcousticMiniTokenizer(config, centroids, mean, std).save(out)
+    test = (gather(manifest, "test", featurize, max_hours, seed) - mean) / std
+    return _report(train, test, centroids, out, stream="acoustic", codes=codes, max_hours=max_hours, seed=seed)
+
+
+def train_semantic(
+    manifest: Path, out: Path, codes: int = 1024, max_hours: float = 1.0, iterations: int = 30, seed: int = 0
+) -> dict:
+    """Whisper tiny.en encoder frames pooled to 16.67 Hz -> k-means (plain Euclidean, as the official)."""
+    transcriber = Transcriber.load("mini")
+
+    def featurize(samples: np.ndarray) -> torch.Tensor:
+        return transcriber.encode(samples).pooled
+
+    train = gather(manifest, "train", featurize, max_hours, seed)
+    centroids = train_kmeans(train, codes, iterations=iterations, seed=seed)
+    SemanticMiniTokenizer(transcriber, centroids).save(out)
     test = gather(manifest, "test", featurize, max_hours, seed)
-    report = {
-        "config": asdict(config),
-        "train_frames": len(train),
-        "train": asdict(codebook_stats((train - mean) / std, centroids)),
-        "test": asdict(codebook_stats((test - mean) / std, centroids)),
-        "command": {"codes": codes, "max_hours": max_hours, "iterations": iterations, "seed": seed},
-    }
-    Path(out).with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return _report(train, test, centroids, out, stream="semantic", codes=codes, max_hours=max_hours, seed=seed)
