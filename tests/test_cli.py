@@ -9,6 +9,7 @@ import pytest
 from conftest import speechlike
 from stepaudio.audio import save_audio
 from stepaudio.cli import build_parser, main
+from stepaudio.models import MINI_ASSETS
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -38,12 +39,8 @@ def test_info_reports_versions_threads_and_models(tmp_path):
     assert "torch" in result.stdout and "threads" in result.stdout and "mini" in result.stdout
     info = json.loads(run("info", "--json", "--model", str(tmp_path)).stdout)
     assert info["threads"]["torch"] >= 1 and info["packages"]["torch"].startswith("2.")
-    assert set(info["models"]["mini"]["found"]) | set(info["models"]["mini"]["missing"]) == {
-        "vad",
-        "whisper",
-        "speaker",
-        "chat_lm",
-    }
+    mini = info["models"]["mini"]
+    assert set(mini["found"]) | set(mini["missing"]) == {asset.component for asset in MINI_ASSETS}
     assert "holds none of the official checkpoints" in info["models"][str(tmp_path)]["error"]
 
 

@@ -13,7 +13,7 @@ import sys
 from stepaudio import __version__
 from stepaudio.errors import StepAudioError
 
-COMMANDS = ("info", "features", "transcribe", "data", "train")
+COMMANDS = ("info", "features", "tokenize", "transcribe", "data", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

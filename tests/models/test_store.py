@@ -11,7 +11,7 @@ from stepaudio.models.store import MODEL_DIR_ENV
 
 def fake_package(root: Path, name: str, resource: str) -> None:
     package = root / name
-    package.mkdir(parents=True)
+    package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text("raise ImportError('importing this package must not be needed')\n")
     target = package / resource
     target.parent.mkdir(parents=True, exist_ok=True)

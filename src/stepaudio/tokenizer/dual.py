@@ -1,0 +1,57 @@
+"""The dual-codebook tokenizer: audio -> semantic (16.67 Hz) + acoustic (25 Hz) codes, interleaved 2:3.
+
+One class for both kinds of weights: the official pair (streaming Paraformer + k-means, S3 v1 25 Hz)
+or the mini pair (Whisper tiny.en encoder + k-means, 40 ms log-mel codebook). Input is conditioned
+as the official does: mono, 16 kHz, peak-normalised; voice prompts are also silence-trimmed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from stepaudio.audio import peak_normalize, trim_silence
+from stepaudio.models.store import MINI, resolve_model
+from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
+from stepaudio.tokenizer.interleave import AudioTokens
+
+
+class StreamTokenizer(Protocol):
+    def encode(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray: ...
+
+
+@dataclass
+class DualTokenizer:
+    semantic: StreamTokenizer  # codes 0..1023 at 16.67 Hz
+    acoustic: StreamTokenizer  # codes 0..4095 at 25 Hz
+
+    @classmethod
+    def load(cls, model: str | Path = MINI) -> DualTokenizer:
+        """`mini`, or a directory holding the official Step-Audio-Tokenizer folder."""
+        resolved = resolve_model(model)
+        if resolved.kind == "mini":
+            from stepaudio.asr.transcribe import Transcriber
+            from stepaudio.tokenizer.acoustic_mini import AcousticMiniTokenizer
+            from stepaudio.tokenizer.semantic_mini import SemanticMiniTokenizer
+
+            semantic_codebook = resolved.require("semantic_codebook")
+            acoustic_codebook = resolved.require("acoustic_codebook")
+            transcriber = Transcriber.load(MINI)
+            return cls(
+                SemanticMiniTokenizer.load(semantic_codebook, transcriber),
+                AcousticMiniTokenizer.load(acoustic_codebook),
+            )
+        from stepaudio.tokenizer.s3 import AcousticTokenizer
+        from stepaudio.tokenizer.semantic import SemanticTokenizer
+
+        return cls(SemanticTokenizer.from_pretrained(model), AcousticTokenizer.from_pretrained(model))
+
+    def encode(self, samples: np.ndarray, sample_rate: int, *, prompt: bool = False) -> AudioTokens:
+        """Both streams of one utterance; `prompt=True` trims silence as for a voice-cloning prompt."""
+        samples = peak_normalize(as_16k_mono(samples, sample_rate))
+        if prompt:
+            samples = trim_silence(samples, SAMPLE_RATE)
+        return AudioTokens(self.semantic.encode(samples), self.acoustic.encode(samples))

@@ -1,0 +1,58 @@
+"""The mini dual tokenizer end to end on real speech, with random codebooks (rates and layout do not
+depend on what the codebooks learned)."""
+
+import numpy as np
+import pytest
+import torch
+
+from stepaudio.asr.transcribe import Transcriber
+from stepaudio.audio import load_audio, resample
+from stepaudio.errors import AudioError
+from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer
+from stepaudio.tokenizer.dual import DualTokenizer
+from stepaudio.tokenizer.semantic_mini import SemanticMiniTokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> DualTokenizer:
+    g = torch.Generator().manual_seed(0)
+    transcriber = Transcriber.load("mini")
+    config = AcousticMiniConfig()
+    acoustic = AcousticMiniTokenizer(
+        config, torch.randn(4096, config.dim, generator=g), torch.full((config.dim,), -3.0), torch.ones(config.dim)
+    )
+    return DualTokenizer(SemanticMiniTokenizer(transcriber, torch.randn(1024, 384, generator=g)), acoustic)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 3.0, 60.0])
+def test_rates_and_layout_on_real_speech(tokenizer, speech_path, seconds):
+    speech, rate = load_audio(speech_path)
+    samples = np.resize(speech, int(seconds * rate))
+    tokens = tokenizer.encode(samples, rate)
+    assert abs(len(tokens.semantic) - seconds * 50 / 3) <= 1
+    assert abs(len(tokens.acoustic) - seconds * 25) <= 2
+    assert len(tokens.interleaved) == 5 * min(len(tokens.semantic) // 2, len(tokens.acoustic) // 3)
+    assert tokens.interleaved.min() >= 0 and tokens.interleaved.max() < 5120
+    assert tokens.llm_ids().min() >= 65536
+
+
+def test_other_rates_and_stereo_are_accepted(tokenizer, speech_path):
+    speech, rate = load_audio(speech_path)
+    at_16k = tokenizer.encode(speech, rate)
+    stereo_44k = np.stack([speech, speech], axis=1)
+
+    tokens = tokenizer.encode(resample(stereo_44k, rate, 44100), 44100)
+    assert abs(len(tokens.semantic) - len(at_16k.semantic)) <= 1
+
+
+def test_prompt_mode_trims_silence(tokenizer, speech_path):
+    speech, rate = load_audio(speech_path)
+    padded = np.concatenate([np.zeros(rate * 2, np.float32), speech, np.zeros(rate * 2, np.float32)])
+    assert len(tokenizer.encode(padded, rate, prompt=True).semantic) < len(tokenizer.encode(padded, rate).semantic)
+
+
+def test_bad_audio_gets_the_front_end_errors(tokenizer):
+    with pytest.raises(AudioError, match="empty"):
+        tokenizer.encode(np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="NaN"):
+        tokenizer.encode(np.full(16000, np.nan, np.float32), 16000)
