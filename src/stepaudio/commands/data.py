@@ -119,6 +119,15 @@ def cmd_stats(args: argparse.Namespace) -> None:
     print(json.dumps(table, indent=2) if args.json else format_stats(table))
 
 
+def cmd_tokenize(args: argparse.Namespace) -> None:
+    from stepaudio.tokenizer.dual import DualTokenizer
+    from stepaudio.train.data.tokenize import tokenize_corpus
+
+    tokenizer = DualTokenizer.load(args.model)
+    count = tokenize_corpus(args.corpus, lambda samples, rate: tokenizer.encode(samples, rate).interleaved)
+    print(f"tokenized {count} utterances; the manifest now points at tokens/*.npy")
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser(
         "data",
@@ -126,6 +135,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Build speech corpora for training (manifest.jsonl + 16 kHz mono 16-bit audio).",
     )
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    tokenize = actions.add_parser(
+        "tokenize",
+        help="speech tokens for every utterance of a corpus (resumable)",
+        description="Tokenize every utterance of a corpus with the dual tokenizer into tokens/<stem>.npy "
+        "(interleaved audio indices 0..5119) and record the paths in the manifest; the decoder and TTS recipes "
+        "train on them. Re-running skips utterances already tokenized.",
+    )
+    tokenize.add_argument("corpus", type=Path, help="corpus folder or its manifest.jsonl")
+    tokenize.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
+    tokenize.set_defaults(run=cmd_tokenize)
 
     voices = actions.add_parser("voices", help="list the TTS engines and voices installed here")
     voices.add_argument("--voices", default="*", help="comma-separated patterns on engine:voice (default: all)")
