@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LIBRIVOX, speechlike
+from conftest import LIBRIVOX, speechlike, stream_in_chunks
 from official_reference import official_vq06, onnx_session, write_official_dir
 from stepaudio.audio import load_audio
 from stepaudio.errors import AudioError, CheckpointError, ModelNotFound
@@ -100,3 +100,11 @@ def test_broken_files_say_what_is_wrong(official_dir, tmp_path):
     onnx.save(graph, str(tmp_path / "renamed.onnx"))
     with pytest.raises(CheckpointError, match=r"missing: blocks.1.attn.out.weight; unexpected: blocks.1.attn.output.w"):
         load_s3_encoder(tmp_path / "renamed.onnx")
+
+
+@pytest.mark.parametrize("chunks", [[3840], [16000, 7], [480_000]])
+def test_stream_gives_the_offline_codes_piece_by_piece(tokenizer, chunks):
+    x = speechlike(65.0, 16000, seed=4)
+    pieces = stream_in_chunks(tokenizer.stream(), x, chunks)
+    assert np.array_equal(np.concatenate(pieces), tokenizer.encode(x))
+    assert sum(len(piece) for piece in pieces[:-1]) == 2 * 750  # two whole 30-s pieces before the end

@@ -16,11 +16,23 @@ import numpy as np
 from stepaudio.audio import peak_normalize, trim_silence
 from stepaudio.models.store import MINI, resolve_model
 from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
-from stepaudio.tokenizer.interleave import AudioTokens
+from stepaudio.tokenizer.interleave import (
+    ACOUSTIC_PER_GROUP,
+    GROUP_SIZE,
+    SEMANTIC_PER_GROUP,
+    AudioTokens,
+    interleave,
+)
+
+
+class CodeStream(Protocol):
+    def step(self, samples: np.ndarray) -> np.ndarray: ...
+    def flush(self) -> np.ndarray: ...
 
 
 class StreamTokenizer(Protocol):
     def encode(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray: ...
+    def stream(self) -> CodeStream: ...
 
 
 @dataclass
@@ -55,3 +67,34 @@ class DualTokenizer:
         if prompt:
             samples = trim_silence(samples, SAMPLE_RATE)
         return AudioTokens(self.semantic.encode(samples), self.acoustic.encode(samples))
+
+    def stream(self) -> DualStream:
+        return DualStream(self.semantic.stream(), self.acoustic.stream())
+
+
+class DualStream:
+    """One live utterance of 16 kHz mono samples: `step` and `flush` return the interleaved audio
+    indices of the groups newly completed by both streams. Streaming skips the offline peak
+    normalisation (a stream cannot know its peak in advance): feed audio at a sensible level."""
+
+    def __init__(self, semantic: CodeStream, acoustic: CodeStream):
+        self.semantic, self.acoustic = semantic, acoustic
+        self._semantic = np.zeros(0, dtype=np.int64)  # codes not yet in an emitted group
+        self._acoustic = np.zeros(0, dtype=np.int64)
+
+    def step(self, samples: np.ndarray) -> np.ndarray:
+        return self._groups(self.semantic.step(samples), self.acoustic.step(samples))
+
+    def flush(self) -> np.ndarray:
+        out = self._groups(self.semantic.flush(), self.acoustic.flush())
+        self._semantic, self._acoustic = self._semantic[:0], self._acoustic[:0]
+        return out
+
+    def _groups(self, semantic: np.ndarray, acoustic: np.ndarray) -> np.ndarray:
+        self._semantic = np.concatenate([self._semantic, semantic])
+        self._acoustic = np.concatenate([self._acoustic, acoustic])
+        indices = interleave(self._semantic, self._acoustic)
+        groups = len(indices) // GROUP_SIZE
+        self._semantic = self._semantic[groups * SEMANTIC_PER_GROUP :]
+        self._acoustic = self._acoustic[groups * ACOUSTIC_PER_GROUP :]
+        return indices

@@ -218,9 +218,35 @@ class AcousticTokenizer:
     def encode(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         samples = as_16k_mono(samples, sample_rate)
         pieces = [samples[start : start + N_SAMPLES] for start in range(0, len(samples), N_SAMPLES)]
-        codes = [
-            self.encode_mel(log_mel_spectrogram(piece, self.encoder.config.n_mels))
-            for piece in pieces
-            if len(piece) >= MIN_PIECE_SAMPLES
-        ]
+        codes = [self.encode_piece(piece) for piece in pieces]
         return np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
+
+    def encode_piece(self, piece: np.ndarray) -> np.ndarray:
+        """Codes of one piece of at most 30 s; pieces shorter than 480 samples give none, as the official."""
+        if len(piece) < MIN_PIECE_SAMPLES:
+            return np.zeros(0, dtype=np.int64)
+        return self.encode_mel(log_mel_spectrogram(piece, self.encoder.config.n_mels))
+
+    def stream(self) -> AcousticStream:
+        return AcousticStream(self)
+
+
+class AcousticStream:
+    """The official acoustic tokenizer is not streaming: it encodes 30-s pieces with no overlap. This
+    stream gives exactly those codes, each piece's as soon as its 30 s are in, the last at `flush()`."""
+
+    def __init__(self, tokenizer: AcousticTokenizer):
+        self.tokenizer = tokenizer
+        self._buffer = np.zeros(0, dtype=np.float32)
+
+    def step(self, samples: np.ndarray) -> np.ndarray:
+        self._buffer = np.concatenate([self._buffer, np.asarray(samples, dtype=np.float32)])
+        codes = []
+        while len(self._buffer) >= N_SAMPLES:
+            codes.append(self.tokenizer.encode_piece(self._buffer[:N_SAMPLES]))
+            self._buffer = self._buffer[N_SAMPLES:]
+        return np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
+
+    def flush(self) -> np.ndarray:
+        codes, self._buffer = self.tokenizer.encode_piece(self._buffer), np.zeros(0, dtype=np.float32)
+        return codes

@@ -4,6 +4,13 @@
 Whisper's encoder was trained for ASR, so its frames keep what was said; the same encoder pass also
 feeds the mini ASR (`stepaudio.asr.Transcriber.transcribe(encoded)`), so a voice turn is tokenized
 and transcribed at the cost of one encoder run per 30 s window.
+
+Streaming: the encoder is bidirectional over its window and Whisper normalises the log-mel by the
+clip's maximum, so no incremental form gives the offline codes exactly. `SemanticMiniStream`
+re-encodes the utterance so far every `every` seconds of new audio and emits only codes at least
+`lookahead` seconds old; `flush()` encodes the whole utterance and emits the rest. Codes already
+emitted may differ from offline ones where the future audio would have changed them: the tests
+bound that share on real speech.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from stepaudio.asr.whisper import EncoderOutput
 from stepaudio.errors import CheckpointError, ModelNotFound
 from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
 from stepaudio.train.kmeans import nearest
+
+CODES_PER_SECOND = 50 / 3  # Whisper's 50 Hz encoder frames pooled 3:1
 
 
 class SemanticMiniTokenizer:
@@ -39,6 +48,9 @@ class SemanticMiniTokenizer:
     def encode(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         return self.quantize(self.transcriber.encode(as_16k_mono(samples, sample_rate)))
 
+    def stream(self, lookahead: float = 1.0, every: float = 1.0) -> SemanticMiniStream:
+        return SemanticMiniStream(self, lookahead, every)
+
     def save(self, path: str | Path) -> None:
         """Centroids as safetensors at `path`, the config as JSON beside it."""
         path = Path(path)
@@ -52,3 +64,36 @@ class SemanticMiniTokenizer:
         if not path.is_file():
             raise ModelNotFound(f"semantic codebook not found: {path}")
         return cls(transcriber, load_file(path)["centroids"])
+
+
+class SemanticMiniStream:
+    """One live utterance: codes at least `lookahead` s old come out as audio arrives, the rest at `flush()`."""
+
+    def __init__(self, tokenizer: SemanticMiniTokenizer, lookahead: float, every: float):
+        self.tokenizer, self.lookahead, self.every = tokenizer, lookahead, every
+        self._reset()
+
+    def _reset(self) -> None:
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._encoded_at = 0  # samples in the buffer at the last encoding
+        self._emitted = 0  # codes emitted
+
+    def step(self, samples: np.ndarray) -> np.ndarray:
+        self._audio = np.concatenate([self._audio, np.asarray(samples, dtype=np.float32)])
+        if len(self._audio) - self._encoded_at < self.every * SAMPLE_RATE:
+            return np.zeros(0, dtype=np.int64)
+        self._encoded_at = len(self._audio)
+        settled = int((len(self._audio) / SAMPLE_RATE - self.lookahead) * CODES_PER_SECOND)
+        return self._emit(settled)
+
+    def flush(self) -> np.ndarray:
+        codes = self._emit(None) if len(self._audio) else np.zeros(0, dtype=np.int64)
+        self._reset()
+        return codes
+
+    def _emit(self, upto: int | None) -> np.ndarray:
+        if upto is not None and upto <= self._emitted:
+            return np.zeros(0, dtype=np.int64)
+        codes = self.tokenizer.encode(self._audio)[self._emitted : upto]
+        self._emitted += len(codes)
+        return codes
