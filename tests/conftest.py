@@ -1,9 +1,12 @@
 """Shared test inputs: real read speech when the system has it, and reproducible synthetic sound."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; must precede torch's first import
 
 # Public-domain LibriVox recordings with transcripts, from Debian's pocketsphinx-testdata
 # (installed by .ci/run and `make setup`).

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from stepaudio import __version__
 from stepaudio.errors import StepAudioError
+
+# Idle OpenMP threads must sleep, not spin: on a loaded CPU (a server, other jobs) spinning threads made
+# per-token decoding ten times slower here. Set before any command imports torch; the user's value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 COMMANDS = ("info", "features", "tokenize", "transcribe", "data", "train")
 
