@@ -78,3 +78,12 @@ def test_transcribe_bad_audio_fails_before_loading_the_model(tmp_path):
     (tmp_path / "notes.txt").write_text("not audio at all")
     result = run("transcribe", str(tmp_path / "notes.txt"))
     assert result.returncode == 1 and "not readable audio" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tokenize(speech_path, capsys):
+    assert main(["tokenize", str(speech_path), "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert len(record["interleaved"]) == 5 * min(len(record["semantic"]) // 2, len(record["acoustic"]) // 3)
+    assert min(record["llm_ids"]) >= 65536 and max(record["llm_ids"]) < 65536 + 5120
+    assert main(["tokenize", str(speech_path), "--format", "text"]) == 0
+    assert capsys.readouterr().out.startswith("<audio_")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import stream_in_chunks
+from conftest import LIBRIVOX, stream_in_chunks
 from stepaudio.asr.transcribe import Transcriber
 from stepaudio.audio import load_audio, peak_normalize, resample
 from stepaudio.errors import AudioError
@@ -60,7 +60,23 @@ def test_bad_audio_gets_the_front_end_errors(tokenizer):
         tokenizer.encode(np.full(16000, np.nan, np.float32), 16000)
 
 
-def test_streams_give_the_offline_groups_up_to_a_bounded_difference(tokenizer, speech_path):
+@pytest.fixture(scope="module")
+def mini() -> DualTokenizer:
+    """The real mini tokenizer, with the codebooks committed in src/stepaudio/assets/mini."""
+    return DualTokenizer.load("mini")
+
+
+def test_mini_codebooks_tokenize_real_speech_at_the_right_rates(mini):
+    for clip in sorted(LIBRIVOX.glob("*.wav")):
+        samples, rate = load_audio(clip)
+        tokens = mini.encode(samples, rate)
+        seconds = len(samples) / rate
+        assert abs(len(tokens.semantic) - seconds * 50 / 3) <= 1 and abs(len(tokens.acoustic) - seconds * 25) <= 2
+        assert len(set(tokens.semantic.tolist())) > len(tokens.semantic) / 4  # real variety, not a few codes
+
+
+def test_streams_give_the_offline_groups_up_to_a_bounded_difference(mini, speech_path):
+    tokenizer = mini
     speech, rate = load_audio(speech_path)
     samples = peak_normalize(np.resize(speech, rate * 8))
     offline = tokenizer.encode(samples, rate).interleaved
@@ -69,7 +85,9 @@ def test_streams_give_the_offline_groups_up_to_a_bounded_difference(tokenizer, s
     streamed = np.concatenate(pieces)
     assert len(streamed) == len(offline)
     assert sum(len(piece) for piece in pieces[:-1]) > len(offline) / 2  # most groups came before the end
-    # Acoustic codes are exact; semantic ones emitted before the utterance ended may differ a little.
-    semantic, acoustic = split(streamed), split(offline)
-    assert np.array_equal(semantic[1], acoustic[1])
-    assert np.mean(semantic[0] != acoustic[0]) < 0.25
+    # Acoustic codes are exact; semantic ones emitted before the utterance ended may differ a little
+    # (4-8 % on the LibriVox clips with 240 ms chunks).
+    streamed_semantic, streamed_acoustic = split(streamed)
+    offline_semantic, offline_acoustic = split(offline)
+    assert np.array_equal(streamed_acoustic, offline_acoustic)
+    assert np.mean(streamed_semantic != offline_semantic) < 0.15
