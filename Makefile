@@ -35,9 +35,8 @@ system-packages:
 demo: setup system-packages
 	$(BIN)/stepaudio info
 	$(BIN)/stepaudio features $(CLIP) --kind paraformer
-	$(BIN)/stepaudio features $(CLIP) --kind whisper-128
-	$(BIN)/stepaudio features $(CLIP) --kind decoder --trim
 	$(BIN)/stepaudio transcribe $(CLIP)
+	$(BIN)/stepaudio tokenize $(CLIP) --format text
 
 test: setup system-packages
 	$(BIN)/ruff check src tests bench
@@ -49,6 +48,7 @@ test-fast: setup
 bench: setup system-packages
 	$(BIN)/python bench/frontend.py
 	$(BIN)/python bench/asr.py
+	$(BIN)/python bench/tokenizer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis src/*.egg-info
