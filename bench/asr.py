@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 # Idle OpenMP workers sleep instead of spinning: on a shared, oversubscribed CPU, spinning workers
@@ -28,6 +27,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from timing import best_time  # noqa: E402
 
 from conftest import LIBRIVOX  # noqa: E402
 from stepaudio.asr import Transcriber  # noqa: E402
@@ -42,16 +43,6 @@ def human_transcripts() -> dict[str, str]:
         words, _, name = line.rpartition("(")
         truth[name.strip(" )")] = words.replace("<s>", "").replace("</s>", "").strip()
     return truth
-
-
-def best_time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from timing import best_time  # noqa: E402
 
 from conftest import LIBRIVOX, speechlike  # noqa: E402
 from stepaudio.audio import (  # noqa: E402
@@ -46,15 +47,7 @@ def test_audio(seconds: float) -> np.ndarray:
 
 
 def throughput(fn, audio_seconds: float, repeat: int) -> float:
-    fn()  # warm-up
-    best = min(_timed(fn) for _ in range(repeat))
-    return audio_seconds / best
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return audio_seconds / best_time(fn, repeat)
 
 
 def main() -> None:

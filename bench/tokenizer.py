@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle torch threads must not spin on a shared CPU
@@ -22,20 +21,12 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from timing import best_time  # noqa: E402
+
 from conftest import LIBRIVOX  # noqa: E402
 from stepaudio.audio import load_audio  # noqa: E402
 from stepaudio.models import resolve_model  # noqa: E402
 from stepaudio.tokenizer.dual import DualTokenizer  # noqa: E402
-
-
-def best_time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
