@@ -50,9 +50,10 @@ class Session:
     def reset(self) -> None:
         self.cache.truncate(0)
 
-    def feed(self, prompts: list[list[int]]) -> torch.Tensor:
+    def feed(self, prompts: list[list[int]], all_logits: bool = False) -> torch.Tensor:
         """Make the cache hold exactly `prompts` (one per row, left-padded to a common length) and
-        return the logits of the next token [B, V]. The longest cached prefix is kept."""
+        return the logits of the next token [B, V] (or of every position run, [B, T, V]). The
+        longest cached prefix is kept; at least the last token is run."""
         if len(prompts) != self.cache.batch_size or not all(prompts):
             raise ValueError(f"need {self.cache.batch_size} non-empty prompts, got {[len(p) for p in prompts]}")
         width = max(map(len, prompts))
@@ -64,17 +65,17 @@ class Session:
         keep = int(differs[0]) if len(differs) else cached.shape[1]
         keep = min(keep, width - 1)  # run at least one token, to have logits
         self.cache.truncate(keep)
-        return self.append(grid[:, keep:])
+        return self.append(grid[:, keep:], all_logits)
 
-    def append(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Run tokens [B, T] (PAD allowed) after what is cached; logits of the next token [B, V]."""
+    def append(self, tokens: torch.Tensor, all_logits: bool = False) -> torch.Tensor:
+        """Run tokens [B, T] (PAD allowed) after what is cached; logits as in `feed`."""
         start, steps = self.length, tokens.shape[1]
         valid = tokens != PAD
         if self.cache.has_padding or not valid.all():
             self.cache.mark_valid(start, valid)
         self.slots[:, start : start + steps] = tokens
         device = self.model.device
-        return self.model(tokens.clamp(min=0).to(device), self.cache)
+        return self.model(tokens.clamp(min=0).to(device), self.cache, all_logits)
 
     def steps(
         self, prompts: list[list[int]], sampling: Sampling, cancel: threading.Event | None = None
@@ -96,8 +97,9 @@ class Session:
             if done.all():
                 return
             yield token
-            if step + 1 < sampling.max_new_tokens:
-                logits = self.append(token[:, None])
+            if step + 1 == sampling.max_new_tokens or (cancel is not None and cancel.is_set()):
+                return
+            logits = self.append(token[:, None])
 
     def stream(self, prompt: list[int], sampling: Sampling, cancel: threading.Event | None = None) -> Iterator[int]:
         """New tokens of a single conversation, one at a time, as soon as each is chosen."""
