@@ -1,8 +1,6 @@
-import math
-
 import pytest
 import torch
-from lm_fixtures import tiny_config, tiny_model
+from lm_fixtures import direct_sqrt_alibi, direct_step1_forward, tiny_config, tiny_model
 
 from stepaudio.errors import CheckpointError
 from stepaudio.lm.generate import Session
@@ -60,23 +58,6 @@ def test_decoding_with_the_cache_equals_transformers_full_forward():
     torch.testing.assert_close(torch.cat(got), expected, atol=1e-4, rtol=0)
 
 
-def direct_sqrt_alibi(num_heads: int, length: int) -> torch.Tensor:
-    """The definition, one entry at a time: bias[h, i, j] = -m_h * sqrt(i - j), m_h the ALiBi slopes
-    (for n heads not a power of two: the 2^k-head slopes, then every other slope of the 2^(k+1) set)."""
-
-    def power_of_two_slopes(n):
-        return [2 ** (-8 * (h + 1) / n) for h in range(n)]
-
-    closest = 2 ** int(math.log2(num_heads))
-    slopes = power_of_two_slopes(closest) + power_of_two_slopes(2 * closest)[0::2][: num_heads - closest]
-    bias = torch.full((num_heads, length, length), float("-inf"))
-    for h in range(num_heads):
-        for i in range(length):
-            for j in range(i + 1):
-                bias[h, i, j] = -slopes[h] * math.sqrt(i - j)
-    return bias
-
-
 @pytest.mark.parametrize("num_heads", [1, 4, 6, 8, 12, 48])
 def test_sqrt_alibi_matches_its_definition(num_heads):
     positions = torch.arange(9)
@@ -84,30 +65,6 @@ def test_sqrt_alibi_matches_its_definition(num_heads):
         sqrt_alibi_bias(alibi_slopes(num_heads), positions, positions), direct_sqrt_alibi(num_heads, 9)
     )
     assert alibi_slopes(8).tolist() == [2**-1, 2**-2, 2**-3, 2**-4, 2**-5, 2**-6, 2**-7, 2**-8]
-
-
-def direct_step1_forward(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
-    """Step1 written out plainly: explicit bias matrix, kv heads repeated, softmax by hand."""
-    c = model.config
-    n = tokens.shape[1]
-    bias = direct_sqrt_alibi(c.num_heads, n)
-    x = model.embed(tokens)
-
-    def norm(x, weight):
-        return weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + c.norm_eps)
-
-    for block in model.layers:
-        h = norm(x, block.attn_norm.weight)
-        q, k, v = block.attn.qkv(h).split([c.hidden_size, c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim], -1)
-        q = q.view(1, n, c.num_heads, c.head_dim).transpose(1, 2)
-        k = k.view(1, n, c.num_kv_heads, c.head_dim).transpose(1, 2).repeat_interleave(c.num_heads // c.num_kv_heads, 1)
-        v = v.view(1, n, c.num_kv_heads, c.head_dim).transpose(1, 2).repeat_interleave(c.num_heads // c.num_kv_heads, 1)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(c.head_dim) + bias
-        y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(1, n, -1)
-        x = x + block.attn.out(y)
-        gate, up = block.mlp.gate_up(norm(x, block.mlp_norm.weight)).chunk(2, -1)
-        x = x + block.mlp.down(torch.nn.functional.silu(gate) * up)
-    return model.lm_head(norm(x, model.norm.weight))
 
 
 @pytest.mark.parametrize("num_heads,num_kv_heads", [(6, 2), (12, 4), (4, 1)])
