@@ -13,7 +13,7 @@ import sys
 from stepaudio import __version__
 from stepaudio.errors import StepAudioError
 
-COMMANDS = ("info", "features")
+COMMANDS = ("info", "features", "generate", "chat")
 
 
 def build_parser() -> argparse.ArgumentParser:
