@@ -30,6 +30,7 @@ demo: setup system-packages
 	$(BIN)/stepaudio features $(CLIP) --kind paraformer
 	$(BIN)/stepaudio features $(CLIP) --kind whisper-128
 	$(BIN)/stepaudio features $(CLIP) --kind decoder --trim
+	$(BIN)/stepaudio generate --model mini-chat "What is the capital of France?"
 
 test: setup system-packages
 	$(BIN)/ruff check src tests bench
@@ -40,6 +41,7 @@ test-fast: setup
 
 bench: setup system-packages
 	$(BIN)/python bench/frontend.py
+	$(BIN)/python bench/lm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis src/*.egg-info

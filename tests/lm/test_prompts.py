@@ -23,9 +23,7 @@ CONVERSATION = [
 def test_step1_chat_template_text():
     text = STEP1_CHAT.render(CONVERSATION[:1])
     assert text == (
-        "<|BOT|>system\nYou are a helpful assistant.<|EOT|>"
-        "<|BOT|>human\n你好，我是小明。<|EOT|>"
-        "<|BOT|>assistant\n"
+        "<|BOT|>system\nYou are a helpful assistant.<|EOT|><|BOT|>human\n你好，我是小明。<|EOT|><|BOT|>assistant\n"
     )
     with_system = STEP1_CHAT.render([{"role": "system", "content": "Be short."}, *CONVERSATION[:1]], False)
     assert with_system == "<|BOT|>system\nBe short.<|EOT|><|BOT|>human\n你好，我是小明。<|EOT|>"
@@ -82,7 +80,9 @@ def test_asr_prompt():
         {"role": "system", "content": ASR_SYSTEM_PROMPT},
         {"role": "user", "content": "<audio_3><audio_1024><audio_5119>"},
     ]
-    assert STEP1_CHAT.render(messages).startswith("<|BOT|>system\n请记录下你所听到的语音内容。<|EOT|><|BOT|>human\n<audio_3>")
+    assert STEP1_CHAT.render(messages).startswith(
+        "<|BOT|>system\n请记录下你所听到的语音内容。<|EOT|><|BOT|>human\n<audio_3>"
+    )
     with pytest.raises(ValueError, match="0..5119"):
         audio_text([5120])
 

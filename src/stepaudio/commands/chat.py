@@ -15,13 +15,14 @@ from stepaudio.errors import StepAudioError
 HELP = "commands: /reset (forget the conversation), /exit (or Ctrl-D); Ctrl-C stops an answer"
 
 
-def run_text_chat(args: argparse.Namespace, read=input, write=sys.stdout.write) -> None:
+def run_text_chat(args: argparse.Namespace) -> None:
     import threading
 
     import torch
 
     from stepaudio.lm.conversation import Conversation
 
+    read, write = input, sys.stdout.write
     lm = load_for_cli(args)
     conversation = Conversation(lm, sampling_from_args(args), args.system, args.draft_layers)
     write(f"chatting with {args.model} ({HELP})\n")

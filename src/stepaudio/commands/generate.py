@@ -9,6 +9,8 @@ import argparse
 import sys
 import time
 
+from stepaudio.errors import StepAudioError
+
 PRECISIONS = ("auto", "float32", "bfloat16", "int4")
 
 
@@ -37,9 +39,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 def add_sampling_args(parser: argparse.ArgumentParser, temperature: float, top_p: float) -> None:
     parser.add_argument("--max-tokens", type=int, default=256, help="most new tokens (default: %(default)s)")
-    parser.add_argument(
-        "--temperature", type=float, default=temperature, help="0 = greedy (default: %(default)s)"
-    )
+    parser.add_argument("--temperature", type=float, default=temperature, help="0 = greedy (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k best tokens (default: off)")
     parser.add_argument("--top-p", type=float, default=top_p, help="nucleus sampling mass (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="random seed for sampling")
@@ -62,7 +62,7 @@ def load_for_cli(args: argparse.Namespace):
     if precision == "int4":
         quantize_int4(lm.model)
     if args.draft_layers and not 0 < args.draft_layers < lm.model.config.num_layers:
-        raise SystemExit(f"--draft-layers must be between 1 and {lm.model.config.num_layers - 1}")
+        raise StepAudioError(f"--draft-layers must be between 1 and {lm.model.config.num_layers - 1}")
     return lm
 
 

@@ -24,8 +24,9 @@ class KVCache:
         device: torch.device | str = "cpu",
     ):
         shape = (num_layers, batch_size, num_kv_heads, max_len, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # Uninitialised: a slot is always written before it is read, and untouched pages cost no RAM.
+        self.keys = torch.empty(shape, dtype=dtype, device=device)
+        self.values = torch.empty(shape, dtype=dtype, device=device)
         self.valid = torch.ones(batch_size, max_len, dtype=torch.bool, device=device)  # False = padding slot
         self.length = 0  # filled positions, the same for every row
         self._padding = False  # any invalid slot below `length`

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 from stepaudio.lm.generate import Session, stream_text
 from stepaudio.lm.loaders import LanguageModel
@@ -23,7 +24,7 @@ class Conversation:
         max_len: int | None = None,
     ):
         self.lm = lm
-        self.sampling = Sampling(**{**vars(sampling), "stop_ids": tuple(sampling.stop_ids) or lm.stop_ids()})
+        self.sampling = replace(sampling, stop_ids=tuple(sampling.stop_ids) or lm.stop_ids())
         self.system = system
         self.history: list[Message] = []
         if draft_layers:

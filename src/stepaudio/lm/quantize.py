@@ -78,6 +78,7 @@ def quantize_int4(model: Transformer, group_size: int = GROUP_SIZE) -> Transform
     if not int4_supported(model.device):
         raise ValueError("4-bit weights need PyTorch's int4 CPU kernel; run the model in bfloat16 instead")
     model.to(torch.bfloat16)
+    model._init_position()  # RoPE tables and ALiBi slopes stay float32
     for block in model.layers:
         for parent, name in ((block.attn, "qkv"), (block.attn, "out"), (block.mlp, "gate_up"), (block.mlp, "down")):
             setattr(parent, name, Int4Linear(getattr(parent, name).weight, group_size))
