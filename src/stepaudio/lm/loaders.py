@@ -216,10 +216,17 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
     arch = meta.get("general.architecture")
     if arch != "llama":
         raise CheckpointError(f"{path}: GGUF architecture {arch!r} is not supported (llama only)")
-    tensors = {t.name: torch.from_numpy(dequantize(t.data, t.tensor_type).copy()) for t in reader.tensors}
+    stored = {t.name: t for t in reader.tensors}
+
+    def tensor(name: str) -> torch.Tensor:
+        """Dequantised on demand, so loading never holds two float copies of the model."""
+        if name not in stored:
+            raise CheckpointError(f"{path} lacks tensor {name}")
+        return torch.from_numpy(dequantize(stored[name].data, stored[name].tensor_type).copy())
+
     heads, kv_heads = meta["llama.attention.head_count"], meta["llama.attention.head_count_kv"]
     config = LMConfig(
-        vocab_size=tensors["token_embd.weight"].shape[0],
+        vocab_size=int(stored["token_embd.weight"].shape[-1]),
         hidden_size=meta["llama.embedding_length"],
         intermediate_size=meta["llama.feed_forward_length"],
         num_layers=meta["llama.block_count"],
@@ -228,25 +235,25 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
         position="rope",
         rope_theta=meta.get("llama.rope.freq_base", 10000.0),
         norm_eps=meta.get("llama.attention.layer_norm_rms_epsilon", 1e-5),
-        tie_embeddings="output.weight" not in tensors,
+        tie_embeddings="output.weight" not in stored,
         max_seq_len=meta.get("llama.context_length", 4096),
     )
-    state = {"embed.weight": tensors["token_embd.weight"], "norm.weight": tensors["output_norm.weight"]}
-    if "output.weight" in tensors:
-        state["lm_head.weight"] = tensors["output.weight"]
+    state = {"embed.weight": tensor("token_embd.weight"), "norm.weight": tensor("output_norm.weight")}
+    if "output.weight" in stored:
+        state["lm_head.weight"] = tensor("output.weight")
     for i in range(config.num_layers):
         blk = f"blk.{i}."
-        q = _unpermute_rope(tensors[f"{blk}attn_q.weight"], heads)
-        k = _unpermute_rope(tensors[f"{blk}attn_k.weight"], kv_heads)
+        q = _unpermute_rope(tensor(f"{blk}attn_q.weight"), heads)
+        k = _unpermute_rope(tensor(f"{blk}attn_k.weight"), kv_heads)
         state |= {
-            f"layers.{i}.attn_norm.weight": tensors[f"{blk}attn_norm.weight"],
-            f"layers.{i}.attn.qkv.weight": torch.cat([q, k, tensors[f"{blk}attn_v.weight"]]),
-            f"layers.{i}.attn.out.weight": tensors[f"{blk}attn_output.weight"],
-            f"layers.{i}.mlp_norm.weight": tensors[f"{blk}ffn_norm.weight"],
+            f"layers.{i}.attn_norm.weight": tensor(f"{blk}attn_norm.weight"),
+            f"layers.{i}.attn.qkv.weight": torch.cat([q, k, tensor(f"{blk}attn_v.weight")]),
+            f"layers.{i}.attn.out.weight": tensor(f"{blk}attn_output.weight"),
+            f"layers.{i}.mlp_norm.weight": tensor(f"{blk}ffn_norm.weight"),
             f"layers.{i}.mlp.gate_up.weight": torch.cat(
-                [tensors[f"{blk}ffn_gate.weight"], tensors[f"{blk}ffn_up.weight"]]
+                [tensor(f"{blk}ffn_gate.weight"), tensor(f"{blk}ffn_up.weight")]
             ),
-            f"layers.{i}.mlp.down.weight": tensors[f"{blk}ffn_down.weight"],
+            f"layers.{i}.mlp.down.weight": tensor(f"{blk}ffn_down.weight"),
         }
     model = Transformer.from_state_dict(config, state, dtype).to(device)
     return LanguageModel(model, _gguf_tokenizer(meta, path), _gguf_chat_format(meta, path), str(path))
