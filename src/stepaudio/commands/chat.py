@@ -23,8 +23,8 @@ def run_text_chat(args: argparse.Namespace) -> None:
     from stepaudio.lm.conversation import Conversation
 
     read, write = input, sys.stdout.write
-    lm = load_for_cli(args)
-    conversation = Conversation(lm, sampling_from_args(args), args.system, args.draft_layers)
+    lm, draft = load_for_cli(args)
+    conversation = Conversation(lm, sampling_from_args(args), args.system, draft)
     write(f"chatting with {args.model} ({HELP})\n")
     while True:
         try:

@@ -25,15 +25,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="weights: auto = 4-bit on CPU (fastest), bfloat16 on CUDA (default: %(default)s)",
+        help="weights: auto = 4-bit on CPU (fastest; float32 with --speculative), bfloat16 on CUDA "
+        "(default: %(default)s)",
     )
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument(
-        "--draft-layers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="speculative decoding with the first N layers of the model as draft (default: off)",
+        "--speculative",
+        action="store_true",
+        help="speculative decoding: a 4-bit copy of the model drafts, the float model checks (same greedy "
+        "output as the float model alone, faster on CPU); needs --precision float32 or bfloat16",
     )
 
 
@@ -47,7 +47,10 @@ def add_sampling_args(parser: argparse.ArgumentParser, temperature: float, top_p
 
 
 def load_for_cli(args: argparse.Namespace):
-    """The LanguageModel the options ask for, on its device and in its precision."""
+    """The LanguageModel the options ask for, on its device and in its precision, and the draft
+    model for --speculative (or None)."""
+    import copy
+
     import torch
 
     from stepaudio.lm.loaders import load_lm
@@ -56,14 +59,15 @@ def load_for_cli(args: argparse.Namespace):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision
     if precision == "auto":
-        precision = "int4" if int4_supported(device) else "bfloat16"
+        precision = "float32" if args.speculative else "int4" if int4_supported(device) else "bfloat16"
     dtype = torch.float32 if precision in ("float32", "int4") else torch.bfloat16
+    if args.speculative and (precision == "int4" or not int4_supported(device)):
+        raise StepAudioError("--speculative drafts with 4-bit weights on CPU: give --precision float32 or bfloat16")
     lm = load_lm(args.model, dtype=dtype, device=device)
     if precision == "int4":
         quantize_int4(lm.model)
-    if args.draft_layers and not 0 < args.draft_layers < lm.model.config.num_layers:
-        raise StepAudioError(f"--draft-layers must be between 1 and {lm.model.config.num_layers - 1}")
-    return lm
+    draft = quantize_int4(copy.deepcopy(lm.model)) if args.speculative else None
+    return lm, draft
 
 
 def sampling_from_args(args: argparse.Namespace):
@@ -84,7 +88,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from stepaudio.lm.conversation import Conversation
     from stepaudio.lm.generate import Session, stream_text
 
-    lm = load_for_cli(args)
+    lm, draft = load_for_cli(args)
     sampling = sampling_from_args(args)
     start, pieces = time.perf_counter(), 0
     with torch.inference_mode():
@@ -92,7 +96,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
             prompt = lm.tokenizer.encode(args.prompt)
             stream = stream_text(Session(lm.model).stream(prompt, sampling), lm.tokenizer)
         else:
-            stream = Conversation(lm, sampling, args.system, args.draft_layers).reply(args.prompt)
+            stream = Conversation(lm, sampling, args.system, draft).reply(args.prompt)
         for piece in stream:
             print(piece, end="", flush=True)
             pieces += 1

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from stepaudio.lm.generate import Session, stream_text
 from stepaudio.lm.loaders import LanguageModel
+from stepaudio.lm.model import Transformer
 from stepaudio.lm.prompts import Message
 from stepaudio.lm.sampling import Sampling
 from stepaudio.lm.speculative import SpeculativeDecoder
@@ -20,15 +21,17 @@ class Conversation:
         lm: LanguageModel,
         sampling: Sampling,
         system: str | None = None,
-        draft_layers: int = 0,
+        draft: Transformer | None = None,
         max_len: int | None = None,
     ):
+        """draft: a cheaper model with the same vocabulary for speculative decoding (e.g. the 4-bit
+        copy of a float model: same answers under greedy decoding, fewer slow steps)."""
         self.lm = lm
         self.sampling = replace(sampling, stop_ids=tuple(sampling.stop_ids) or lm.stop_ids())
         self.system = system
         self.history: list[Message] = []
-        if draft_layers:
-            self.decoder = SpeculativeDecoder(lm.model, lm.model.truncated(draft_layers), max_len=max_len)
+        if draft is not None:
+            self.decoder = SpeculativeDecoder(lm.model, draft, max_len=max_len)
         else:
             self.decoder = Session(lm.model, max_len=max_len)
 
