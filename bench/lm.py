@@ -209,9 +209,8 @@ def main() -> None:
         f"\nSmolLM2-135M-Instruct, prompt {len(prompt)} tokens, {args.new_tokens} new tokens (greedy), "
         f"{args.threads} thread(s), best of {args.repeat}"
     )
-    print(
-        f"{'engine':<20}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode vs HF':>14}{'peak MB':>10}  same text as HF"
-    )
+    columns = ("prefill tok/s", 15), ("decode tok/s", 14), ("decode vs HF", 14), ("weights MB", 12), ("peak MB", 10)
+    print(f"{'engine':<20}" + "".join(f"{title:>{width}}" for title, width in columns) + "  same tokens as HF")
     for name, row in results.items():
         same = outputs[name] == outputs["transformers fp32"]
         print(

@@ -3,7 +3,10 @@ all in one forward pass, and the accepted ones cost one target pass together.
 
 Each round the draft proposes `lookahead` tokens x1..xk from its distributions q0..q(k-1); the target
 runs [last committed token, x1..xk] at once and gives p0..pk. Under greedy decoding xi is kept while
-it equals argmax p(i-1), so the output is exactly that of plain greedy decoding with the target.
+it equals argmax p(i-1), so the output is exactly that of plain greedy decoding with the target, as
+long as the target computes a position the same whether it runs alone or among several: true in
+float32 here; bfloat16 and 4-bit kernels round multi-token passes slightly differently, so a near tie
+can go the other way.
 Under sampling xi is kept with probability min(1, p(i-1)(xi) / q(i-1)(xi)); at the first refusal a
 token is drawn from the normalised residual max(0, p - q), after k acceptances from pk, which makes
 every emitted token distributed exactly as the target's (Leviathan et al., 2023).
