@@ -62,6 +62,3 @@ class KVCache:
         self.length = length
         self.valid[:, length:] = True
         self._padding = not bool(self.valid[:, :length].all())
-
-    def nbytes(self) -> int:
-        return self.keys.nbytes + self.values.nbytes

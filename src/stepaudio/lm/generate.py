@@ -47,9 +47,6 @@ class Session:
         """Forget every cache position from `length` on (e.g. to drop a speculative answer)."""
         self.cache.truncate(length)
 
-    def reset(self) -> None:
-        self.cache.truncate(0)
-
     def feed(self, prompts: list[list[int]], all_logits: bool = False) -> torch.Tensor:
         """Make the cache hold exactly `prompts` (one per row, left-padded to a common length) and
         return the logits of the next token [B, V] (or of every position run, [B, T, V]). The
