@@ -54,7 +54,7 @@ def ban_repeats(logits: torch.Tensor, history: torch.Tensor, window: int, limit:
     logits [B, V], history [B, L] (prompt included, as in the release); no-op until L >= window."""
     if window <= 0 or history.shape[1] < window:
         return logits
-    recent = history[:, -window:]
+    recent = history[:, -window:].to(logits.device)
     last = recent[:, -1:]
     banned = (recent == last).sum(dim=1) >= limit  # [B]
     if banned.any():

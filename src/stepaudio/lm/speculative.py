@@ -74,8 +74,9 @@ class SpeculativeDecoder:
         self.generator.seed()
 
     def _probs(self, logits: torch.Tensor, sampling: Sampling, history: list[int]) -> torch.Tensor:
+        """The distribution of one position, on the CPU where the acceptance test runs."""
         past = torch.tensor([history]) if sampling.repetition_window else None
-        return next_token_probs(logits[None], sampling, past)[0]
+        return next_token_probs(logits[None].cpu(), sampling, past)[0]
 
     def _propose(self, committed: list[int], sampling: Sampling, count: int) -> tuple[list[int], torch.Tensor]:
         """count draft tokens and the draft distributions they were drawn from [count, V]."""
