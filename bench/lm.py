@@ -124,11 +124,12 @@ def engines_available() -> list[str]:
 
 def peak_memory_mb(name: str, threads: int, new_tokens: int) -> float:
     """Peak RSS of a fresh process that loads `name` and generates once."""
+    # VmHWM, not ru_maxrss: the latter survives exec and would report this (large) parent process.
     code = (
-        f"import sys, resource, torch; sys.path.insert(0, 'bench'); torch.set_num_threads({threads}); import lm; "
+        f"import sys, torch; sys.path.insert(0, 'bench'); torch.set_num_threads({threads}); import lm; "
         f"p, g, _ = lm.load_engine({name!r}); ids = list(range(100, 200))\n"
         f"with torch.inference_mode(): g(ids, {new_tokens})\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)"
     )
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run(
