@@ -37,6 +37,7 @@ demo: setup system-packages
 	$(BIN)/stepaudio features $(CLIP) --kind paraformer
 	$(BIN)/stepaudio transcribe $(CLIP)
 	$(BIN)/stepaudio tokenize $(CLIP) --format text
+	$(BIN)/stepaudio generate --model mini-chat "What is the capital of France?"
 
 test: setup system-packages
 	$(BIN)/ruff check src tests bench
@@ -49,6 +50,7 @@ bench: setup system-packages
 	$(BIN)/python bench/frontend.py
 	$(BIN)/python bench/asr.py
 	$(BIN)/python bench/tokenizer.py
+	$(BIN)/python bench/lm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis src/*.egg-info

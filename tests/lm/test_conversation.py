@@ -1,0 +1,53 @@
+import threading
+
+import torch
+from lm_fixtures import tiny_model
+
+from stepaudio.lm.conversation import Conversation
+from stepaudio.lm.loaders import LanguageModel
+from stepaudio.lm.prompts import CHATML
+from stepaudio.lm.sampling import Sampling
+
+
+class CharTokenizer:
+    """One token per printable character (ids 1..94); id 95 is the end-of-turn marker."""
+
+    bos_id, eos_id, vocab_size = None, 95, 96
+
+    def encode(self, text, bos=None):
+        return [95 if piece == "<|im_end|>" else ord(c) - 31 for piece in [text] for c in piece if 32 <= ord(c) < 126]
+
+    def decode(self, ids):
+        return "".join(chr(i + 31) for i in ids if 0 < i < 95)
+
+    def token_id(self, piece):
+        return 95
+
+
+def test_conversation_keeps_history_and_reuses_the_cache():
+    lm = LanguageModel(tiny_model(max_seq_len=512), CharTokenizer(), CHATML, "tiny")
+    conversation = Conversation(lm, Sampling(max_new_tokens=6), system="sys")
+    with torch.no_grad():
+        first = "".join(conversation.reply("hi"))
+        assert conversation.history == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": first}]
+        session = conversation.decoder
+        cached_after_first = session.tokens()
+        second = "".join(conversation.reply("again"))
+    assert conversation.messages()[0] == {"role": "system", "content": "sys"}
+    assert len(conversation.history) == 4 and conversation.history[3]["content"] == second
+    # The second turn extended the first one's cache instead of starting over.
+    assert session.tokens()[: len(cached_after_first)] == cached_after_first
+
+
+def test_cancelled_reply_is_kept_as_far_as_it_went():
+    lm = LanguageModel(tiny_model(max_seq_len=512), CharTokenizer(), CHATML, "tiny")
+    conversation = Conversation(lm, Sampling(max_new_tokens=30))
+    cancel = threading.Event()
+    pieces = []
+    with torch.no_grad():
+        for piece in conversation.reply("hello", cancel):
+            pieces.append(piece)
+            cancel.set()
+    assert len(pieces) == 1 and conversation.history[-1]["content"] == pieces[0]
+    conversation.reset()
+    assert conversation.history == []
