@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tokenize
 from conftest import LIBRIVOX, speechlike  # noqa: E402
 from official_reference import official_vq02, official_vq06, onnx_session, write_official_dir  # noqa: E402
 from stepaudio.audio import load_audio  # noqa: E402
-from stepaudio.tokenizer import AcousticTokenizer, SemanticTokenizer  # noqa: E402
+from stepaudio.tokenizer.s3 import AcousticTokenizer  # noqa: E402
+from stepaudio.tokenizer.semantic import SemanticTokenizer  # noqa: E402
 
 
 def best_time(fn, repeat: int) -> tuple[float, object]:

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from stepaudio.errors import CheckpointError, ModelNotFound
 from stepaudio.lm.loaders import load_lm
 from stepaudio.lm.prompts import CHATML, STEP1_CHAT, tts_prompt_ids, tts_system_prompt
-from stepaudio.lm.tokenizer import AUDIO_TOKEN_OFFSET
+from stepaudio.tokenizer.interleave import LLM_AUDIO_OFFSET
 
 STEP1_VOCAB = 74752
 CORPUS = [
@@ -134,7 +134,7 @@ def test_step1_tokenizer_keeps_markers_and_audio_tokens_whole(step1_dir):
     text = STEP1_CHAT.render([{"role": "user", "content": "hello<audio_7><audio_5119>world"}])
     ids = tokenizer.encode(text)
     assert ids[:2] == [1, 4] and ids.count(3) == 2 and ids[-1] != 3
-    assert AUDIO_TOKEN_OFFSET + 7 in ids and AUDIO_TOKEN_OFFSET + 5119 in ids
+    assert LLM_AUDIO_OFFSET + 7 in ids and LLM_AUDIO_OFFSET + 5119 in ids
     assert tokenizer.decode(ids) == text
     with pytest.raises(ValueError, match="audio tokens go up to"):
         tokenizer.encode("<audio_5120>")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from stepaudio.lm.tokenizer import AUDIO_TOKEN_OFFSET, AUDIO_TOKENS, BOT, EOT, Tokenizer
+from stepaudio.lm.tokenizer import AUDIO_VOCAB, BOT, EOT, LLM_AUDIO_OFFSET, Tokenizer
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 ROLES = ("system", "user", "assistant")
@@ -85,9 +85,9 @@ def asr_messages(audio: list[int]) -> list[Message]:
 
 
 def _check_audio(audio: list[int]) -> None:
-    bad = [k for k in audio if not 0 <= k < AUDIO_TOKENS]
+    bad = [k for k in audio if not 0 <= k < AUDIO_VOCAB]
     if bad:
-        raise ValueError(f"audio indices must be in 0..{AUDIO_TOKENS - 1}; got {bad[:5]}")
+        raise ValueError(f"audio indices must be in 0..{AUDIO_VOCAB - 1}; got {bad[:5]}")
 
 
 # --- Step-Audio-TTS-3B ----------------------------------------------------------------------------
@@ -159,5 +159,5 @@ def tts_prompt_ids(
 
     system = [bot, *tokenizer.encode("system\n" + tts_system_prompt(text, speaker), bos=True), eot]
     example = [*role("human"), *continuation(prompt_text), eot]
-    example += [*role("assistant"), *(AUDIO_TOKEN_OFFSET + k for k in prompt_audio), eot]
+    example += [*role("assistant"), *(LLM_AUDIO_OFFSET + k for k in prompt_audio), eot]
     return [tokenizer.bos_id, *system, *example, *role("human"), *continuation(text), eot, *role("assistant")]

@@ -12,9 +12,8 @@ import re
 from pathlib import Path
 
 from stepaudio.errors import CheckpointError
+from stepaudio.tokenizer.interleave import AUDIO_VOCAB, LLM_AUDIO_OFFSET
 
-AUDIO_TOKEN_OFFSET = 65536  # LLM id of <audio_0>; <audio_K> is 65536 + K (official Step1 vocabulary)
-AUDIO_TOKENS = 5120  # 1024 semantic + 4096 acoustic codes
 BOT, EOT = "<|BOT|>", "<|EOT|>"
 
 
@@ -54,9 +53,9 @@ class SentencePieceTokenizer(Tokenizer):
         audio = re.fullmatch(r"<audio_(\d+)>", piece)
         if audio:
             index = int(audio.group(1))
-            if index >= AUDIO_TOKENS:
-                raise ValueError(f"{piece}: audio tokens go up to <audio_{AUDIO_TOKENS - 1}>")
-            return AUDIO_TOKEN_OFFSET + index
+            if index >= AUDIO_VOCAB:
+                raise ValueError(f"{piece}: audio tokens go up to <audio_{AUDIO_VOCAB - 1}>")
+            return LLM_AUDIO_OFFSET + index
         index = self.sp.piece_to_id(piece)
         if index == self.sp.unk_id() and piece != self.sp.id_to_piece(index):
             raise CheckpointError(f"the tokenizer has no token {piece!r}")
@@ -76,10 +75,10 @@ class SentencePieceTokenizer(Tokenizer):
         """Text with markers and audio tokens spelled out; BOS/EOS/padding dropped."""
         pieces, run = [], []
         for index in ids:
-            if index >= AUDIO_TOKEN_OFFSET or index in self._markers:
+            if index >= LLM_AUDIO_OFFSET or index in self._markers:
                 pieces.append(self.sp.decode(run))
                 run = []
-                pieces.append(self._markers.get(index) or f"<audio_{index - AUDIO_TOKEN_OFFSET}>")
+                pieces.append(self._markers.get(index) or f"<audio_{index - LLM_AUDIO_OFFSET}>")
             elif not self.sp.is_control(index):
                 run.append(index)
         pieces.append(self.sp.decode(run))
