@@ -73,9 +73,9 @@ def cmd_info(args: argparse.Namespace) -> None:
             print(f"    error: {model['error']}")
             continue
         for component, path in model["found"].items():
-            print(f"    {component:<10} found    {path}")
+            print(f"    {component:<18} found    {path}")
         for component, hint in model["missing"].items():
-            print(f"    {component:<10} missing  {hint}")
+            print(f"    {component:<18} missing  {hint}")
     if not any(model.get("kind") == "official" for model in info["models"].values()):
         print(f"  official checkpoints: none given (use --model DIR or set ${info['model_dir_env']})")
 
