@@ -28,3 +28,7 @@ class DataError(StepAudioError, ValueError):
 class TokenError(StepAudioError, ValueError):
     """Speech tokens that cannot be used: a malformed `<audio_K>` string, an id out of range, a broken
     2+3 group, the wrong shape, none at all."""
+
+
+class OptionError(StepAudioError, ValueError):
+    """A setting out of its range, or a request that cannot be served as asked (e.g. too long a message)."""

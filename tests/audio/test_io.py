@@ -186,3 +186,28 @@ def test_check_audio(samples, rate, message):
 def test_resample_refuses_absurd_rates():
     with pytest.raises(AudioError, match="sample rate"):
         resample(tone(0.1, 16000), 16000, 10**9)
+
+
+class Pipe(io.RawIOBase):
+    """A stream that cannot seek, like stdin."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer) -> int:
+        return self._data.readinto(buffer)
+
+
+def test_pipes_and_positioned_streams_load():
+    data = encode(tone(0.5, 16000), 16000, "FLAC")
+    from_pipe, rate = load_audio(io.BufferedReader(Pipe(data)))
+    assert rate == 16000 and len(from_pipe) == 8000
+    positioned = io.BytesIO(b"header" + data)
+    positioned.seek(6)
+    np.testing.assert_array_equal(load_audio(positioned)[0], from_pipe)

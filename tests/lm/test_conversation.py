@@ -1,8 +1,10 @@
 import threading
 
+import pytest
 import torch
 from lm_fixtures import tiny_model
 
+from stepaudio.errors import OptionError
 from stepaudio.lm.conversation import Conversation
 from stepaudio.lm.loaders import LanguageModel
 from stepaudio.lm.prompts import CHATML
@@ -51,3 +53,17 @@ def test_cancelled_reply_is_kept_as_far_as_it_went():
     assert len(pieces) == 1 and conversation.history[-1]["content"] == pieces[0]
     conversation.reset()
     assert conversation.history == []
+
+
+def test_long_conversations_forget_their_oldest_turns():
+    lm = LanguageModel(tiny_model(max_seq_len=512), CharTokenizer(), CHATML, "tiny")
+    conversation = Conversation(lm, Sampling(max_new_tokens=20), max_len=320)
+    with torch.no_grad():
+        for turn in range(8):  # each exchange is ~60 tokens: 8 of them overflow a 320-token cache
+            "".join(conversation.reply(f"message number {turn}, a longish one"))
+    contents = [message["content"] for message in conversation.history]
+    assert "message number 7, a longish one" in contents and "message number 0, a longish one" not in contents
+    with pytest.raises(OptionError, match="send a shorter one"), torch.no_grad():
+        "".join(conversation.reply("x" * 800))
+    with pytest.raises(OptionError, match="empty message"):
+        "".join(conversation.reply("  "))

@@ -99,6 +99,8 @@ def _read_head(source: AudioSource) -> tuple[BinaryIO, bytes, str]:
         head = handle.read(16)
         handle.seek(0)
         return handle, head, str(path)
+    if not source.seekable() or source.tell() != 0:  # a pipe, or audio after other data: soundfile seeks from 0
+        source = io.BytesIO(source.read())
     head = source.read(16)
     source.seek(0)
     if not head:

@@ -10,13 +10,12 @@ import argparse
 import sys
 
 from stepaudio.commands.generate import add_model_args, add_sampling_args, load_for_cli, sampling_from_args
-from stepaudio.errors import StepAudioError
+from stepaudio.errors import OptionError, StepAudioError
 
 HELP = "commands: /reset (forget the conversation), /exit (or Ctrl-D); Ctrl-C stops an answer"
 
 
 def run_text_chat(args: argparse.Namespace) -> None:
-    import threading
 
     import torch
 
@@ -40,16 +39,16 @@ def run_text_chat(args: argparse.Namespace) -> None:
             conversation.reset()
             write("(conversation forgotten)\n")
             continue
-        cancel = threading.Event()
         write("assistant> ")
         try:
             with torch.inference_mode():
-                for piece in conversation.reply(line, cancel):
+                for piece in conversation.reply(line):
                     write(piece)
                     sys.stdout.flush()
-        except KeyboardInterrupt:
-            cancel.set()
+        except KeyboardInterrupt:  # the answer so far stays in the history, as a barge-in would leave it
             write(" [stopped]")
+        except OptionError as error:
+            write(f"[{error}]")
         write("\n")
 
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from stepaudio.errors import StepAudioError
+from stepaudio.errors import OptionError, StepAudioError
 
 PRECISIONS = ("auto", "float32", "bfloat16", "int4")
 
@@ -83,17 +83,22 @@ def sampling_from_args(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     import torch
 
     from stepaudio.lm.conversation import Conversation
     from stepaudio.lm.generate import Session, stream_text
 
+    if args.raw and (args.speculative or args.system):
+        raise OptionError("--raw continues plain text: it takes neither --system nor --speculative")
     lm, draft = load_for_cli(args)
     sampling = sampling_from_args(args)
     start, pieces = time.perf_counter(), 0
     with torch.inference_mode():
         if args.raw:
             prompt = lm.tokenizer.encode(args.prompt)
+            sampling = replace(sampling, stop_ids=lm.stop_ids())
             stream = stream_text(Session(lm.model).stream(prompt, sampling), lm.tokenizer)
         else:
             stream = Conversation(lm, sampling, args.system, draft).reply(args.prompt)

@@ -16,7 +16,8 @@ def cmd_kmeans(args: argparse.Namespace) -> None:
 
     recipe = codebooks.train_acoustic if args.stream == "acoustic" else codebooks.train_semantic
     codes = args.codes or (4096 if args.stream == "acoustic" else 1024)
-    report = recipe(args.manifest, args.out, codes, args.max_hours, args.iterations, args.seed)
+    max_hours = args.max_hours or (2.0 if args.stream == "acoustic" else 1.0)
+    report = recipe(args.manifest, args.out, codes, max_hours, args.iterations, args.seed)
     for split in ("train", "test"):
         stats = report[split]
         print(f"{split}: perplexity {stats['perplexity']:.0f} of {codes} codes, {stats['dead_codes']} dead")
@@ -79,7 +80,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     kmeans.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
     kmeans.add_argument("--out", required=True, type=Path, help="codebook .safetensors (config .json beside it)")
     kmeans.add_argument("--codes", type=int, help="codebook size (default: 4096 acoustic, 1024 semantic)")
-    kmeans.add_argument("--max-hours", type=float, default=1.0, help="training audio to use (default: %(default)s)")
+    kmeans.add_argument("--max-hours", type=float, help="training audio to use (default: 2 acoustic, 1 semantic)")
     kmeans.add_argument("--iterations", type=int, default=30, help="at most this many k-means iterations")
     kmeans.add_argument("--seed", type=int, default=0)
     kmeans.set_defaults(run=cmd_kmeans)

@@ -21,8 +21,9 @@ from stepaudio.audio.decoder_mel import HOP_LENGTH, N_MELS, SAMPLE_RATE
 from stepaudio.decoder.conformer import ConformerEncoder, EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig, UNetEstimator
 from stepaudio.errors import TokenError
+from stepaudio.tokenizer.interleave import AUDIO_VOCAB, GROUP_SECONDS, GROUP_SIZE
 
-TOKENS_PER_SECOND = 125 / 3  # 5 tokens (2 semantic + 3 acoustic) per 120 ms: about 41.67
+TOKENS_PER_SECOND = GROUP_SIZE / GROUP_SECONDS  # 5 tokens (2 semantic + 3 acoustic) per 120 ms: about 41.67
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class CFMConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    vocab_size: int = 5120
+    vocab_size: int = AUDIO_VOCAB
     input_size: int = 512  # token embedding width
     output_size: int = N_MELS
     spk_embed_dim: int = 192

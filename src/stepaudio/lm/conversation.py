@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
+from stepaudio.errors import OptionError
 from stepaudio.lm.generate import Session, stream_text
 from stepaudio.lm.loaders import LanguageModel
 from stepaudio.lm.model import Transformer
@@ -40,14 +41,18 @@ class Conversation:
         return system + self.history
 
     def reply(self, text: str, cancel: threading.Event | None = None) -> Iterator[str]:
-        """Stream the answer to `text` in pieces; the finished (or cancelled) answer joins the history."""
+        """Stream the answer to `text` in pieces; the finished (or cancelled) answer joins the history.
+        When the conversation outgrows the model's context, the oldest turns are forgotten."""
         if not text.strip():
-            raise ValueError("empty message")
+            raise OptionError("empty message: say something")
         self.history.append({"role": "user", "content": text})
-        prompt = self.lm.chat.encode(self.lm.tokenizer, self.messages())
+        prompt = self._prompt_that_fits()
+        sampling = replace(
+            self.sampling, max_new_tokens=min(self.sampling.max_new_tokens, self.decoder.capacity - len(prompt))
+        )
         answer = []
         try:
-            for piece in stream_text(self.decoder.stream(prompt, self.sampling, cancel), self.lm.tokenizer):
+            for piece in stream_text(self.decoder.stream(prompt, sampling, cancel), self.lm.tokenizer):
                 answer.append(piece)
                 yield piece
         finally:
@@ -55,3 +60,19 @@ class Conversation:
 
     def reset(self) -> None:
         self.history.clear()
+
+    def _prompt_that_fits(self) -> list[int]:
+        """The prompt with room left for an answer (a quarter of the context at least, or the whole
+        max_new_tokens if smaller), dropping the oldest exchanges as needed."""
+        room = min(self.sampling.max_new_tokens, self.decoder.capacity // 4)
+        while True:
+            prompt = self.lm.chat.encode(self.lm.tokenizer, self.messages())
+            if len(prompt) + room <= self.decoder.capacity:
+                return prompt
+            if len(self.history) == 1:
+                self.history.clear()
+                raise OptionError(
+                    f"the message is {len(prompt)} tokens long; this model's context holds {self.decoder.capacity} "
+                    "with room for an answer: send a shorter one"
+                )
+            del self.history[:2]  # the oldest user message and its answer

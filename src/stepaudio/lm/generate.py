@@ -38,6 +38,11 @@ class Session:
         """Cache positions in use (padding included)."""
         return self.cache.length
 
+    @property
+    def capacity(self) -> int:
+        """Tokens the cache can hold: prompt and answer together."""
+        return self.cache.max_len
+
     def tokens(self, row: int = 0) -> list[int]:
         """The tokens the cache holds for one row, padding left out."""
         row_slots = self.slots[row, : self.length]

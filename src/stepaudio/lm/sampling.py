@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from stepaudio.errors import OptionError
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -27,7 +29,7 @@ class Sampling:
 
     def __post_init__(self):
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 0:
-            raise ValueError(
+            raise OptionError(
                 f"bad sampling settings: temperature {self.temperature} (>= 0), top_k {self.top_k} (>= 0), "
                 f"top_p {self.top_p} (in (0, 1]), max_new_tokens {self.max_new_tokens} (>= 0)"
             )

@@ -91,6 +91,11 @@ class SpeculativeDecoder:
                 logits = self.draft.append(torch.tensor([[token]]))[0]
         return drafted, torch.stack(probs)
 
+    @property
+    def capacity(self) -> int:
+        """Tokens the target's cache can hold, less one look-ahead of draft tokens."""
+        return self.target.capacity - self.lookahead - 1
+
     def stream(self, prompt: list[int], sampling: Sampling, cancel: threading.Event | None = None) -> Iterator[int]:
         """New tokens, as `Session.stream` gives them (stop ids end the stream and are not given)."""
         if sampling.seed is not None:

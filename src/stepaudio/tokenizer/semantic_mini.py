@@ -26,9 +26,8 @@ from stepaudio.asr.transcribe import Transcriber
 from stepaudio.asr.whisper import EncoderOutput
 from stepaudio.errors import CheckpointError, ModelNotFound
 from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
+from stepaudio.tokenizer.interleave import SEMANTIC_RATE
 from stepaudio.train.kmeans import nearest
-
-CODES_PER_SECOND = 50 / 3  # Whisper's 50 Hz encoder frames pooled 3:1
 
 
 class SemanticMiniTokenizer:
@@ -83,7 +82,7 @@ class SemanticMiniStream:
         if len(self._audio) - self._encoded_at < self.every * SAMPLE_RATE:
             return np.zeros(0, dtype=np.int64)
         self._encoded_at = len(self._audio)
-        settled = int((len(self._audio) / SAMPLE_RATE - self.lookahead) * CODES_PER_SECOND)
+        settled = int((len(self._audio) / SAMPLE_RATE - self.lookahead) * SEMANTIC_RATE)
         return self._emit(settled)
 
     def flush(self) -> np.ndarray:

@@ -21,6 +21,7 @@ from stepaudio.audio import load_audio, mel_spectrogram, resample
 from stepaudio.audio.decoder_mel import HOP_LENGTH, SAMPLE_RATE
 from stepaudio.decoder.flow import TOKENS_PER_SECOND
 from stepaudio.errors import DataError, TokenError
+from stepaudio.tokenizer.interleave import AUDIO_VOCAB
 from stepaudio.train.data.manifest import Utterance, manifest_dir, read_split
 
 TOKENIZER_RATE = 16_000
@@ -48,7 +49,8 @@ def estimate_f0(samples: np.ndarray, hop: int = HOP_LENGTH, fmin: float = 60.0, 
 
 
 class DecoderDataset(torch.utils.data.Dataset):
-    """Utterance i -> {tokens [N], mel [80, T], embedding [D], f0 [T], audio [T * 256]} (cached)."""
+    """Utterance i -> what one recipe trains on, cached per utterance:
+    the flow's {tokens [N], mel [80, T], embedding [D]} or the vocoder's {mel [80, T], f0 [T], audio [T * 256]}."""
 
     def __init__(
         self,
@@ -58,11 +60,11 @@ class DecoderDataset(torch.utils.data.Dataset):
         tokenize: Tokenize | None = None,
         embed: Embed | None = None,
         embedding_dim: int = 256,
-        with_f0: bool = False,
+        vocoder: bool = False,
     ):
         self.utterances, self.root = read_split(manifest, split), manifest_dir(manifest)
         self.cache_dir = Path(cache_dir)
-        self.tokenize, self.embed, self.embedding_dim, self.with_f0 = tokenize, embed, embedding_dim, with_f0
+        self.tokenize, self.embed, self.embedding_dim, self.vocoder = tokenize, embed, embedding_dim, vocoder
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
     def __len__(self) -> int:
@@ -71,7 +73,8 @@ class DecoderDataset(torch.utils.data.Dataset):
     def _cache_path(self, utterance: Utterance) -> Path:
         audio = (self.root / utterance.audio).resolve()
         stat = audio.stat()
-        key = f"{audio}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{self.with_f0}"
+        embedder = f"{type(self.embed).__name__}:{self.embedding_dim}" if self.embed else "none"
+        key = f"{audio}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{self.vocoder}|{embedder}"
         return self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.safetensors"
 
     def _tokens(self, utterance: Utterance, samples16: np.ndarray) -> torch.Tensor:
@@ -80,10 +83,13 @@ class DecoderDataset(torch.utils.data.Dataset):
         elif self.tokenize is not None:
             tokens = self.tokenize(samples16)
         else:
-            raise DataError(f"{utterance.audio} has no `tokens` file in the manifest and no tokenizer was given")
+            raise DataError(
+                f"{utterance.audio} has no `tokens` file in the manifest and no tokenizer was given; "
+                "run `stepaudio data tokenize CORPUS` first"
+            )
         tokens = torch.as_tensor(np.asarray(tokens)).long().reshape(-1)
-        if tokens.numel() == 0 or int(tokens.min()) < 0 or int(tokens.max()) > 5119:
-            raise TokenError(f"tokens of {utterance.audio} are empty or outside 0..5119")
+        if tokens.numel() == 0 or int(tokens.min()) < 0 or int(tokens.max()) >= AUDIO_VOCAB:
+            raise TokenError(f"tokens of {utterance.audio} are empty or outside 0..{AUDIO_VOCAB - 1}")
         return tokens
 
     def _features(self, utterance: Utterance) -> dict[str, torch.Tensor]:
@@ -91,16 +97,18 @@ class DecoderDataset(torch.utils.data.Dataset):
         audio = resample(samples, rate, SAMPLE_RATE)
         samples16 = resample(samples, rate, TOKENIZER_RATE)
         mel = mel_spectrogram(audio)
-        features = {
+        if self.vocoder:
+            f0 = torch.from_numpy(estimate_f0(audio))
+            return {
+                "mel": mel,
+                "f0": torch.nn.functional.pad(f0, (0, mel.shape[1] - len(f0))),
+                "audio": torch.from_numpy(audio[: mel.shape[1] * HOP_LENGTH].copy()),
+            }
+        return {
             "tokens": self._tokens(utterance, samples16),
             "mel": mel,
             "embedding": self.embed(samples16).float() if self.embed else torch.zeros(self.embedding_dim),
-            "audio": torch.from_numpy(audio[: mel.shape[1] * HOP_LENGTH].copy()),
         }
-        if self.with_f0:
-            f0 = torch.from_numpy(estimate_f0(audio))
-            features["f0"] = torch.nn.functional.pad(f0, (0, mel.shape[1] - len(f0)))
-        return features
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         utterance = self.utterances[index]

@@ -123,7 +123,7 @@ def train_vocoder(
     export_dir: Path | None = None,
     segment_frames: int = 32,
 ) -> int:
-    dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", with_f0=True)
+    dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", vocoder=True)
     hift = HiFT(config)
     objective = VocoderObjective(hift)
     data = _Mapped(dataset, lambda example: vocoder_segment(example, segment_frames, None))
