@@ -9,6 +9,7 @@ its own shard of the data and rank 0 alone logs, checkpoints and exports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -119,46 +120,50 @@ def train(
             except (KeyError, RuntimeError) as error:
                 raise CheckpointError(f"cannot resume from {checkpoint}: {error}") from error
         model = nn.parallel.DistributedDataParallel(objective) if world.world > 1 else objective
+        generator = torch.Generator()
         sampler = (
             torch.utils.data.DistributedSampler(dataset, seed=options.seed)
             if world.world > 1
-            else torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(options.seed))
+            else torch.utils.data.RandomSampler(dataset, generator=generator)
         )
         loader = torch.utils.data.DataLoader(dataset, options.batch_size, sampler=sampler, collate_fn=collate)
-        progress = tqdm(total=options.steps, initial=step, disable=not world.main, unit="step", dynamic_ncols=True)
-        log = (out / LOG).open("a") if world.main else None
-        epoch, started = 0, time.monotonic()
+        # Each epoch's order depends on (seed, epoch) only, so a resumed run goes on with the same orders.
+        epoch, started = step // max(1, len(loader)), time.monotonic()
         model.train()
-        while step < options.steps:
-            if isinstance(sampler, torch.utils.data.DistributedSampler):
-                sampler.set_epoch(epoch)
-            for batch in loader:
-                loss, parts = model(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = float(nn.utils.clip_grad_norm_(objective.parameters(), options.grad_clip))
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                if step % options.log_every == 0 or step == options.steps:
-                    values = world.mean({"loss": loss.item(), **{k: float(v) for k, v in parts.items()}})
+        with contextlib.ExitStack() as closing:
+            progress = closing.enter_context(
+                tqdm(total=options.steps, initial=step, disable=not world.main, unit="step", dynamic_ncols=True)
+            )
+            log = closing.enter_context((out / LOG).open("a")) if world.main else None
+            while step < options.steps:
+                if isinstance(sampler, torch.utils.data.DistributedSampler):
+                    sampler.set_epoch(epoch)
+                else:
+                    generator.manual_seed(options.seed * 100_003 + epoch)
+                for batch in loader:
+                    loss, parts = model(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = float(nn.utils.clip_grad_norm_(objective.parameters(), options.grad_clip))
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    if step % options.log_every == 0 or step == options.steps:
+                        values = world.mean({"loss": loss.item(), **{k: float(v) for k, v in parts.items()}})
+                        if world.main:
+                            record = {"step": step, **values, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]}
+                            record["seconds"] = round(time.monotonic() - started, 2)
+                            log.write(json.dumps(record) + "\n")
+                            log.flush()
+                            progress.set_postfix(loss=f"{values['loss']:.4f}")
                     if world.main:
-                        record = {"step": step, **values, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]}
-                        record["seconds"] = round(time.monotonic() - started, 2)
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
-                        progress.set_postfix(loss=f"{values['loss']:.4f}")
-                if world.main:
-                    progress.update(1)
-                if world.main and (step % options.save_every == 0 or step == options.steps):
-                    _save_checkpoint(checkpoint, objective, optimizer, scheduler, step, options)
-                    export()
-                if step >= options.steps:
-                    break
-            epoch += 1
-        progress.close()
-        if log:
-            log.close()
+                        progress.update(1)
+                    if world.main and (step % options.save_every == 0 or step == options.steps):
+                        _save_checkpoint(checkpoint, objective, optimizer, scheduler, step, options)
+                        export()
+                    if step >= options.steps:
+                        break
+                epoch += 1
         world.barrier()
         return step
     finally:
