@@ -68,6 +68,17 @@ class SpeechDecoder:
         self.flow, self.hift, self.speaker, self.seed = flow.eval(), hift.eval(), speaker, seed
 
     @classmethod
+    def load(cls, model: str | Path = "mini") -> SpeechDecoder:
+        """`mini` (our flow + HiFT, GE2E speakers), or official checkpoints (Step-Audio-TTS-3B's
+        CosyVoice-300M-25Hz folder, CAMPPlus speakers)."""
+        from stepaudio.models.store import resolve_model
+
+        resolved = resolve_model(model)
+        if resolved.kind == "mini":
+            return cls.from_directory(resolved.require("decoder"), resolved.require("speaker"))
+        return cls.from_official(resolved.require("tts") / "CosyVoice-300M-25Hz")
+
+    @classmethod
     def from_official(cls, folder: Path) -> SpeechDecoder:
         """A `CosyVoice-300M-25Hz(-Music)` folder with CAMPPlus speaker embeddings."""
         flow, hift = load_official(folder)
@@ -87,7 +98,7 @@ class SpeechDecoder:
             raise AudioError("a voice prompt needs at least 0.1 s of mono audio")
         if self.speaker is None:
             raise AudioError("this decoder has no speaker encoder: build it with one to use voice prompts")
-        tokens = torch.as_tensor(np.asarray(tokens)).long().reshape(-1)
+        tokens = torch.as_tensor(np.array(tokens)).long().reshape(-1)
         self.flow.check_tokens(tokens)
         if len(tokens) == 0:
             raise TokenError("a voice prompt needs its tokens")
@@ -132,7 +143,7 @@ class DecoderStream:
     def add(self, tokens) -> None:
         if self.finished:
             raise TokenError("this stream is flushed; start a new one for the next utterance")
-        tokens = torch.as_tensor(np.asarray(tokens)).long().reshape(-1)
+        tokens = torch.as_tensor(np.array(tokens)).long().reshape(-1)
         self.flow.check_tokens(tokens)
         self.tokens.extend(tokens.tolist())
 

