@@ -30,7 +30,7 @@ class _Ref(str):
 
 
 class _TagsAsData(yaml.SafeLoader):
-    pass
+    """A SafeLoader of our own, so the tag constructors registered below do not leak into yaml's."""
 
 
 def _construct_tagged(loader: _TagsAsData, suffix: str, node: yaml.Node):
