@@ -48,7 +48,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     for name in ("start_ms", "pause_ms", "end_ms"):
         parser.add_argument(
-            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name), help="milliseconds"
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=getattr(defaults, name),
+            help="milliseconds (default: %(default)s)",
         )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=cmd_vad)
