@@ -5,7 +5,7 @@ import torch
 from conftest import speechlike, stream_in_chunks
 from stepaudio.audio import load_audio, log10_mel
 from stepaudio.errors import CheckpointError, ModelNotFound
-from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer
+from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer, stack_frames
 from stepaudio.train.kmeans import train_kmeans
 
 
@@ -13,8 +13,7 @@ from stepaudio.train.kmeans import train_kmeans
 def tokenizer() -> AcousticMiniTokenizer:
     """A 64-code tokenizer fitted on a few seconds of synthetic speech-like sound."""
     config = AcousticMiniConfig(codebook_size=64)
-    probe = AcousticMiniTokenizer(config, torch.zeros(64, config.dim), torch.zeros(config.dim), torch.ones(config.dim))
-    slices = torch.cat([probe.slices(log10_mel(speechlike(2.0, 16000, seed=s))) for s in range(3)])
+    slices = torch.cat([stack_frames(log10_mel(speechlike(2.0, 16000, seed=s)), 4) for s in range(3)])
     mean, std = slices.mean(dim=0), slices.std(dim=0) + 1e-3
     centroids = train_kmeans((slices - mean) / std, 64, progress=False)
     return AcousticMiniTokenizer(config, centroids, mean, std)

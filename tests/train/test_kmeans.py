@@ -1,6 +1,7 @@
 import torch
 
-from stepaudio.train.kmeans import codebook_stats, nearest, train_kmeans
+from stepaudio.tokenizer.codebook import nearest
+from stepaudio.train.kmeans import codebook_stats, train_kmeans
 
 
 def blobs(k: int, per: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

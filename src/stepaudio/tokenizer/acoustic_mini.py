@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from stepaudio.audio.whisper_mel import LogMelStream, log10_mel
 from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.tokenizer.codebook import nearest
 from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
-from stepaudio.train.kmeans import nearest
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,12 @@ class AcousticMiniConfig:
     @property
     def dim(self) -> int:
         return self.n_mels * self.frames_per_token
+
+
+def stack_frames(mel: torch.Tensor, frames_per_token: int) -> torch.Tensor:
+    """log10 mel [n_mels, frames] -> consecutive frames stacked per token [frames // k, n_mels * k]."""
+    count = mel.shape[1] // frames_per_token
+    return mel[:, : count * frames_per_token].T.reshape(count, frames_per_token * mel.shape[0])
 
 
 class AcousticMiniTokenizer:
@@ -50,10 +56,7 @@ class AcousticMiniTokenizer:
 
     def slices(self, mel: torch.Tensor) -> torch.Tensor:
         """log10 mel [n_mels, frames] -> standardised 40 ms slices [frames // 4, n_mels * 4]."""
-        k = self.config.frames_per_token
-        count = mel.shape[1] // k
-        stacked = mel[:, : count * k].T.reshape(count, k * self.config.n_mels)
-        return (stacked - self.mean) / self.std
+        return (stack_frames(mel, self.config.frames_per_token) - self.mean) / self.std
 
     def quantize(self, mel: torch.Tensor) -> np.ndarray:
         """log10 mel [n_mels, frames] -> codes [frames // 4] of the nearest centroid."""

@@ -25,9 +25,9 @@ from safetensors.torch import load_file, save_file
 from stepaudio.asr.transcribe import Transcriber
 from stepaudio.asr.whisper import EncoderOutput
 from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.tokenizer.codebook import nearest
 from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
 from stepaudio.tokenizer.interleave import SEMANTIC_RATE
-from stepaudio.train.kmeans import nearest
 
 
 class SemanticMiniTokenizer:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from stepaudio.asr.transcribe import Transcriber
 from stepaudio.audio import load_audio, log10_mel, peak_normalize
-from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer
+from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer, stack_frames
 from stepaudio.tokenizer.semantic_mini import SemanticMiniTokenizer
 from stepaudio.train.data.manifest import manifest_dir, read_split
 from stepaudio.train.kmeans import codebook_stats, train_kmeans
@@ -64,10 +64,9 @@ def train_acoustic(
 ) -> dict:
     """Standardised 40 ms log-mel slices (statistics of the training features) -> k-means."""
     config = AcousticMiniConfig(codebook_size=codes)
-    raw = AcousticMiniTokenizer(config, torch.zeros(codes, config.dim), torch.zeros(config.dim), torch.ones(config.dim))
 
     def featurize(samples: np.ndarray) -> torch.Tensor:
-        return raw.slices(log10_mel(samples, config.n_mels))
+        return stack_frames(log10_mel(samples, config.n_mels), config.frames_per_token)
 
     train = gather(manifest, "train", featurize, max_hours, seed)
     mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-3)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-_CHUNK = 16384  # rows per distance computation: 16384 x 4096 floats = 256 MiB at most
+from stepaudio.tokenizer.codebook import nearest
 
 
 @dataclass(frozen=True)
@@ -27,18 +27,6 @@ class CodebookStats:
 
     def __str__(self) -> str:
         return f"inertia {self.inertia:.4f}, perplexity {self.perplexity:.1f}, dead codes {self.dead_codes}"
-
-
-def nearest(features: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of the nearest centroid (Euclidean) for each row, and the squared distance: ([N], [N])."""
-    sq_norms = (centroids * centroids).sum(dim=1)
-    codes, dists = [], []
-    for chunk in features.split(_CHUNK):
-        d = (chunk * chunk).sum(dim=1, keepdim=True) - 2 * chunk @ centroids.T + sq_norms
-        best, index = d.min(dim=1)
-        codes.append(index)
-        dists.append(best.clamp_min(0))
-    return torch.cat(codes), torch.cat(dists)
 
 
 def codebook_stats(features: torch.Tensor, centroids: torch.Tensor) -> CodebookStats:
