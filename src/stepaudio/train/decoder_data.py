@@ -63,9 +63,24 @@ class DecoderDataset(torch.utils.data.Dataset):
         vocoder: bool = False,
     ):
         self.utterances, self.root = read_split(manifest, split), manifest_dir(manifest)
+        if not vocoder and tokenize is None:
+            self.utterances = self._tokenized(self.utterances)
         self.cache_dir = Path(cache_dir)
         self.tokenize, self.embed, self.embedding_dim, self.vocoder = tokenize, embed, embedding_dim, vocoder
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def _tokenized(self, utterances: list[Utterance]) -> list[Utterance]:
+        """Without a tokenizer, the utterances whose token files exist (a corpus being tokenized can
+        already be trained on); none at all is an error."""
+        kept = [u for u in utterances if u.tokens is not None and (self.root / u.tokens).is_file()]
+        if not kept:
+            raise DataError(
+                f"no utterance of {self.root} has a `tokens` file and no tokenizer was given; "
+                "run `stepaudio data tokenize CORPUS` first"
+            )
+        if len(kept) < len(utterances):
+            print(f"training on the {len(kept)} of {len(utterances)} utterances that have token files")
+        return kept
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -78,15 +93,10 @@ class DecoderDataset(torch.utils.data.Dataset):
         return self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.safetensors"
 
     def _tokens(self, utterance: Utterance, samples16: np.ndarray) -> torch.Tensor:
-        if utterance.tokens is not None:
+        if utterance.tokens is not None and (self.root / utterance.tokens).is_file():
             tokens = np.load(self.root / utterance.tokens)
-        elif self.tokenize is not None:
-            tokens = self.tokenize(samples16)
         else:
-            raise DataError(
-                f"{utterance.audio} has no `tokens` file in the manifest and no tokenizer was given; "
-                "run `stepaudio data tokenize CORPUS` first"
-            )
+            tokens = self.tokenize(samples16)
         tokens = torch.as_tensor(np.asarray(tokens)).long().reshape(-1)
         if tokens.numel() == 0 or int(tokens.min()) < 0 or int(tokens.max()) >= AUDIO_VOCAB:
             raise TokenError(f"tokens of {utterance.audio} are empty or outside 0..{AUDIO_VOCAB - 1}")
