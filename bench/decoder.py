@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from timing import best_time  # noqa: E402
+
 from asr import human_transcripts  # noqa: E402
 from conftest import LIBRIVOX  # noqa: E402
 from stepaudio.audio import decoder_mel as dm  # noqa: E402
 from stepaudio.audio import load_audio, mel_spectrogram, resample  # noqa: E402
 from stepaudio.errors import ModelNotFound  # noqa: E402
 from stepaudio.models import resolve_model  # noqa: E402
-from timing import best_time  # noqa: E402
 
 
 def griffin_lim(samples16: np.ndarray) -> np.ndarray:
