@@ -35,6 +35,7 @@ from stepaudio.train.loop import TrainOptions, train
 
 # Sized for RTF < 0.5 on 2 cores with 10 flow steps and an hour of CPU training (see the bench).
 MINI_FLOW = FlowConfig(
+    token_layout="time_aligned",
     input_size=192,
     spk_embed_dim=256,  # GE2E
     encoder=EncoderConfig(input_size=192, output_size=192, attention_heads=4, linear_units=768, num_blocks=3),
