@@ -18,10 +18,8 @@ from stepaudio.audio.vad import VADParams
 TTS_CHOICES = ("auto", "model", "piper")
 
 
-def add_engine_args(parser: argparse.ArgumentParser) -> None:
-    """The options every voice-chat command shares: models and the session's turn-taking settings."""
-    defaults = VADParams(pause_ms=200, end_ms=500)
-    parser.add_argument("--model", default="mini", help="mini, or a directory of official checkpoints (default: mini)")
+def add_voice_args(parser: argparse.ArgumentParser) -> None:
+    """Who speaks the answers."""
     parser.add_argument(
         "--tts",
         choices=TTS_CHOICES,
@@ -30,6 +28,13 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
         "when its weights are installed, else Piper (default: auto)",
     )
     parser.add_argument("--voice", help="voice name (of the TTS, or of Piper)")
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the live voice-chat commands: models, voice and the turn-taking settings."""
+    defaults = VADParams(pause_ms=200, end_ms=500)
+    parser.add_argument("--model", default="mini", help="mini, or a directory of official checkpoints (default: mini)")
+    add_voice_args(parser)
     parser.add_argument("--system", help="instructions for the assistant (system prompt)")
     parser.add_argument("--no-speculation", action="store_true", help="do not start answering at pauses")
     parser.add_argument(
@@ -59,20 +64,21 @@ def session_config(args: argparse.Namespace):
     )
 
 
-def load_engine(args: argparse.Namespace, say=print):
+def load_engine(args: argparse.Namespace, say=print, sampling=None):
+    """The ChatEngine of --model with the speaker --tts asks for (sampling: the chat LM's, if not its default)."""
     from stepaudio.errors import ModelNotFound
     from stepaudio.realtime.engine import ChatEngine
     from stepaudio.realtime.piper_speaker import PiperSpeaker
 
     if args.tts == "piper":
-        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
+        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice), sampling=sampling)
     try:
-        return ChatEngine.load(args.model)
+        return ChatEngine.load(args.model, sampling=sampling)
     except (ModelNotFound, ImportError) as missing:
         if args.tts == "model":
             raise
         say(f"(the model's TTS is not available: {missing}; speaking with Piper)")
-        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
+        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice), sampling=sampling)
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:

@@ -6,9 +6,9 @@ without more speech, nothing is left to do) and at the end of the turn.
 
 - `WhisperListener` (mini): the acoustic codes stream in as audio arrives; at `hear()` one Whisper
   tiny.en encoder pass gives both the semantic codes and the transcript. The pass covers the turn's
-  audio plus 1 s, not a zero-padded 30-s window (whisper.cpp's `audio_ctx`): 3x less work on short
-  turns, the same transcripts on the example conversation; the semantic codes of such a pass are
-  close to, not equal to, the offline ones (mini's chat LM reads the transcript, not the codes).
+  audio plus 1 s (5 s at least), not a zero-padded 30-s window (whisper.cpp's `audio_ctx`): several
+  times less work on short turns, the same transcripts on the example conversation; the semantic codes
+  of such a pass are close to, not equal to, the offline ones (mini's chat LM reads the transcript).
 - `StepAudioListener` (official): the dual tokenizer streams (Paraformer and S3 are incremental), and
   Step-Audio-Chat transcribes the tokens with its ASR prompt (the history is kept as text).
 """
@@ -16,7 +16,7 @@ without more speech, nothing is left to do) and at the end of the turn.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +24,8 @@ from stepaudio.tokenizer.input import SAMPLE_RATE
 from stepaudio.tokenizer.interleave import GROUP_SECONDS, interleave
 
 TAIL_SECONDS = 1.0  # silence after the turn in the encoder's window
+MIN_WINDOW_SECONDS = 5.0
+TOKENS_PER_SECOND = 8  # most text tokens a second of speech can need (fast speech is ~4)
 ACOUSTIC_STEP = int(GROUP_SECONDS * SAMPLE_RATE)  # samples per acoustic streaming step (20 ms steps cost 5x more)
 
 
@@ -54,16 +56,24 @@ class _AudioBuffer:
 class WhisperListener:
     def __init__(self, transcriber, tokenizer):
         """transcriber: stepaudio.asr.Transcriber; tokenizer: the mini DualTokenizer sharing its encoder.
-        A turn is one short utterance: decoded without timestamps (the temperature fallback stays:
-        it is what breaks greedy repetition loops)."""
-        from stepaudio.asr.transcribe import DecodingOptions, Transcriber
+        A turn is one short utterance: decoded without timestamps, with at most TOKENS_PER_SECOND
+        tokens per second of it, and a short temperature fallback (what breaks a repetition loop)."""
+        from stepaudio.asr.transcribe import DecodingOptions
 
-        options = DecodingOptions(without_timestamps=True)
-        self.transcriber = Transcriber(transcriber.model, transcriber.tokenizer, options)
-        self.tokenizer = tokenizer
+        self.transcriber, self.tokenizer = transcriber, tokenizer
+        self.options = DecodingOptions(without_timestamps=True, temperatures=(0.0, 0.4, 0.8), best_of=2)
+
+    def transcribe(self, encoded, seconds: float) -> str:
+        from stepaudio.asr.transcribe import Transcriber
+
+        options = replace(
+            self.options, max_new_tokens=min(self.options.max_new_tokens, int(TOKENS_PER_SECOND * seconds) + 8)
+        )
+        return Transcriber(self.transcriber.model, self.transcriber.tokenizer, options).transcribe(encoded).text
 
     def encode(self, audio: np.ndarray):
-        """One encoder pass over the turn plus TAIL_SECONDS of padding (turns over 29 s: full windows)."""
+        """One encoder pass over the turn plus TAIL_SECONDS of padding, MIN_WINDOW_SECONDS at least
+        (shorter windows made Whisper loop on a 1-s question); turns over 29 s: full windows."""
         import torch
         import torch.nn.functional as F
 
@@ -72,7 +82,7 @@ class WhisperListener:
         model = self.transcriber.model
         mel = audio_mel(audio, model.config.n_mels)
         content = mel.shape[1] - 1
-        frames = content + round(TAIL_SECONDS * 100)
+        frames = max(content + round(TAIL_SECONDS * 100), round(MIN_WINDOW_SECONDS * 100))
         if frames > WINDOW_FRAMES:
             return self.transcriber.encode(audio)
         frames += frames % ENCODER_STRIDE
@@ -124,7 +134,7 @@ class WhisperListenStream:
         else:
             encoded = self.listener.encode(audio)  # the one encoder pass
             semantic = self.listener.tokenizer.semantic.quantize(encoded)
-            transcript = self.listener.transcriber.transcribe(encoded).text
+            transcript = self.listener.transcribe(encoded, len(audio) / SAMPLE_RATE)
             heard = Heard(transcript, interleave(semantic, acoustic), len(audio) / SAMPLE_RATE)
         self._cached = (len(audio), heard)
         return heard
