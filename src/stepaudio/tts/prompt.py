@@ -10,20 +10,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stepaudio.errors import OptionError
-from stepaudio.lm.prompts import TAGS, tts_prompt_ids
+from stepaudio.lm.prompts import EMOTION_TAGS, LANGUAGE_TAGS, MUSIC_TAGS, SPEED_TAGS, TAGS, tts_prompt_ids
 from stepaudio.lm.tokenizer import Tokenizer
 
 LANGUAGE_TAG = {"en": "英文", "zh": "中文", "yue": "粤语"}  # corpus language -> the official tag
 CANTONESE_TAGS = ("粤语", "广东话")
 
 
+_ORDER = (MUSIC_TAGS, EMOTION_TAGS, LANGUAGE_TAGS, SPEED_TAGS)  # music first: only the leading tag picks a mode
+
+
 def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
-    """Tags as given, without parentheses; OptionError names an unknown one."""
-    cleaned = tuple(tag.strip().strip("()（）").strip() for tag in tags)
+    """Tags without parentheses or repeats, music first, then emotion, language and speed;
+    OptionError names an unknown one."""
+    cleaned = [tag.strip().strip("()（）").strip() for tag in tags]
     unknown = [tag for tag in cleaned if tag not in TAGS]
     if unknown:
         raise OptionError(f"unknown style tag {unknown[0]!r}; the tags are: {' '.join(TAGS)}")
-    return cleaned
+    return tuple(sorted(dict.fromkeys(cleaned), key=lambda tag: next(i for i, g in enumerate(_ORDER) if tag in g)))
 
 
 def tagged_text(text: str, tags: Sequence[str]) -> str:
