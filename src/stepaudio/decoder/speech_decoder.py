@@ -113,7 +113,9 @@ class SpeechDecoder:
         if embedding is None:
             embedding = self.speaker(resample(samples, sample_rate, SPEAKER_RATE))
         elif embedding.shape != (self.flow.config.spk_embed_dim,):
-            raise AudioError(f"speaker embedding of shape {tuple(embedding.shape)}, the flow wants {self.flow.config.spk_embed_dim}")
+            raise AudioError(
+                f"speaker embedding of shape {tuple(embedding.shape)}, the flow wants {self.flow.config.spk_embed_dim}"
+            )
         return Voice(tokens, mel, embedding)
 
     def no_voice(self) -> Voice:

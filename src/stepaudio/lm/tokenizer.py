@@ -1,7 +1,8 @@
 """Text tokenizers of the language models, behind one small interface.
 
 - `SentencePieceTokenizer`: Step1's `tokenizer.model`. The turn markers `<|BOT|>` / `<|EOT|>` and
-  the audio tokens `<audio_K>` (id 65536 + K, or `audio_offset` + K in a compact vocabulary) are never split, wherever they appear in the text.
+  the audio tokens `<audio_K>` (id 65536 + K; `audio_offset` + K in a compact vocabulary) are never
+  split, wherever they appear in the text.
 - `BPETokenizer`: byte-level BPE (SmolLM2 and other Llama-family models), built with the `tokenizers`
   library from a `tokenizer.json` or from the vocabulary and merges stored in a GGUF file.
 """

@@ -85,7 +85,7 @@ def train_tts(
     dataset = TTSDataset(manifest, tokenizer, max_seconds=max_seconds, seed=options.seed)
     model = Transformer(mini_config(text_vocab, **(sizes or {})))
     with torch.no_grad():  # small initial weights: a deep narrow model starts stable
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.dim() == 2:
                 param.normal_(0, 0.02)
     return train(

@@ -95,22 +95,20 @@ class TTS:
         from stepaudio.tokenizer.dual import DualTokenizer
 
         resolved = resolve_model(model)
+        voices = VoiceRegistry.for_model(model)
         if resolved.kind == "mini":
             lm = SpeechLM.from_mini(resolved.require("tts_lm"))
-            voices = VoiceRegistry.load(resolved.require("voices"))
-            return cls(lm, SpeechDecoder.load("mini"), voices, "mini", MINI_DEFAULT_VOICE, lambda: DualTokenizer.load("mini"))
-        from stepaudio.tts.voices import read_official_speakers
-
+            decoder = SpeechDecoder.load("mini")
+            return cls(lm, decoder, voices, "mini", MINI_DEFAULT_VOICE, lambda: DualTokenizer.load("mini"))
         folder = resolved.require("tts")
-        speakers = read_official_speakers(folder / "speakers") or read_official_speakers(folder.parent / "speakers")
-        voices = VoiceRegistry(speakers, VoiceRegistry.load(None).user_dir)
-        default = OFFICIAL_DEFAULT_VOICE if any(v.name == OFFICIAL_DEFAULT_VOICE for v in speakers) else ""
+        names = voices.names()
+        default = OFFICIAL_DEFAULT_VOICE if OFFICIAL_DEFAULT_VOICE in names else (names[0] if names else "")
         return cls(
             SpeechLM.from_official(folder),
             SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz"),
             voices,
             "official",
-            default or (speakers[0].name if speakers else ""),
+            default,
             lambda: DualTokenizer.load(folder.parent),
             music_decoder=SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz-Music"),
         )

@@ -31,7 +31,7 @@ def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
 
 
 def tagged_text(text: str, tags: Sequence[str]) -> str:
-    """"(tag1)(tag2)text", the way the release passes tags to the LM."""
+    """ "(tag1)(tag2)text", the way the release passes tags to the LM."""
     return "".join(f"({tag})" for tag in check_tags(tags)) + text
 
 

@@ -73,7 +73,9 @@ class SpeechLM:
     def prompt(
         self, text: str, tags: Sequence[str], prompt_text: str, prompt_tokens: Sequence[int], speaker: str | None
     ) -> list[int]:
-        return request_ids(self.tokenizer, text, tags, prompt_text, prompt_tokens, speaker if self.names_speakers else None)
+        return request_ids(
+            self.tokenizer, text, tags, prompt_text, prompt_tokens, speaker if self.names_speakers else None
+        )
 
     def generate(
         self,

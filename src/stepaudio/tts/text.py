@@ -32,7 +32,7 @@ _ORDINAL_WORDS = {
 
 
 def guess_language(text: str) -> str:
-    """"zh" when the text has Chinese characters, else "en" (Cantonese is asked for by tag)."""
+    """ "zh" when the text has Chinese characters, else "en" (Cantonese is asked for by tag)."""
     return "zh" if _CJK.search(text) else "en"
 
 

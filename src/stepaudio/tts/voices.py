@@ -38,7 +38,10 @@ def user_voices_dir() -> Path:
 
 def condition_prompt(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """A prompt as the official prepares it: mono, 16 kHz, peak-normalised, silence-trimmed."""
-    conditioned = trim_silence(peak_normalize(as_16k_mono(samples, sample_rate)), SAMPLE_RATE)
+    mono = as_16k_mono(samples, sample_rate)
+    if np.abs(mono).max(initial=0.0) < 1e-3:
+        raise AudioError("the voice prompt is silent")
+    conditioned = trim_silence(peak_normalize(mono), SAMPLE_RATE)
     if len(conditioned) < SAMPLE_RATE // 2:
         raise AudioError("the voice prompt holds less than 0.5 s of speech")
     return conditioned
@@ -78,6 +81,21 @@ class VoiceRegistry:
     def load(cls, builtin_dir: Path | None, user_dir: Path | None = None) -> VoiceRegistry:
         builtin = read_voice_dir(builtin_dir, builtin=True) if builtin_dir else []
         return cls(builtin, user_dir or user_voices_dir())
+
+    @classmethod
+    def for_model(cls, model: str | Path = "mini") -> VoiceRegistry:
+        """The voices of a model: mini's packaged ones, or the official `speakers/` folder (inside
+        Step-Audio-TTS-3B or beside it), plus the user's."""
+        from stepaudio.models.store import resolve_model
+
+        resolved = resolve_model(model)
+        if resolved.kind == "mini":
+            return cls.load(resolved.require("voices"))
+        folder = resolved.require("tts")
+        return cls(
+            read_official_speakers(folder / "speakers") or read_official_speakers(folder.parent / "speakers"),
+            user_voices_dir(),
+        )
 
     def user_voices(self) -> dict[str, VoiceEntry]:
         return {voice.name: voice for voice in read_voice_dir(self.user_dir, builtin=False)}
