@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tts_fixtures import tiny_speech_lm, tiny_tts
 
 from conftest import speechlike
 from stepaudio.errors import OptionError
 from stepaudio.tts.pipeline import MAX_DURATION_FACTOR, TOKENS_PER_SECOND, expected_seconds
 from stepaudio.tts.text import normalize
-from tts_fixtures import tiny_speech_lm, tiny_tts
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from tts_fixtures import builtin_voice_dir
 
 from conftest import speechlike
 from stepaudio.audio import load_audio
 from stepaudio.errors import AudioError, OptionError
 from stepaudio.tts.voices import VOICES_DIR_ENV, VoiceRegistry, read_official_speakers, user_voices_dir
-from tts_fixtures import builtin_voice_dir
 
 
 @pytest.fixture
