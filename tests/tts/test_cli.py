@@ -4,11 +4,11 @@ import io
 
 import pytest
 import soundfile as sf
+from tts_fixtures import tiny_tts
 
 from conftest import speechlike
 from stepaudio.cli import main
 from stepaudio.tts import TTS
-from tts_fixtures import tiny_tts
 
 
 @pytest.fixture

@@ -68,8 +68,19 @@ def test_examples_score_only_the_speech_of_both_assistant_turns(corpus, tmp_path
 
 def test_train_tts_exports_a_model_the_pipeline_loads(corpus, tmp_path):
     config = tmp_path / "sizes.json"
-    config.write_text(json.dumps({"hidden_size": 32, "intermediate_size": 48, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1}))
-    args = ["train", "tts", "--manifest", str(corpus), "--out", str(tmp_path / "run"), "--export", str(tmp_path / "tts")]
+    config.write_text(
+        json.dumps({"hidden_size": 32, "intermediate_size": 48, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1})
+    )
+    args = [
+        "train",
+        "tts",
+        "--manifest",
+        str(corpus),
+        "--out",
+        str(tmp_path / "run"),
+        "--export",
+        str(tmp_path / "tts"),
+    ]
     args += ["--config", str(config), "--steps", "2", "--batch-size", "2", "--text-vocab", "700", "--log-every", "1"]
     assert main(args) == 0
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
