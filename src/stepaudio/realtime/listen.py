@@ -6,7 +6,7 @@ without more speech, nothing is left to do) and at the end of the turn.
 
 - `WhisperListener` (mini): the acoustic codes stream in as audio arrives; at `hear()` one Whisper
   tiny.en encoder pass gives both the semantic codes and the transcript. The pass covers the turn's
-  audio plus 1 s (5 s at least), not a zero-padded 30-s window (whisper.cpp's `audio_ctx`): several
+  audio plus 1 s (10 s at least), not a zero-padded 30-s window (whisper.cpp's `audio_ctx`): several
   times less work on short turns, the same transcripts on the example conversation; the semantic codes
   of such a pass are close to, not equal to, the offline ones (mini's chat LM reads the transcript).
 - `StepAudioListener` (official): the dual tokenizer streams (Paraformer and S3 are incremental), and
@@ -15,6 +15,7 @@ without more speech, nothing is left to do) and at the end of the turn.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, replace
 
@@ -24,7 +25,8 @@ from stepaudio.tokenizer.input import SAMPLE_RATE
 from stepaudio.tokenizer.interleave import GROUP_SECONDS, interleave
 
 TAIL_SECONDS = 1.0  # silence after the turn in the encoder's window
-MIN_WINDOW_SECONDS = 5.0
+MIN_WINDOW_SECONDS = 10.0
+_REPEATED = re.compile(r"^(.+?)((?:\s*\1)+)\s*(.*)$")  # a phrase, its further copies, what follows
 TOKENS_PER_SECOND = 8  # most text tokens a second of speech can need (fast speech is ~4)
 ACOUSTIC_STEP = int(GROUP_SECONDS * SAMPLE_RATE)  # samples per acoustic streaming step (20 ms steps cost 5x more)
 
@@ -69,11 +71,12 @@ class WhisperListener:
         options = replace(
             self.options, max_new_tokens=min(self.options.max_new_tokens, int(TOKENS_PER_SECOND * seconds) + 8)
         )
-        return Transcriber(self.transcriber.model, self.transcriber.tokenizer, options).transcribe(encoded).text
+        text = Transcriber(self.transcriber.model, self.transcriber.tokenizer, options).transcribe(encoded).text
+        return collapse_repeats(text)
 
     def encode(self, audio: np.ndarray):
         """One encoder pass over the turn plus TAIL_SECONDS of padding, MIN_WINDOW_SECONDS at least
-        (shorter windows made Whisper loop on a 1-s question); turns over 29 s: full windows."""
+        (with 5 s, Whisper looped on a 1-s question); turns over 29 s: full windows."""
         import torch
         import torch.nn.functional as F
 
@@ -138,6 +141,18 @@ class WhisperListenStream:
             heard = Heard(transcript, interleave(semantic, acoustic), len(audio) / SAMPLE_RATE)
         self._cached = (len(audio), heard)
         return heard
+
+
+def collapse_repeats(text: str) -> str:
+    """One copy of a transcript that is a phrase said again and again ("Great. Great. Great."): on a
+    word or two Whisper tiny can loop where the compression-ratio fallback does not see it."""
+    match = _REPEATED.match(text)
+    if match is None:
+        return text
+    phrase, tail = match.group(1), match.group(3)
+    copies = match.group(2).count(phrase) + 1
+    looped = copies >= 3 or copies == 2 and tail  # a cut-off copy: the token limit stopped a loop
+    return phrase if looped and phrase.startswith(tail) else text
 
 
 class StepAudioListener:
