@@ -29,10 +29,12 @@ def test_cancelling_the_task_sets_the_threads_event():
     stopped = threading.Event()
 
     def forever(cancel):
-        while not cancel.is_set():
-            time.sleep(0.005)
-            yield 1
-        stopped.set()
+        try:
+            while not cancel.is_set():
+                time.sleep(0.005)
+                yield 1
+        finally:
+            stopped.set()
 
     async def consume():
         async for _ in iterate_in_thread(forever):
