@@ -16,8 +16,9 @@ at a `pause_ms` (200 ms) pause and can hide up to end_ms - pause_ms of the pipel
 - commit rate: speculative answers committed / started (the rest were cancelled as the user went on);
 - listening left: end-of-turn decision -> transcript ready (what the streaming listener had not yet done);
 - compression: audio tokens the conversation would take (41.67/s, both sides) / text tokens kept;
-- barge-in reaction: barge-in decided (speech held barge_in_ms over the answer) -> output stopped;
-  the user stops hearing the answer at most output_lead_ms (300 ms) of queued audio later;
+- barge-in: from the decision (speech held barge_in_ms = 250 ms over the answer) to the output
+  stopped, and from the start of the user's speech to the player going quiet (the player drops its
+  queued audio at the barge-in's speech_started, as an OpenAI Realtime client does);
 - loop RTF: seconds the listen, respond and speak stages worked / seconds of speech in and out.
 The machine's load average is printed: other jobs on these 2 cores slow every stage alike.
 """
@@ -37,7 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep
 
 from stepaudio.commands.simulate import TTS_CHOICES, load_engine  # noqa: E402
 from stepaudio.realtime.session import RealtimeSession, SessionConfig  # noqa: E402
-from stepaudio.realtime.simulate import load_conversation, simulate, speech_end_by_vad  # noqa: E402
+from stepaudio.realtime.simulate import load_conversation, simulate, speech_span_by_vad  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "conversation"
 BARGE_IN_AFTER_MS = 1000
@@ -45,7 +46,7 @@ BARGE_IN_AFTER_MS = 1000
 
 async def run(engine, conversation, config: SessionConfig) -> dict:
     session = RealtimeSession(engine, config)
-    result = await simulate(session, conversation, speech_end_by_vad(engine.vad))
+    result = await simulate(session, conversation, speech_span_by_vad(engine.vad))
     metrics = session.metrics
     user_seconds = sum(len(turn.audio) for turn in conversation.turns) / 16_000
     assistant_seconds = sum(len(pcm) for _, pcm, _ in result.player.chunks) / (result.player.rate or 1)
@@ -57,6 +58,7 @@ async def run(engine, conversation, config: SessionConfig) -> dict:
         "committed": metrics.committed,
         "compression_ratio": session.context.compression_ratio(),
         "barge_in_ms": [round(ms, 1) for ms in metrics.barge_in_ms],
+        "barge_in_stop_ms": [turn["barge_in_stop_ms"] for turn in result.turns if "barge_in_stop_ms" in turn],
         "stage_seconds": metrics.stage_seconds,
         "rtf": sum(metrics.stage_seconds.values()) / (user_seconds + assistant_seconds),
         "answers": [(turn.get("transcript"), turn.get("response_text"), turn.get("status")) for turn in result.turns],
@@ -112,10 +114,14 @@ def main() -> None:
     rate = on["committed"] / on["speculations"] if on["speculations"] else 0.0
     print(f"speculation commit rate: {on['committed']}/{on['speculations']} = {rate:.0%}")
     print(f"context compression (audio tokens / text tokens): {on['compression_ratio']:.1f}:1")
-    reactions = cut["barge_in_ms"] + on["barge_in_ms"] + off["barge_in_ms"]
-    if reactions:
-        median, worst = statistics.median(reactions), max(reactions)
-        print(f"barge-in reaction: median {median:.0f} ms, max {worst:.0f} ms (n={len(reactions)})")
+    for label, key in (
+        ("decided -> output stopped", "barge_in_ms"),
+        ("user speech start -> player quiet", "barge_in_stop_ms"),
+    ):
+        values = cut[key] + on[key] + off[key]
+        if values:
+            median, worst = statistics.median(values), max(values)
+            print(f"barge-in, {label}: median {median:.0f} ms, max {worst:.0f} ms (n={len(values)})")
     stages = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in on["stage_seconds"].items())
     print(f"loop RTF (stage seconds / speech seconds in and out): {on['rtf']:.2f} ({stages})")
     if args.json:

@@ -14,9 +14,9 @@ from stepaudio.realtime.session import RealtimeSession, SessionConfig
 from stepaudio.realtime.simulate import Conversation, UserTurn, load_conversation, simulate
 
 
-def speech_end(audio: np.ndarray) -> float:
+def speech_span(audio: np.ndarray) -> tuple[float, float]:
     loud = np.flatnonzero(np.abs(audio) > 0.05)
-    return (loud[-1] + 1) / 16_000
+    return loud[0] / 16_000, (loud[-1] + 1) / 16_000
 
 
 def test_turns_are_answered_in_order_and_a_barge_in_stops_the_player():
@@ -31,7 +31,7 @@ def test_turns_are_answered_in_order_and_a_barge_in_stops_the_player():
 
     async def main():
         session = RealtimeSession(engine, SessionConfig(vad=VADParams(start_ms=100, pause_ms=200, end_ms=400)))
-        return session, await simulate(session, conversation, speech_end)
+        return session, await simulate(session, conversation, speech_span)
 
     session, result = asyncio.run(asyncio.wait_for(main(), 30))
     first, second, third = result.turns
@@ -40,6 +40,7 @@ def test_turns_are_answered_in_order_and_a_barge_in_stops_the_player():
     interrupted = [e for e in result.timeline if e["type"] == "response.done" and e["status"] == "cancelled"]
     assert len(interrupted) == 1 and any(e.get("player_stopped") for e in result.timeline)
     assert session.metrics.barge_in_ms and result.player.ends < result.seconds
+    assert 200 <= second["barge_in_stop_ms"] < 600  # barge_in_ms of speech, then the player stops
     starts = [e["t"] for e in result.timeline if e["type"] == "user.turn_started"]
     assert starts == sorted(starts) and len(starts) == 3
 

@@ -14,10 +14,12 @@ def test_sentences_leave_as_soon_as_they_end():
     assert splitter.flush() == ["And big"] and splitter.flush() == []
 
 
-def test_a_long_clause_is_spoken_before_its_full_stop():
+def test_the_first_clause_and_long_clauses_go_before_the_full_stop():
     splitter = SentenceSplitter()
+    assert splitter.push("Well, the") == []  # one word: too short to say alone
+    assert splitter.push(" answer is, I think, yes. ") == ["Well, the answer is,", "I think, yes."]
     clause = " ".join(["word"] * LONG_CLAUSE_WORDS)
-    assert splitter.push(f"{clause}, and then") == [clause + ","]
+    assert splitter.push(f" {clause}, and then") == [clause + ","]
     assert splitter.push("short, bits") == []
 
 

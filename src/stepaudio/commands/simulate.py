@@ -90,7 +90,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from stepaudio.audio import save_audio
     from stepaudio.audio.vad import SAMPLE_RATE
     from stepaudio.realtime.session import RealtimeSession
-    from stepaudio.realtime.simulate import load_conversation, simulate, speech_end_by_vad
+    from stepaudio.realtime.simulate import load_conversation, simulate, speech_span_by_vad
 
     conversation = load_conversation(args.conversation)
     write = sys.stdout.write
@@ -99,7 +99,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     async def run():
         session = RealtimeSession(engine, session_config(args))
-        result = await simulate(session, conversation, speech_end_by_vad(engine.vad))
+        result = await simulate(session, conversation, speech_span_by_vad(engine.vad))
         return session, result
 
     session, result = asyncio.run(run())

@@ -9,7 +9,9 @@ chunk after the previous one, and stops when the user barges in.
 Latency of a turn is measured from the end of the user's speech (the end of the last 32 ms frame
 Silero calls speech in the user's recording, at the moment the microphone sent it) to the moment the
 first answer audio reaches the player. It includes the end-of-turn silence the VAD waits for
-(`end_ms`); `after_turn_end_ms` is measured from the VAD's end-of-turn decision instead.
+(`end_ms`); `after_turn_end_ms` is measured from the VAD's end-of-turn decision instead. A turn that
+cuts into the previous answer also gets `barge_in_stop_ms`: from the start of its speech to the
+moment the player went quiet.
 
 A conversation file (JSON): {"gap_ms": 700, "turns": [{"audio": "user_1.flac", "text": "...",
 "barge_in_after_ms": null}, ...]}, audio paths relative to the file.
@@ -50,7 +52,7 @@ class UserTurn:
     audio: np.ndarray  # 16 kHz mono
     text: str
     barge_in_after_ms: int | None = None
-    speech_end: float = 0.0  # seconds into `audio` where the speech ends
+    speech: tuple[float, float] = (0.0, 0.0)  # seconds into `audio` where the speech starts and ends
 
 
 @dataclass
@@ -129,11 +131,11 @@ class Simulation:
     seconds: float
 
 
-async def simulate(session: RealtimeSession, conversation: Conversation, speech_end_of) -> Simulation:
-    """Run the conversation against the session in real time. speech_end_of(audio) -> seconds into
-    the audio where speech ends (the VAD's view of the recording)."""
+async def simulate(session: RealtimeSession, conversation: Conversation, speech_span_of) -> Simulation:
+    """Run the conversation against the session in real time. speech_span_of(audio) -> (start, end):
+    seconds into the audio where the speech starts and ends (the VAD's view of the recording)."""
     for turn in conversation.turns:
-        turn.speech_end = speech_end_of(turn.audio)
+        turn.speech = speech_span_of(turn.audio)
     clock = time.monotonic
     start = clock()
     player = Player(start)
@@ -161,6 +163,7 @@ async def simulate(session: RealtimeSession, conversation: Conversation, speech_
             elif isinstance(event, SpeechStarted) and player.ends > now:
                 player.stop(now + start)
                 record["player_stopped"] = True
+                turn["player_stopped"] = round(now, 4)
             elif isinstance(event, SpeechStopped):
                 turn["speech_stopped"] = round(now, 4)
             elif isinstance(event, TranscriptDone):
@@ -219,7 +222,8 @@ async def simulate(session: RealtimeSession, conversation: Conversation, speech_
             await send(silence(conversation.gap_ms))
         mark("user.turn_started", turn=index + 1, text=turn.text)
         current.update(turn=index, sent=False)
-        turns[index]["speech_end"] = round(sent / SAMPLE_RATE + turn.speech_end, 4)
+        begin = sent / SAMPLE_RATE
+        turns[index].update(speech_start=round(begin + turn.speech[0], 4), speech_end=round(begin + turn.speech[1], 4))
         await send(turn.audio)
         current["sent"] = True
         mark("user.turn_sent", turn=index + 1)
@@ -238,22 +242,21 @@ async def simulate(session: RealtimeSession, conversation: Conversation, speech_
             turn["latency_ms"] = round((reply["first_audio"] - turn["speech_end"]) * 1000)
             if "speech_stopped" in turn:
                 turn["after_turn_end_ms"] = round((reply["first_audio"] - turn["speech_stopped"]) * 1000)
-    for turn in turns:
-        if "first_audio" in turn:
-            turn["latency_ms"] = round((turn["first_audio"] - turn["speech_end"]) * 1000)
-            if "speech_stopped" in turn:
-                turn["after_turn_end_ms"] = round((turn["first_audio"] - turn["speech_stopped"]) * 1000)
+        if "player_stopped" in turn:
+            turn["barge_in_stop_ms"] = round((turn["player_stopped"] - turn["speech_start"]) * 1000)
     return Simulation(timeline, turns, np.concatenate(user_track), player, seconds)
 
 
-def speech_end_by_vad(vad, threshold: float = 0.5):
-    """speech_end_of for `simulate`: the end of the last frame the VAD calls speech."""
+def speech_span_by_vad(vad, threshold: float = 0.5):
+    """speech_span_of for `simulate`: from the first to the end of the last frame the VAD calls speech."""
 
-    def speech_end(audio: np.ndarray) -> float:
+    def speech_span(audio: np.ndarray) -> tuple[float, float]:
         speech = np.flatnonzero(vad.probabilities(audio) >= threshold)
-        return (speech[-1] + 1) * FRAME_SECONDS if len(speech) else len(audio) / SAMPLE_RATE
+        if not len(speech):
+            return 0.0, len(audio) / SAMPLE_RATE
+        return speech[0] * FRAME_SECONDS, (speech[-1] + 1) * FRAME_SECONDS
 
-    return speech_end
+    return speech_span
 
 
 def _describe(event: Event) -> dict:

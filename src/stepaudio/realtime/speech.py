@@ -2,8 +2,9 @@
 playback clock, and which words were heard when the answer was cut.
 
 The TTS speaks one sentence at a time, so the first sentence can be spoken while the LM writes the
-second. An interrupted answer keeps in the context only the words the user heard: whole sentences
-played, then the share of the current sentence's words in proportion to its audio played.
+second (the very first piece may be a clause, for a quicker first audio). An interrupted answer
+keeps in the context only the words the user heard: whole sentences played, then the share of the
+current sentence's words in proportion to its audio played.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 _SENTENCE_END = re.compile(r"[.!?。！？…]+[\"')\]]*\s+|\n+")
 _CLAUSE_END = re.compile(r"[,;:，；：]\s+")
 LONG_CLAUSE_WORDS = 12  # a clause this long is spoken on its own, without waiting for the full stop
+FIRST_CLAUSE_WORDS = 3  # the answer's first clause goes out at this length: the first audio comes sooner
 _MARKUP = re.compile(r"[*_#`]+")
 
 
@@ -22,6 +24,7 @@ class SentenceSplitter:
 
     def __init__(self):
         self._text = ""
+        self._first = True
 
     def push(self, piece: str) -> list[str]:
         self._text += piece
@@ -29,6 +32,7 @@ class SentenceSplitter:
         while match := _SENTENCE_END.search(self._text) or self._long_clause():
             sentences.append(self._text[: match.end()])
             self._text = self._text[match.end() :]
+            self._first = False
         return [clean for clean in map(speakable, sentences) if clean]
 
     def flush(self) -> list[str]:
@@ -36,8 +40,11 @@ class SentenceSplitter:
         return [rest] if rest else []
 
     def _long_clause(self) -> re.Match | None:
-        match = _CLAUSE_END.search(self._text)
-        return match if match and len(self._text[: match.start()].split()) >= LONG_CLAUSE_WORDS else None
+        enough = FIRST_CLAUSE_WORDS if self._first else LONG_CLAUSE_WORDS
+        for match in _CLAUSE_END.finditer(self._text):
+            if len(self._text[: match.start()].split()) >= enough:
+                return match
+        return None
 
 
 def speakable(text: str) -> str:
