@@ -29,7 +29,7 @@ class SentenceSplitter:
     def push(self, piece: str) -> list[str]:
         self._text += piece
         sentences = []
-        while match := _SENTENCE_END.search(self._text) or self._long_clause():
+        while match := self._next_break():
             sentences.append(self._text[: match.end()])
             self._text = self._text[match.end() :]
             self._first = False
@@ -38,6 +38,11 @@ class SentenceSplitter:
     def flush(self) -> list[str]:
         rest, self._text = speakable(self._text), ""
         return [rest] if rest else []
+
+    def _next_break(self) -> re.Match | None:
+        """The earliest end of a sentence, or of a clause long enough to be spoken alone."""
+        found = [match for match in (_SENTENCE_END.search(self._text), self._long_clause()) if match]
+        return min(found, key=lambda match: match.end(), default=None)
 
     def _long_clause(self) -> re.Match | None:
         enough = FIRST_CLAUSE_WORDS if self._first else LONG_CLAUSE_WORDS
