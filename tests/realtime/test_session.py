@@ -229,3 +229,16 @@ def test_cancel_response_and_truncate():
         assert r.session.context.find(done_item).text == "one"
 
     run(main())
+
+
+def test_a_turn_over_the_context_budget_fails_alone():
+    async def main():
+        r = Run(fake_engine(responder=FakeResponder(capacity_tokens=290)), turn_detection=False)  # budget: 34
+        await r.session.create_response(" ".join(["word"] * 25))  # with the system prompt: 43
+        assert (await r.done()).status == "failed" and r.of(Error)[0].code == "respond_failed"
+        await r.session.create_response("short")
+        await r.until(lambda: len(r.of(ResponseDone)) == 2)
+        await r.close()
+        assert r.of(ResponseDone)[-1].status == "completed"
+
+    run(main())

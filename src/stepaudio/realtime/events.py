@@ -89,6 +89,3 @@ class Error(Event):
     type: ClassVar[str] = "error"
     message: str
     code: str  # e.g. "listen_failed", "respond_failed", "speak_failed", "invalid_request"
-
-
-RESPONSE_STATUSES = ("completed", "cancelled", "failed")

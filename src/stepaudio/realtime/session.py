@@ -407,7 +407,10 @@ class RealtimeSession:
             elif typed is not None:
                 new_user, r.user_turn = typed.text, typed
             self._emit(r, ResponseCreated(r.id))
-            messages = self.context.messages(new_user)
+            try:
+                messages = self.context.messages(new_user)
+            except OptionError as error:  # the turn alone is over the context budget
+                raise _StageError("respond_failed", error) from error
             self._add_user_turn(r)
             sentences: asyncio.Queue[str | None] = asyncio.Queue()
             stages = [asyncio.create_task(_stage("respond_failed", self._write(r, messages, sentences)))]
@@ -421,8 +424,9 @@ class RealtimeSession:
             await r.released.wait()
             await r.pump
             self._finish(r, "completed")
-        except _StageError as error:
-            self._emit(r, Error(str(error), error.code))
+        except Exception as error:  # a stage failed (or a bug): this response ends, the session goes on
+            code = error.code if isinstance(error, _StageError) else "server_error"
+            self._emit(r, Error(str(error), code))
             await r.released.wait()
             if r.pump is not None:
                 r.pump.cancel()
@@ -433,6 +437,8 @@ class RealtimeSession:
         async for piece in iterate_in_thread(
             lambda cancel: self.metrics.timed("respond", self._responder.reply(messages, cancel))
         ):
+            if "\n\n" in (r.text + piece).strip():  # a spoken answer is one paragraph (no sign-offs)
+                break
             r.text += piece
             self._emit(r, TextDelta(r.id, r.item_id, piece))
             for sentence in splitter.push(piece):
@@ -574,6 +580,3 @@ async def _stage_iter(code: str, items: AsyncIterator):
         raise
     except Exception as error:
         raise _StageError(code, error) from error
-
-
-__all__ = ["RealtimeSession", "SessionConfig", "SessionMetrics", "State", "TRANSITIONS", "OptionError"]
