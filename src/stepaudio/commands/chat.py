@@ -1,7 +1,8 @@
 """`stepaudio chat`: one spoken turn answered in speech, or an interactive text conversation.
 
 `stepaudio chat IN.wav -o OUT.wav`: the question is listened to, answered and spoken exactly as in a
-live voice conversation (`stepaudio.realtime`); the transcript and the answer are printed.
+live voice conversation (`stepaudio.realtime`, with its short greedy answers: the sampling options
+below are for --text); the transcript and the answer are printed.
 
 `stepaudio chat --text`: lines typed are user turns; the answer streams as it is generated. Ctrl-C
 stops an answer, /reset forgets the conversation, /exit (or Ctrl-D) leaves.
@@ -66,7 +67,7 @@ def run_voice_turn(args: argparse.Namespace) -> None:
     samples, rate = load_audio(args.audio)
     write = sys.stdout.write
     args.model = "mini" if args.model == MINI_CHAT else args.model  # the voice path of the mini chat model
-    engine = load_engine(args, lambda line: write(line + "\n"), sampling_from_args(args))
+    engine = load_engine(args, lambda line: write(line + "\n"))
     answer = answer_turn_sync(engine, audio=samples, sample_rate=rate, config=SessionConfig(args.voice, args.system))
     save_audio(args.output, answer.audio, answer.sample_rate)
     write(f"you: {answer.transcript}\nassistant: {answer.text}\n")

@@ -64,21 +64,21 @@ def session_config(args: argparse.Namespace):
     )
 
 
-def load_engine(args: argparse.Namespace, say=print, sampling=None):
-    """The ChatEngine of --model with the speaker --tts asks for (sampling: the chat LM's, if not its default)."""
+def load_engine(args: argparse.Namespace, say=print):
+    """The ChatEngine of --model with the speaker --tts asks for."""
     from stepaudio.errors import ModelNotFound
     from stepaudio.realtime.engine import ChatEngine
     from stepaudio.realtime.piper_speaker import PiperSpeaker
 
     if args.tts == "piper":
-        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice), sampling=sampling)
+        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
     try:
-        return ChatEngine.load(args.model, sampling=sampling)
+        return ChatEngine.load(args.model)
     except (ModelNotFound, ImportError) as missing:
         if args.tts == "model":
             raise
         say(f"(the model's TTS is not available: {missing}; speaking with Piper)")
-        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice), sampling=sampling)
+        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:

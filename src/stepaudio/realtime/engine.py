@@ -48,10 +48,10 @@ class ChatEngine:
     speaker: Speaker
 
     @classmethod
-    def load(cls, model: str | Path = MINI, speaker: Speaker | None = None, sampling=None) -> ChatEngine:
+    def load(cls, model: str | Path = MINI, speaker: Speaker | None = None) -> ChatEngine:
         """`mini` or a directory of official checkpoints; `speaker` replaces the model's own TTS
-        (e.g. `PiperSpeaker` while the mini TTS is still training); `sampling` the chat LM's default
-        (mini: greedy, short answers; official: the release's settings)."""
+        (e.g. `PiperSpeaker` while the mini TTS is still training). Mini answers greedily and short
+        (a spoken answer); official uses the release's sampling."""
         from stepaudio.lm.quantize import int4_supported, quantize_int4
         from stepaudio.lm.sampling import Sampling
 
@@ -65,7 +65,7 @@ class ChatEngine:
             if int4_supported(str(lm.model.device)):
                 quantize_int4(lm.model)
             listener = WhisperListener.load()
-            responder = ChatResponder(lm, sampling or Sampling(temperature=0.0, max_new_tokens=64), reads_audio=False)
+            responder = ChatResponder(lm, Sampling(temperature=0.0, max_new_tokens=64), reads_audio=False)
         else:
             import torch
 
@@ -75,7 +75,7 @@ class ChatEngine:
 
             lm = load_lm(resolved.require("chat"), dtype=torch.bfloat16)
             listener = StepAudioListener(DualTokenizer.load(model), lm)
-            responder = ChatResponder(lm, sampling or Sampling.official_chat(max_new_tokens=512), reads_audio=True)
+            responder = ChatResponder(lm, Sampling.official_chat(max_new_tokens=512), reads_audio=True)
         if speaker is None:
             from stepaudio.tts import TTS
 
