@@ -49,3 +49,24 @@ def test_cancelling_the_task_sets_the_threads_event():
 
     asyncio.run(main())
     assert stopped.wait(1.0)
+
+
+def test_a_session_can_wait_for_its_stage_threads():
+    from stepaudio.realtime.worker import StageThreads
+
+    async def main():
+        threads, finished = StageThreads(), threading.Event()
+
+        def slow(cancel):
+            yield 1
+            time.sleep(0.2)  # a model call that cannot be interrupted
+            finished.set()
+            yield 2
+
+        async for _ in iterate_in_thread(slow, threads):
+            break  # the consumer leaves; the thread is still inside its model call
+        assert not finished.is_set()
+        await threads.join(timeout=2.0)
+        assert finished.is_set()
+
+    asyncio.run(main())

@@ -49,12 +49,13 @@ from stepaudio.realtime.events import (
 )
 from stepaudio.realtime.listen import Heard
 from stepaudio.realtime.speech import PlaybackClock, SentenceSplitter, SpokenText
-from stepaudio.realtime.worker import call_in_thread, iterate_in_thread
+from stepaudio.realtime.worker import StageThreads, call_in_thread, iterate_in_thread
 
 DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant. Answer in one or two short sentences."
 ANSWER_ROOM = 256  # tokens of the KV cache kept free for the answer
 PREROLL_SECONDS = 0.3  # audio kept from before the VAD's speech start (its onset is a little late)
 AUDIO_PIECE_SECONDS = 0.1  # output audio leaves in pieces this long, so a barge-in stops it promptly
+CLOSE_TIMEOUT_SECONDS = 5.0  # close() waits this long at most for cancelled model stages to return
 
 
 class State(str, enum.Enum):
@@ -182,6 +183,7 @@ class RealtimeSession:
         self._spoken: dict[str, SpokenText] = {}  # assistant item -> its sentences and their audio
         self._closed = False
         self._input_worker = ThreadPoolExecutor(1, thread_name_prefix="stepaudio-input")  # VAD + listener, in order
+        self._threads = StageThreads()  # the model stages' threads
 
     # --- the interface ----------------------------------------------------------------------------
 
@@ -280,6 +282,7 @@ class RealtimeSession:
             if response is not None:
                 await self._stop(response, announce=False)
         self._input_worker.shutdown(wait=False)
+        await self._threads.join(CLOSE_TIMEOUT_SECONDS)
         self._out.put_nowait(None)
 
     # --- turns --------------------------------------------------------------------------------------
@@ -367,7 +370,7 @@ class RealtimeSession:
             with self.metrics.timing("listen"):
                 return turn.stream.hear()
 
-        return asyncio.create_task(call_in_thread(hear))
+        return asyncio.create_task(call_in_thread(hear, self._threads))
 
     async def _record_user_turn(self, item_id: str, hearing: asyncio.Task) -> None:
         try:
@@ -435,7 +438,7 @@ class RealtimeSession:
     async def _write(self, r: _Response, messages: list, sentences: asyncio.Queue) -> None:
         splitter = SentenceSplitter()
         async for piece in iterate_in_thread(
-            lambda cancel: self.metrics.timed("respond", self._responder.reply(messages, cancel))
+            lambda cancel: self.metrics.timed("respond", self._responder.reply(messages, cancel)), self._threads
         ):
             if "\n\n" in (r.text + piece).strip():  # a spoken answer is one paragraph (no sign-offs)
                 break
@@ -454,7 +457,8 @@ class RealtimeSession:
         while (sentence := await sentences.get()) is not None:
             r.spoken.start(sentence)
             chunks = iterate_in_thread(
-                lambda cancel, s=sentence: self.metrics.timed("speak", speaker.stream(s, voice=voice, cancel=cancel))
+                lambda cancel, s=sentence: self.metrics.timed("speak", speaker.stream(s, voice=voice, cancel=cancel)),
+                self._threads,
             )
             async for chunk in _stage_iter("speak_failed", chunks):
                 chunk = np.asarray(chunk, dtype=np.float32)

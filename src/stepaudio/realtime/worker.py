@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
@@ -17,7 +18,43 @@ T = TypeVar("T")
 _DONE = object()
 
 
-async def iterate_in_thread(make: Callable[[threading.Event], Iterator[T]]) -> AsyncIterator[T]:
+class StageThreads:
+    """The threads one session started. Closing the session waits for them (cancelled, they end
+    soon), so that no thread is still inside a model when the process exits: the C++ runtimes abort
+    the interpreter's shutdown otherwise."""
+
+    def __init__(self):
+        self._live: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+
+    def start(self, target: Callable[[], None], name: str) -> None:
+        def run() -> None:
+            try:
+                target()
+            finally:
+                with self._lock:
+                    self._live.discard(threading.current_thread())
+
+        thread = threading.Thread(target=run, daemon=True, name=name)
+        with self._lock:
+            self._live.add(thread)
+        thread.start()
+
+    async def join(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds in all for the threads still running."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            live = list(self._live)
+        for thread in live:
+            await asyncio.to_thread(thread.join, max(0.0, deadline - time.monotonic()))
+
+
+_UNTRACKED = StageThreads()
+
+
+async def iterate_in_thread(
+    make: Callable[[threading.Event], Iterator[T]], threads: StageThreads = _UNTRACKED
+) -> AsyncIterator[T]:
     """Items of `make(cancel)` iterated in a thread, delivered as they come; exceptions re-raised here.
     Leaving the loop early (break, cancellation) sets `cancel`."""
     loop = asyncio.get_running_loop()
@@ -34,7 +71,7 @@ async def iterate_in_thread(make: Callable[[threading.Event], Iterator[T]]) -> A
         except BaseException as error:  # delivered to the awaiting side
             _post(loop, queue.put_nowait, (_DONE, error))
 
-    threading.Thread(target=run, daemon=True, name="stepaudio-stage").start()
+    threads.start(run, "stepaudio-stage")
     try:
         while True:
             item, error = await queue.get()
@@ -47,7 +84,7 @@ async def iterate_in_thread(make: Callable[[threading.Event], Iterator[T]]) -> A
         cancel.set()
 
 
-async def call_in_thread(function: Callable[[], T]) -> T:
+async def call_in_thread(function: Callable[[], T], threads: StageThreads = _UNTRACKED) -> T:
     """`function()` in a thread of its own (a session's stages must not queue behind other sessions')."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
@@ -60,7 +97,7 @@ async def call_in_thread(function: Callable[[], T]) -> T:
         else:
             _post(loop, _settle, future, result, None)
 
-    threading.Thread(target=run, daemon=True, name="stepaudio-call").start()
+    threads.start(run, "stepaudio-call")
     return await future
 
 
