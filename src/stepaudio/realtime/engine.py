@@ -73,7 +73,7 @@ class ChatEngine:
             from stepaudio.realtime.listen import StepAudioListener
             from stepaudio.tokenizer.dual import DualTokenizer
 
-            lm = load_lm(resolved.require("chat"), dtype=torch.bfloat16)
+            lm = load_lm(resolved.require("chat"), torch.bfloat16, "cuda" if torch.cuda.is_available() else "cpu")
             listener = StepAudioListener(DualTokenizer.load(model), lm)
             responder = ChatResponder(lm, Sampling.official_chat(max_new_tokens=512), reads_audio=True)
         if speaker is None:
