@@ -1,8 +1,9 @@
 """`stepaudio chat`: one spoken turn answered in speech, or an interactive text conversation.
 
 `stepaudio chat IN.wav -o OUT.wav`: the question is listened to, answered and spoken exactly as in a
-live voice conversation (`stepaudio.realtime`, with its short greedy answers: the sampling options
-below are for --text); the transcript and the answer are printed.
+live voice conversation (`stepaudio.realtime`, with its short greedy answers); the transcript and the
+answer are printed. --model is mini-chat (the mini voice path) or the folder of the official
+checkpoints; the precision and sampling options are for --text.
 
 `stepaudio chat --text`: lines typed are user turns; the answer streams as it is generated. Ctrl-C
 stops an answer, /reset forgets the conversation, /exit (or Ctrl-D) leaves.
