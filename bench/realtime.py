@@ -1,10 +1,12 @@
 """The real-time voice loop on this machine: latency, speculation, context compression, barge-in, RTF.
 
-    python bench/realtime.py [--conversation examples/conversation] [--tts auto|model|piper] [--json out.json]
+    python bench/realtime.py [--conversation examples/conversation] [--tts auto|model|piper] [--rounds 2]
+                             [--json out.json]
 
 The example conversation (5 synthesised English turns, two with a hesitation inside) is replayed in
-real time through `stepaudio simulate`'s machinery three times on one loaded engine: with speculative
-answers, without them, and with every turn cutting into the previous answer 1 s after it began.
+real time through `stepaudio simulate`'s machinery on one loaded engine: `--rounds` times with
+speculative answers and as often without (alternating), then once with every turn cutting into the
+previous answer 1 s after it began. Turns of the runs of one kind are pooled.
 
 What "end of user speech" means: the end of the last 32 ms frame Silero calls speech (p >= 0.5) in the
 user's recording, at the moment the simulated microphone sent it. The VAD only declares the turn over
@@ -65,6 +67,21 @@ async def run(engine, conversation, config: SessionConfig) -> dict:
     }
 
 
+def pool(total: dict | None, result: dict) -> dict:
+    """Results of several runs of one kind together: lists joined, counts and seconds added, ratios averaged."""
+    if total is None:
+        return result | {"runs": 1}
+    pooled = {"runs": total["runs"] + 1}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            pooled[key] = {k: total[key][k] + v for k, v in value.items()}
+        elif isinstance(value, float):
+            pooled[key] = (total[key] * total["runs"] + value) / pooled["runs"]
+        else:
+            pooled[key] = total[key] + value
+    return pooled
+
+
 def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
 
@@ -79,6 +96,7 @@ def main() -> None:
     parser.add_argument("--model", default="mini")
     parser.add_argument("--tts", choices=TTS_CHOICES, default="auto")
     parser.add_argument("--voice")
+    parser.add_argument("--rounds", type=int, default=2, help="runs with and without speculation (default: 2)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -91,14 +109,15 @@ def main() -> None:
             for i, turn in enumerate(conversation.turns)
         ],
     )
-    runs = {}
-    for name, convo, config in (
-        ("speculation on", conversation, SessionConfig()),
-        ("speculation off", conversation, SessionConfig(speculative=False)),
-        ("barge-in", barge_in, SessionConfig()),
-    ):
+    plan = []
+    for round_ in range(args.rounds):  # on and off alternate, so a change in the machine's load hits both
+        pair = [("speculation on", SessionConfig()), ("speculation off", SessionConfig(speculative=False))]
+        plan += [(name, conversation, config) for name, config in (pair if round_ % 2 == 0 else pair[::-1])]
+    plan.append(("barge-in", barge_in, SessionConfig()))
+    runs: dict[str, dict] = {}
+    for name, convo, config in plan:
         print(f"running: {name} (load average {os.getloadavg()[0]:.1f})", file=sys.stderr)
-        runs[name] = asyncio.run(run(engine, convo, config))
+        runs[name] = pool(runs.get(name), asyncio.run(run(engine, convo, config)))
 
     on, off, cut = runs["speculation on"], runs["speculation off"], runs["barge-in"]
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; tts: {type(engine.speaker).__name__}")
