@@ -242,3 +242,34 @@ def test_a_turn_over_the_context_budget_fails_alone():
         assert r.of(ResponseDone)[-1].status == "completed"
 
     run(main())
+
+
+def test_new_settings_apply_from_the_next_turn_and_clear_drops_uncommitted_audio():
+    async def main():
+        responder = FakeResponder(delay=0.02)
+        r = Run(fake_engine(responder=responder), turn_detection=False, instructions="first rules")
+        await r.session.create_response("hello")
+        await r.until(lambda: responder.prompts)
+        r.session.update(SessionConfig(vad=VAD, turn_detection=False, instructions="second rules"))
+        assert r.session.config.instructions == "first rules"  # the answer in progress keeps them
+        await r.done()
+        await r.session.create_response("again")
+        await r.until(lambda: len(r.of(ResponseDone)) == 2)
+        assert [prompt[0]["content"] for prompt in responder.prompts] == ["first rules", "second rules"]
+        await r.feed(speech(0.3))
+        await r.session.clear()
+        await r.session.commit()
+        await r.close()
+        assert r.of(Error)[-1].code == "input_audio_buffer_commit_empty"
+
+    run(main())
+
+
+def test_the_state_machine_refuses_a_transition_it_does_not_have():
+    async def main():
+        session = RealtimeSession(fake_engine())
+        with pytest.raises(RuntimeError, match="listening -> speaking"):
+            session._set_state(State.SPEAKING)
+        await session.close()
+
+    run(main())
