@@ -9,10 +9,11 @@
 # Stage 5: the speech decoder's flow (tokens -> mel), on the utterances that have token files
 # Stage 6: the decoder's evaluation set: the 30 held-out English sentences read by training voices that
 #          Whisper tiny.en understands (then: python bench/decoder.py --corpus data/eval-en)
+# Stage 7: the TTS LM, trained on the utterances with token files; one process, OMP_NUM_THREADS=1
 # The codebooks' usage reports are written beside them (*.report.json).
 set -euo pipefail
 stage=${1:-0}
-stop_stage=${2:-6}
+stop_stage=${2:-7}
 corpus=${CORPUS:-data/corpus-v1}
 assets=src/stepaudio/assets/mini
 runs=${RUNS:-data/runs}
@@ -43,4 +44,9 @@ fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   "$stepaudio" data synth data/eval-en --max-utterances 0 --mix en=1 --test-voices 1 --seed 0 \
     --voices 'piper:*,flite:awb,flite:slt,flite:rms,festival:cmu*'
+fi
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  # The packaged weights: TTS_RECIPE_NOTE
+  OMP_NUM_THREADS=1 "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" \
+    --export "$assets/tts" --steps TTS_STEPS --batch-size 8 --lr 1e-3 --warmup 100 --save-every 100
 fi
