@@ -18,7 +18,19 @@ from stepaudio.errors import StepAudioError
 # per-token decoding ten times slower here. Set before any command imports torch; the user's value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-COMMANDS = ("info", "features", "vad", "tokenize", "transcribe", "resynth", "generate", "chat", "data", "train")
+COMMANDS = (
+    "info",
+    "features",
+    "vad",
+    "tokenize",
+    "transcribe",
+    "resynth",
+    "generate",
+    "chat",
+    "serve",
+    "data",
+    "train",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

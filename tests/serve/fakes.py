@@ -1,0 +1,307 @@
+"""Small stand-ins with the agreed interfaces of the TTS (`stepaudio.tts.TTS`) and the real-time
+session (`stepaudio.realtime.session.RealtimeSession` and its typed events), so the server is
+tested on its own: fast, deterministic, and with behaviour the tests can predict.
+
+The fake session hears speech by loudness, answers every turn with a fixed text and a tone, and
+streams both at about real time so a test can interrupt or cancel them midway."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from stepaudio.audio import check_audio, resample
+from stepaudio.audio.vad import VADParams
+from stepaudio.errors import OptionError
+
+TTS_RATE = 22_050
+FAKE_TRANSCRIPT = "what is the capital of france"
+FAKE_ANSWER = "The capital of France is Paris."
+
+
+# --- TTS ---------------------------------------------------------------------------------------
+
+
+class FakeVoices:
+    def names(self) -> list[str]:
+        return ["Tingting", "Alice"]
+
+
+class FakeTTS:
+    """0.05 s of a 440 Hz tone per character; unknown voices and tags are OptionErrors."""
+
+    sample_rate = TTS_RATE
+    default_voice = "Tingting"
+    tags = ("快速1", "英文")
+
+    def __init__(self):
+        self.voices = FakeVoices()
+
+    def _check(self, text: str, voice: str | None, tags) -> None:
+        if not text.strip():
+            raise OptionError("empty text")
+        if voice is not None and voice not in self.voices.names():
+            raise OptionError(f"unknown voice {voice!r}")
+        if unknown := [tag for tag in tags if tag not in self.tags]:
+            raise OptionError(f"unknown tags {unknown}")
+
+    def synthesize(self, text, voice=None, tags=(), prompt_wav=None, prompt_text=None):
+        self._check(text, voice, tags)
+        return np.concatenate(list(self.stream(text, voice, tags))), self.sample_rate
+
+    def stream(self, text, voice=None, tags=(), cancel=None):
+        self._check(text, voice, tags)
+        total = int(0.05 * len(text) * self.sample_rate)
+        t = np.arange(total) / self.sample_rate
+        wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for start in range(0, total, 4096):
+            if cancel is not None and cancel.is_set():
+                return
+            yield wave[start : start + 4096]
+
+
+# --- real-time session -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    type: ClassVar[str] = "input_audio_buffer.speech_started"
+    audio_start_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    type: ClassVar[str] = "input_audio_buffer.speech_stopped"
+    audio_end_ms: int
+
+
+@dataclass(frozen=True)
+class TranscriptDelta:
+    type: ClassVar[str] = "conversation.item.input_audio_transcription.delta"
+    item_id: str
+    delta: str
+
+
+@dataclass(frozen=True)
+class TranscriptDone:
+    type: ClassVar[str] = "conversation.item.input_audio_transcription.completed"
+    item_id: str
+    transcript: str
+
+
+@dataclass(frozen=True)
+class ResponseCreated:
+    type: ClassVar[str] = "response.created"
+    response_id: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    type: ClassVar[str] = "response.output_text.delta"
+    response_id: str
+    item_id: str
+    delta: str
+
+
+@dataclass(frozen=True)
+class AudioDelta:
+    type: ClassVar[str] = "response.output_audio.delta"
+    response_id: str
+    item_id: str
+    pcm: np.ndarray
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class ResponseDone:
+    type: ClassVar[str] = "response.done"
+    response_id: str
+    status: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Error:
+    type: ClassVar[str] = "error"
+    message: str
+    code: str
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    voice: str | None = None
+    instructions: str | None = None
+    turn_detection: bool = True
+    vad: VADParams = field(default_factory=VADParams)
+    speculative: bool = True
+    speculate_after_ms: int = 300
+    tags: tuple[str, ...] = ()
+
+
+class FakeSession:
+    """Loud audio is speech; `vad.end_ms` of quiet ends the turn and starts the answer: FAKE_ANSWER
+    in words, then `answer_seconds` of tone in 0.1-s chunks at about twice real time."""
+
+    RATE = 16_000
+    LOUD = 0.02  # RMS above this is speech
+    ids = itertools.count()
+
+    def __init__(self, config: SessionConfig, answer_seconds: float = 1.0):
+        self.config = config
+        self.answer_seconds = answer_seconds
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.heard_ms = 0.0
+        self.speech_start: float | None = None
+        self.quiet_ms = 0.0
+        self.response: asyncio.Task | None = None
+        self.truncated: list[tuple[str, int]] = []
+        self.responses_done = 0
+        self.closed = False
+        self.state = "listening"
+
+    async def append_audio(self, samples: np.ndarray, sample_rate: int) -> None:
+        samples = resample(check_audio(samples, sample_rate), sample_rate, self.RATE)
+        ms = 1000 * len(samples) / self.RATE
+        loud = float(np.sqrt(np.mean(samples**2))) > self.LOUD
+        if self.config.turn_detection:
+            if loud and self.speech_start is None:
+                self.speech_start = self.heard_ms
+                await self._emit(SpeechStarted(int(self.heard_ms)))
+                if self.response is not None and not self.response.done():  # barge-in
+                    await self.cancel_response()
+            elif self.speech_start is not None:
+                self.quiet_ms = 0.0 if loud else self.quiet_ms + ms
+                if self.quiet_ms >= self.config.vad.end_ms:
+                    await self._emit(SpeechStopped(int(self.heard_ms + ms)))
+                    self.speech_start = None
+                    await self._end_of_turn()
+        self.heard_ms += ms
+
+    async def commit(self) -> None:
+        await self._end_of_turn()
+
+    async def clear(self) -> None:
+        self.speech_start = None
+
+    async def _end_of_turn(self) -> None:
+        item = f"item_{next(self.ids)}"
+        for word in FAKE_TRANSCRIPT.split():
+            await self._emit(TranscriptDelta(item, word + " "))
+        await self._emit(TranscriptDone(item, FAKE_TRANSCRIPT))
+        await self.create_response()
+
+    async def create_response(self, text: str | None = None) -> None:
+        await self.cancel_response()
+        self.response = asyncio.create_task(self._respond(f"resp_{next(self.ids)}", f"item_{next(self.ids)}"))
+
+    async def _respond(self, response_id: str, item_id: str) -> None:
+        spoken = []
+        try:
+            await self._emit(ResponseCreated(response_id))
+            for word in FAKE_ANSWER.split():
+                spoken.append(word)
+                await self._emit(TextDelta(response_id, item_id, word + " "))
+            chunk = int(0.1 * TTS_RATE)
+            for _ in range(int(self.answer_seconds * 10)):
+                t = np.arange(chunk) / TTS_RATE
+                await self._emit(
+                    AudioDelta(response_id, item_id, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), TTS_RATE)
+                )
+                await asyncio.sleep(0.05)
+            await self._emit(ResponseDone(response_id, "completed", " ".join(spoken)))
+        except asyncio.CancelledError:
+            await self._emit(ResponseDone(response_id, "cancelled", " ".join(spoken)))
+            raise
+        finally:
+            self.responses_done += 1
+
+    async def cancel_response(self) -> None:
+        if self.response is not None and not self.response.done():
+            self.response.cancel()
+            await asyncio.gather(self.response, return_exceptions=True)
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        self.truncated.append((item_id, audio_end_ms))
+
+    def update(self, config: SessionConfig) -> None:
+        if config.voice is not None and config.voice not in FakeVoices().names():
+            raise OptionError(f"unknown voice {config.voice!r}")
+        self.config = config
+
+    async def events(self):
+        while (event := await self.queue.get()) is not None:
+            yield event
+
+    async def close(self) -> None:
+        await self.cancel_response()
+        self.closed = True
+        await self.queue.put(None)
+
+    async def _emit(self, event) -> None:
+        await self.queue.put(event)
+
+
+class FakeASR:
+    """Knows one sentence: any audio transcribes to FAKE_TRANSCRIPT."""
+
+    def transcribe(self, samples: np.ndarray):
+        from stepaudio.asr import Segment, Transcript
+
+        seconds = len(samples) / 16000
+        return Transcript([Segment(0.0, seconds, " " + FAKE_TRANSCRIPT, [], 0.0, 0.0, 1.0, 0.0)], seconds)
+
+
+def fake_models(asr=None, chat=None, answer_seconds: float = 1.0, sessions: list | None = None):
+    """Models for the app with the fakes above; `sessions` collects every session opened."""
+    from stepaudio.serve.models import Models
+    from stepaudio.serve.realtime import RealtimeBackend
+
+    def open_session(config):
+        session = FakeSession(config, answer_seconds)
+        if sessions is not None:
+            sessions.append(session)
+        return session
+
+    return Models("fake", FakeTTS(), asr or FakeASR(), chat, RealtimeBackend(SessionConfig, open_session))
+
+
+# --- a live server -----------------------------------------------------------------------------
+
+
+class LiveServer:
+    """The app under uvicorn on a free loopback port, in a thread: for clients that need a real
+    socket (the openai package, a browser)."""
+
+    def __init__(self, app, ws_max_size: int = 16 << 20):
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws_max_size=ws_max_size)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
