@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -270,38 +267,3 @@ def fake_models(asr=None, chat=None, answer_seconds: float = 1.0, sessions: list
         return session
 
     return Models("fake", FakeTTS(), asr or FakeASR(), chat, RealtimeBackend(SessionConfig, open_session))
-
-
-# --- a live server -----------------------------------------------------------------------------
-
-
-class LiveServer:
-    """The app under uvicorn on a free loopback port, in a thread: for clients that need a real
-    socket (the openai package, a browser)."""
-
-    def __init__(self, app, ws_max_size: int = 16 << 20):
-        import uvicorn
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws_max_size=ws_max_size)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
