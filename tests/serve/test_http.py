@@ -79,7 +79,7 @@ def test_transcription_of_real_speech(speech_path):
             "/v1/audio/transcriptions", files={"file": ("q.wav", audio, "audio/wav")}, data={"model": "whisper-1"}
         )
     assert response.status_code == 200, response.text
-    assert "sense" in response.json()["text"].lower() or len(response.json()["text"].split()) > 5
+    assert "young man" in response.json()["text"]  # "He was not an ill disposed young man."
 
 
 def test_transcription_formats_and_bad_uploads(tmp_path):

@@ -1,0 +1,65 @@
+"""The web page in a real browser: Debian's chromium driven by Playwright, its fake microphone fed
+from a wav file. The page connects, the question shows on screen, the answer is played.
+
+Skips where chromium or playwright are missing (`make system-packages` and the dev extra install
+them, so CI runs it). Playwright never downloads a browser here: it drives the system chromium."""
+
+import shutil
+
+import numpy as np
+import pytest
+from fakes import FAKE_ANSWER, FAKE_TRANSCRIPT, fake_models
+from live import LiveServer
+
+from stepaudio.audio import load_audio, save_audio
+from stepaudio.serve.app import create_app
+from stepaudio.serve.settings import ServeSettings
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install chromium")
+
+
+def fake_microphone(path, speech, rate: int) -> str:
+    """The question once, then silence long enough for the answer (chromium loops the file)."""
+    silence = np.zeros(int(0.3 * rate), np.float32)
+    save_audio(path, np.concatenate([silence, speech, np.zeros(8 * rate, np.float32)]), rate)
+    return str(path)
+
+
+def open_page(playwright, url: str, microphone: str):
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone}",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
+    )
+    page = browser.new_page()
+    page.goto(url)
+    return browser, page
+
+
+def test_page_talks_with_the_server(tmp_path, speech_path):
+    speech, rate = load_audio(speech_path, 48000)
+    microphone = fake_microphone(tmp_path / "mic.wav", speech, rate)
+    sessions = []
+    app = create_app(fake_models(answer_seconds=1.0, sessions=sessions), ServeSettings(model="fake"))
+    with LiveServer(app) as server, sync_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, server.url, microphone)
+        try:
+            page.wait_for_selector("#voice option[value=Alice]", state="attached")
+            page.select_option("#voice", "Alice")
+            page.click("#connect")
+            sync_api.expect(page.locator(".turn.user .text").first).to_have_text(FAKE_TRANSCRIPT, timeout=20_000)
+            sync_api.expect(page.locator(".turn.assistant .text").first).to_contain_text(FAKE_ANSWER, timeout=10_000)
+            page.wait_for_function(
+                "window.stepaudio.playedSamples >= 0.9 * window.stepaudio.ctx.sampleRate", timeout=10_000
+            )
+            assert page.locator("#latency").inner_text().endswith(" ms")
+            assert "first audio after" in page.locator(".turn.assistant .note").first.inner_text()
+            assert sessions[0].config.voice == "Alice"  # the picker reached the session
+        finally:
+            browser.close()
