@@ -1,0 +1,135 @@
+"""Listening: a user turn's audio -> what was said (transcript) and its audio tokens.
+
+A `ListenStream` is fed 16 kHz audio while the user speaks and answers `hear()` at any moment with
+everything heard so far. The controller calls it at a pause (so that, when the turn then ends
+without more speech, nothing is left to do) and at the end of the turn.
+
+- `WhisperListener` (mini): the acoustic codes stream in as audio arrives; at `hear()` one Whisper
+  tiny.en encoder pass gives both the semantic codes and the transcript.
+- `StepAudioListener` (official): the dual tokenizer streams (Paraformer and S3 are incremental), and
+  Step-Audio-Chat transcribes the tokens with its ASR prompt (the history is kept as text).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from stepaudio.tokenizer.input import SAMPLE_RATE
+from stepaudio.tokenizer.interleave import interleave
+
+
+@dataclass(frozen=True)
+class Heard:
+    transcript: str
+    audio: np.ndarray  # interleaved audio indices 0..5119 of the turn
+    seconds: float  # audio heard
+
+
+class _AudioBuffer:
+    """The turn's samples as a list of chunks: appending is O(1) and `snapshot()` is safe to call
+    from another thread while audio keeps arriving."""
+
+    def __init__(self):
+        self._chunks: list[np.ndarray] = []
+        self.samples = 0
+
+    def append(self, samples: np.ndarray) -> None:
+        self._chunks.append(samples)
+        self.samples += len(samples)
+
+    def snapshot(self) -> np.ndarray:
+        chunks = list(self._chunks)
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+class WhisperListener:
+    def __init__(self, transcriber, tokenizer):
+        """transcriber: stepaudio.asr.Transcriber; tokenizer: the mini DualTokenizer sharing its encoder."""
+        self.transcriber, self.tokenizer = transcriber, tokenizer
+
+    @classmethod
+    def load(cls) -> WhisperListener:
+        from stepaudio.tokenizer.dual import DualTokenizer
+
+        tokenizer = DualTokenizer.load("mini")
+        return cls(tokenizer.semantic.transcriber, tokenizer)
+
+    def stream(self) -> WhisperListenStream:
+        return WhisperListenStream(self)
+
+
+class WhisperListenStream:
+    def __init__(self, listener: WhisperListener):
+        self.listener = listener
+        self._audio = _AudioBuffer()
+        self._acoustic_stream = listener.tokenizer.acoustic.stream()
+        self._acoustic: list[np.ndarray] = []
+        self._lock = threading.Lock()  # step() and hear() may run on different threads
+        self._cached: tuple[int, Heard] | None = None  # (samples heard, result)
+
+    def step(self, samples: np.ndarray) -> None:
+        with self._lock:
+            self._audio.append(samples)
+            self._acoustic.append(self._acoustic_stream.step(samples))
+
+    def hear(self) -> Heard:
+        with self._lock:
+            audio, acoustic = self._audio.snapshot(), np.concatenate([np.zeros(0, np.int64), *self._acoustic])
+        if self._cached is not None and self._cached[0] == len(audio):
+            return self._cached[1]
+        if len(audio) < SAMPLE_RATE // 10:
+            heard = Heard("", np.zeros(0, dtype=np.int64), len(audio) / SAMPLE_RATE)
+        else:
+            encoded = self.listener.transcriber.encode(audio)  # the one encoder pass
+            semantic = self.listener.tokenizer.semantic.quantize(encoded)
+            transcript = self.listener.transcriber.transcribe(encoded).text
+            heard = Heard(transcript, interleave(semantic, acoustic), len(audio) / SAMPLE_RATE)
+        self._cached = (len(audio), heard)
+        return heard
+
+
+class StepAudioListener:
+    def __init__(self, tokenizer, asr_lm):
+        """tokenizer: the official DualTokenizer; asr_lm: Step-Audio-Chat (a LanguageModel)."""
+        self.tokenizer, self.asr_lm = tokenizer, asr_lm
+
+    def stream(self) -> StepAudioListenStream:
+        return StepAudioListenStream(self)
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        from stepaudio.lm.generate import Session
+        from stepaudio.lm.prompts import asr_messages
+        from stepaudio.lm.sampling import Sampling
+
+        lm = self.asr_lm
+        prompt = lm.chat.encode(lm.tokenizer, asr_messages(audio.tolist()))
+        session = Session(lm.model, max_len=len(prompt) + 256)
+        ids = session.generate([prompt], Sampling(max_new_tokens=256, stop_ids=lm.stop_ids()))[0]
+        return lm.tokenizer.decode(ids).strip()
+
+
+class StepAudioListenStream:
+    """Tokens stream in while the user speaks; `hear()` transcribes those made so far (the last
+    lookahead of the streaming tokenizer arrives with the next audio)."""
+
+    def __init__(self, listener: StepAudioListener):
+        self.listener = listener
+        self._stream = listener.tokenizer.stream()
+        self._indices: list[np.ndarray] = []
+        self._samples = 0
+        self._lock = threading.Lock()
+
+    def step(self, samples: np.ndarray) -> None:
+        with self._lock:
+            self._indices.append(self._stream.step(samples))
+            self._samples += len(samples)
+
+    def hear(self) -> Heard:
+        with self._lock:
+            audio = np.concatenate([np.zeros(0, np.int64), *self._indices])
+            seconds = self._samples / SAMPLE_RATE
+        transcript = self.listener.transcribe(audio) if len(audio) else ""
+        return Heard(transcript, audio, seconds)

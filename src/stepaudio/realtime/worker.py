@@ -1,0 +1,72 @@
+"""Blocking model calls off the event loop, cancellable.
+
+A model stage (listening, the LM, the TTS) runs in its own thread; the asyncio side iterates what
+it yields. Cancelling the asyncio task sets the stage's `threading.Event`, which the model checks
+between steps, so the thread stops soon after and frees the model for the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+_DONE = object()
+
+
+async def iterate_in_thread(make: Callable[[threading.Event], Iterator[T]]) -> AsyncIterator[T]:
+    """Items of `make(cancel)` iterated in a thread, delivered as they come; exceptions re-raised here.
+    Leaving the loop early (break, cancellation) sets `cancel`."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    cancel = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in make(cancel):
+                loop.call_soon_threadsafe(queue.put_nowait, (item, None))
+                if cancel.is_set():
+                    break
+            loop.call_soon_threadsafe(queue.put_nowait, (_DONE, None))
+        except BaseException as error:  # delivered to the awaiting side
+            loop.call_soon_threadsafe(queue.put_nowait, (_DONE, error))
+
+    threading.Thread(target=run, daemon=True, name="stepaudio-stage").start()
+    try:
+        while True:
+            item, error = await queue.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        cancel.set()
+
+
+async def call_in_thread(function: Callable[[], T]) -> T:
+    """`function()` in a thread of its own (a session's stages must not queue behind other sessions')."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = function()
+        except BaseException as error:
+            loop.call_soon_threadsafe(_settle, future, None, error)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, daemon=True, name="stepaudio-call").start()
+    return await future
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
