@@ -25,6 +25,8 @@ COMMANDS = (
     "tokenize",
     "transcribe",
     "resynth",
+    "tts",
+    "voices",
     "generate",
     "chat",
     "serve",

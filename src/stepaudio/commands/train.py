@@ -3,6 +3,7 @@
 stepaudio train flow --manifest corpus/manifest.jsonl --out runs/flow --export models/mini-decoder
 torchrun --nproc_per_node 2 -m stepaudio.cli train vocoder --manifest ... --out runs/vocoder
 stepaudio train kmeans acoustic --manifest corpus/manifest.jsonl --out acoustic_codebook.safetensors
+stepaudio train tts --manifest corpus/manifest.jsonl --out runs/tts --export models/mini-tts
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     export = Path(args.export) if args.export else None
     config_data = json.loads(Path(args.config).read_text()) if args.config else None
-    if args.recipe == "flow":
+    if args.recipe == "tts":
+        from stepaudio.train import tts_recipe
+
+        step = tts_recipe.train_tts(args.manifest, options, config_data, export, args.text_vocab, args.max_seconds)
+    elif args.recipe == "flow":
         config = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
         embed = None
         if args.speaker == "ge2e":
@@ -70,6 +75,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     recipes = parser.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
     _add_gradient_recipe(recipes, "flow", "the speech decoder's flow (tokens -> mel)")
     _add_gradient_recipe(recipes, "vocoder", "the vocoder (mel -> PCM)")
+    _add_gradient_recipe(recipes, "tts", "the TTS language model (text + voice prompt -> speech tokens)")
     kmeans = recipes.add_parser(
         "kmeans",
         help="a tokenizer codebook by k-means",
@@ -92,12 +98,14 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         help=f"train {what}",
         description=f"Train {what} from a JSONL manifest (audio, text, voice, split[, tokens]). Runs on one "
         "process, or on several under torchrun (gloo). Writes OUT/checkpoint.pt (for --resume), OUT/log.jsonl "
-        "(losses) and the weights as safetensors + JSON.",
+        "(losses) and the weights as safetensors + JSON (tts: also its text vocabulary, tokenizer.model).",
     )
     parser.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
     parser.add_argument("--out", required=True, help="run directory: checkpoint, log, feature cache")
     parser.add_argument("--export", help="where to write flow.* / hift.* weights (default: --out)")
-    parser.add_argument("--config", help="model config JSON (default: the mini size)")
+    parser.add_argument(
+        "--config", help="model config JSON (default: the mini size; for tts: LM sizes, e.g. hidden_size)"
+    )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -109,6 +117,9 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     if recipe == "flow":
         parser.add_argument("--speaker", choices=("ge2e", "none"), default="ge2e", help="speaker embedding")
         parser.add_argument("--max-tokens", type=int, default=250, help="crop utterances to this many tokens")
+    elif recipe == "tts":
+        parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")
+        parser.add_argument("--max-seconds", type=float, default=10.0, help="skip longer utterances")
     else:
         parser.add_argument("--segment-frames", type=int, default=32, help="mel frames per training segment")
     parser.set_defaults(run=cmd_train)

@@ -91,19 +91,31 @@ class SpeechDecoder:
         hift = load_model(HiFT, HiFTConfig, directory, "hift")
         return cls(flow, hift, GE2E.from_resemblyzer(speaker_weights) if speaker_weights else None)
 
-    def voice(self, samples: np.ndarray, sample_rate: int, tokens: torch.Tensor | np.ndarray) -> Voice:
-        """A voice prompt from its audio and its tokens (as the tokenizer gave them for this audio)."""
+    def voice(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        tokens: torch.Tensor | np.ndarray,
+        embedding: torch.Tensor | None = None,
+    ) -> Voice:
+        """A voice prompt from its audio and its tokens (as the tokenizer gave them for this audio);
+        `embedding`: the speaker embedding of this audio when it was computed before (a cache)."""
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 1 or len(samples) < sample_rate // 10:
             raise AudioError("a voice prompt needs at least 0.1 s of mono audio")
-        if self.speaker is None:
+        if self.speaker is None and embedding is None:
             raise AudioError("this decoder has no speaker encoder: build it with one to use voice prompts")
         tokens = torch.as_tensor(np.array(tokens)).long().reshape(-1)
         self.flow.check_tokens(tokens)
         if len(tokens) == 0:
             raise TokenError("a voice prompt needs its tokens")
         mel = mel_spectrogram(resample(samples, sample_rate, SAMPLE_RATE))
-        embedding = self.speaker(resample(samples, sample_rate, SPEAKER_RATE))
+        if embedding is None:
+            embedding = self.speaker(resample(samples, sample_rate, SPEAKER_RATE))
+        elif embedding.shape != (self.flow.config.spk_embed_dim,):
+            raise AudioError(
+                f"speaker embedding of shape {tuple(embedding.shape)}, the flow wants {self.flow.config.spk_embed_dim}"
+            )
         return Voice(tokens, mel, embedding)
 
     def no_voice(self) -> Voice:

@@ -80,10 +80,15 @@ class Session:
         return self.model(tokens.clamp(min=0).to(device), self.cache, all_logits)
 
     def steps(
-        self, prompts: list[list[int]], sampling: Sampling, cancel: threading.Event | None = None
+        self,
+        prompts: list[list[int]],
+        sampling: Sampling,
+        cancel: threading.Event | None = None,
+        allowed: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Each new token [B] (PAD for rows already stopped). Stop tokens end a row and are not
-        yielded; a token is yielded before it is run, so the cache ends at the last token run."""
+        yielded; a token is yielded before it is run, so the cache ends at the last token run.
+        allowed: a boolean mask [V] of the tokens that may be chosen (e.g. audio tokens and the stop)."""
         if sampling.seed is not None:
             self.generator.manual_seed(sampling.seed)
         logits = self.feed(prompts)
@@ -93,6 +98,8 @@ class Session:
             if cancel is not None and cancel.is_set():
                 return
             history = self.slots[:, : self.length] if sampling.repetition_window else None
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
             token = sample(logits, sampling, history, self.generator).cpu()
             done |= torch.isin(token, stop)
             token = token.masked_fill(done, PAD)
@@ -103,11 +110,17 @@ class Session:
                 return
             logits = self.append(token[:, None])
 
-    def stream(self, prompt: list[int], sampling: Sampling, cancel: threading.Event | None = None) -> Iterator[int]:
+    def stream(
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        cancel: threading.Event | None = None,
+        allowed: torch.Tensor | None = None,
+    ) -> Iterator[int]:
         """New tokens of a single conversation, one at a time, as soon as each is chosen."""
         if self.cache.batch_size != 1:
             raise ValueError("stream() is for single-row sessions; use generate() for a batch")
-        for token in self.steps([prompt], sampling, cancel):
+        for token in self.steps([prompt], sampling, cancel, allowed):
             yield int(token[0])
 
     def generate(

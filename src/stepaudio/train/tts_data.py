@@ -1,0 +1,102 @@
+"""Training examples of the mini TTS LM, in the official TTS prompt format.
+
+Each example is one utterance of the corpus spoken in the voice of another utterance of the same
+voice: the prompt is built exactly as at inference (system turn, the other utterance's transcript and
+audio tokens as the example turn pair, this utterance's tagged text), and the targets are the audio
+tokens and end-of-turn tokens of both assistant turns. Tags come from the manifest: the language tag
+(always for Cantonese, which shares its script with Mandarin, half of the time otherwise) and a
+speed tag when the utterance was synthesised clearly faster or slower than the voice's natural rate.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stepaudio.lm.tokenizer import Tokenizer
+from stepaudio.tokenizer.interleave import AUDIO_VOCAB
+from stepaudio.train.data.manifest import Utterance, manifest_dir, read_split
+from stepaudio.train.decoder_data import tokenized
+from stepaudio.tts.prompt import CANTONESE_TAGS, LANGUAGE_TAG, request_ids
+from stepaudio.tts.text import normalize
+
+IGNORE = -100  # label of positions without a loss
+
+# speaking-rate factor bands of the corpus (0.85 .. 1.2) -> speed tag; in between: no tag
+SPEED_BANDS = ((0.0, 0.875, "慢速2"), (0.875, 0.935, "慢速1"), (1.075, 1.15, "快速1"), (1.15, 9.0, "快速2"))
+
+
+def speed_tag(speed: float) -> str | None:
+    for low, high, tag in SPEED_BANDS:
+        if low <= speed < high:
+            return tag
+    return None
+
+
+class TTSDataset(torch.utils.data.Dataset):
+    """Utterance i -> (ids [L], labels [L]); labels are IGNORE except on audio tokens and their EOT."""
+
+    def __init__(
+        self,
+        manifest: Path,
+        tokenizer: Tokenizer,
+        split: str = "train",
+        max_seconds: float = 10.0,
+        max_prompt_seconds: float = 4.0,
+        seed: int = 0,
+    ):
+        root = manifest_dir(manifest)
+        utterances = tokenized(read_split(manifest, split), root)
+        self.tokens = {u.audio: np.load(root / u.tokens).astype(np.int64).reshape(-1) for u in utterances}
+        self.targets = [u for u in utterances if u.duration <= max_seconds]
+        self.prompts: dict[str, list[Utterance]] = defaultdict(list)
+        for u in utterances:
+            if u.duration <= max_prompt_seconds:
+                self.prompts[u.voice].append(u)
+        self.targets = [u for u in self.targets if any(p is not u for p in self.prompts[u.voice])]
+        self.tokenizer, self.random = tokenizer, random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def tags(self, utterance: Utterance) -> list[str]:
+        tags = []
+        if utterance.language == "yue":
+            tags.append(self.random.choice(CANTONESE_TAGS))
+        elif utterance.language in LANGUAGE_TAG and self.random.random() < 0.5:
+            tags.append(LANGUAGE_TAG[utterance.language])
+        speed = speed_tag(utterance.speed)
+        return tags + ([speed] if speed else [])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        target = self.targets[index]
+        prompt = self.random.choice([p for p in self.prompts[target.voice] if p is not target])
+        offset, eot = self.tokenizer.audio_offset, self.tokenizer.eos_id
+        ids = request_ids(
+            self.tokenizer,
+            normalize(target.text, target.language),
+            self.tags(target),
+            normalize(prompt.text, prompt.language),
+            self.tokens[prompt.audio].tolist(),
+        )
+        audio = [offset + int(k) for k in self.tokens[target.audio]] + [eot]
+        # The example turn's audio is speech for its transcript too: scored as well, it doubles the
+        # supervised tokens per sequence at no extra cost.
+        labels = [i if offset <= i < offset + AUDIO_VOCAB else IGNORE for i in ids]
+        labels[max(p for p, i in enumerate(labels) if i != IGNORE) + 1] = eot
+        return torch.tensor(ids + audio), torch.tensor(labels + audio)
+
+
+def collate_tts(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Right-padded ids [B, L] and labels [B, L] (IGNORE on padding)."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.zeros(len(examples), width, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    for row, (example_ids, example_labels) in enumerate(examples):
+        ids[row, : len(example_ids)] = example_ids
+        labels[row, : len(example_labels)] = example_labels
+    return {"ids": ids, "labels": labels}

@@ -1,0 +1,97 @@
+"""`stepaudio train tts`: the mini TTS LM, a small Step1 model (square-root ALiBi, GQA, SwiGLU)
+trained on the corpus in the official TTS prompt format, loss on the audio tokens and the end token.
+
+The run directory holds the text vocabulary (trained first, `tokenizer.model`), the checkpoint and
+the log; the export directory gets what `stepaudio.tts` loads: `tokenizer.model`, `lm.json`,
+`lm.safetensors` and `tts.json` (the audio id offset).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+from stepaudio.lm.model import LMConfig, Transformer
+from stepaudio.lm.tokenizer import SentencePieceTokenizer
+from stepaudio.tokenizer.interleave import AUDIO_VOCAB
+from stepaudio.train.data.manifest import read_split
+from stepaudio.train.loop import TrainOptions, train
+from stepaudio.train.tts_data import IGNORE, TTSDataset, collate_tts
+from stepaudio.train.tts_vocab import train_vocabulary
+from stepaudio.tts.text import normalize
+
+TEXT_VOCAB = 4096
+MINI_TTS = dict(hidden_size=256, intermediate_size=704, num_layers=6, num_heads=4, num_kv_heads=2)
+
+
+class TTSObjective(nn.Module):
+    """Cross-entropy of the next token where a label is given; the head runs only there."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        hidden = self.model.hidden_states(batch["ids"][:, :-1])
+        labels = batch["labels"][:, 1:]
+        scored = labels != IGNORE
+        logits = self.model.lm_head(hidden[scored])
+        loss = F.cross_entropy(logits, labels[scored])
+        accuracy = (logits.argmax(-1) == labels[scored]).float().mean()
+        return loss, {"accuracy": accuracy.detach()}
+
+
+def export_tts(model: Transformer, tokenizer_file: Path, audio_offset: int, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.save(directory / "lm.json")
+    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(directory / "lm.safetensors"))
+    (directory / "tts.json").write_text(json.dumps({"audio_offset": audio_offset}, indent=2) + "\n")
+    if tokenizer_file.resolve() != (directory / "tokenizer.model").resolve():
+        (directory / "tokenizer.model").write_bytes(tokenizer_file.read_bytes())
+
+
+def mini_config(audio_offset: int, **overrides) -> LMConfig:
+    return LMConfig(
+        **{
+            "vocab_size": audio_offset + AUDIO_VOCAB,
+            "position": "sqrt_alibi",
+            "max_seq_len": 2048,
+            **MINI_TTS,
+            **overrides,
+        }
+    )
+
+
+def train_tts(
+    manifest: Path,
+    options: TrainOptions,
+    sizes: dict | None = None,
+    export_dir: Path | None = None,
+    text_vocab: int = TEXT_VOCAB,
+    max_seconds: float = 10.0,
+) -> int:
+    out = Path(options.out)
+    tokenizer_file = out / "tokenizer.model"
+    if not tokenizer_file.is_file():  # trained once per run, so --resume keeps the same ids
+        texts = [normalize(u.text, u.language) for u in read_split(manifest, "train")]
+        train_vocabulary(texts, tokenizer_file, text_vocab)
+    tokenizer = SentencePieceTokenizer(tokenizer_file, audio_offset=text_vocab)
+    dataset = TTSDataset(manifest, tokenizer, max_seconds=max_seconds, seed=options.seed)
+    model = Transformer(mini_config(text_vocab, **(sizes or {})))
+    with torch.no_grad():  # small initial weights: a deep narrow model starts stable
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0, 0.02)
+    return train(
+        TTSObjective(model),
+        dataset,
+        collate_tts,
+        options,
+        lambda: export_tts(model, tokenizer_file, text_vocab, export_dir or out),
+    )

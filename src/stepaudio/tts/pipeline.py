@@ -1,0 +1,233 @@
+"""Text-to-speech: text (+ style tags, + a voice) -> 22.05 kHz speech, sentence by sentence.
+
+For each sentence: normalise it, build the official TTS prompt with the voice's transcript and
+tokens as the example turn, sample speech tokens from the LM (official sampling, at most twice the
+sentence's expected duration), and hand every token to a streaming speech decoder conditioned on
+the same voice, so audio leaves while the LM is still speaking. RAP and humming use the official
+music vocoder (and the voice's music prompt, e.g. `TingtingRAP`, where one is registered).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stepaudio.audio import load_audio
+from stepaudio.audio.io import AudioSource
+from stepaudio.decoder.speech_decoder import SpeechDecoder, Voice
+from stepaudio.errors import OptionError
+from stepaudio.lm.prompts import MUSIC_TAGS
+from stepaudio.tokenizer.input import SAMPLE_RATE as PROMPT_RATE
+from stepaudio.tokenizer.interleave import GROUP_SECONDS, GROUP_SIZE
+from stepaudio.tts.prompt import CANTONESE_TAGS, check_tags
+from stepaudio.tts.speech_lm import SpeechLM
+from stepaudio.tts.text import guess_language, normalize, split_sentences
+from stepaudio.tts.voices import MAX_PROMPT_SECONDS, VoiceEntry, VoiceRegistry, check_transcript, condition_prompt
+
+TOKENS_PER_SECOND = GROUP_SIZE / GROUP_SECONDS
+MAX_DURATION_FACTOR = 2.0  # speech longer than this times the expected duration is cut (no runaway)
+MINI_DEFAULT_VOICE = "joe"
+OFFICIAL_DEFAULT_VOICE = "Tingting"
+
+# Seconds = a + b * letters (speed 1), fitted on the mini corpus (espeak-ng, Piper, Flite, Festival voices).
+_DURATION = {"en": (0.56, 0.068), "zh": (0.28, 0.268), "yue": (0.34, 0.224)}
+_SPEED = {"慢速2": 1.16, "慢速1": 1.1, "快速1": 0.9, "快速2": 0.83}  # duration factors measured on the corpus
+
+
+def expected_seconds(text: str, language: str, tags: Sequence[str] = ()) -> float:
+    """How long a normalised sentence takes to say at the tagged speed (a typical voice)."""
+    intercept, per_letter = _DURATION.get(language, _DURATION["en"])
+    letters = len(re.sub(r"[\W_]", "", text))
+    seconds = intercept + per_letter * letters
+    for tag in tags:
+        seconds *= _SPEED.get(tag, 1.0)
+    return seconds
+
+
+def sentence_language(sentence: str, tags: Sequence[str]) -> str:
+    if any(tag in CANTONESE_TAGS for tag in tags) and guess_language(sentence) == "zh":
+        return "yue"
+    return guess_language(sentence)
+
+
+@dataclass(frozen=True)
+class PreparedVoice:
+    """A voice ready for one decoder: the LM's example turn and the flow's conditioning."""
+
+    transcript: str  # normalised
+    tokens: np.ndarray  # prompt audio indices
+    decoder_voice: Voice
+    speaker: str | None  # the name the official system prompt gives a registered voice
+
+
+class TTS:
+    sample_rate = SpeechDecoder.sample_rate
+
+    def __init__(
+        self,
+        lm: SpeechLM,
+        decoder: SpeechDecoder,
+        voices: VoiceRegistry,
+        kind: str,
+        default_voice: str,
+        tokenizer: Callable[[], object],
+        music_decoder: SpeechDecoder | None = None,
+    ):
+        """tokenizer: returns the DualTokenizer matching the LM (loaded on first need: only new
+        prompts need it, the built-in mini voices come with their tokens)."""
+        self.lm, self.decoder, self.voices, self.kind = lm, decoder, voices, kind
+        self.music_decoder, self._tokenizer_factory, self._tokenizer = music_decoder, tokenizer, None
+        self.default_voice = default_voice
+        self._prepared: dict[tuple[str, int], PreparedVoice] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model: str | Path = "mini") -> TTS:
+        """`mini`, or a directory of official checkpoints holding Step-Audio-TTS-3B (and, for new
+        voice prompts, Step-Audio-Tokenizer)."""
+        from stepaudio.models.store import resolve_model
+        from stepaudio.tokenizer.dual import DualTokenizer
+
+        resolved = resolve_model(model)
+        voices = VoiceRegistry.for_model(model)
+        if resolved.kind == "mini":
+            lm = SpeechLM.from_mini(resolved.require("tts_lm"))
+            decoder = SpeechDecoder.load("mini")
+            return cls(lm, decoder, voices, "mini", MINI_DEFAULT_VOICE, lambda: DualTokenizer.load("mini"))
+        folder = resolved.require("tts")
+        names = voices.names()
+        default = OFFICIAL_DEFAULT_VOICE if OFFICIAL_DEFAULT_VOICE in names else (names[0] if names else "")
+        return cls(
+            SpeechLM.from_official(folder),
+            SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz"),
+            voices,
+            "official",
+            default,
+            lambda: DualTokenizer.load(folder.parent),
+            music_decoder=SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz-Music"),
+        )
+
+    # --- voices ---------------------------------------------------------------------------------
+
+    def tokenizer(self):
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = self._tokenizer_factory()
+            return self._tokenizer
+
+    def prompt_tokens(self, samples16: np.ndarray) -> np.ndarray:
+        """Speech tokens of a conditioned 16 kHz prompt."""
+        return np.asarray(self.tokenizer().encode(samples16, PROMPT_RATE, prompt=True).interleaved)
+
+    def _prepare(self, samples16: np.ndarray, transcript: str, tokens, embedding, decoder, speaker) -> PreparedVoice:
+        voice = decoder.voice(samples16, PROMPT_RATE, tokens, embedding)
+        return PreparedVoice(normalize(transcript), np.asarray(tokens), voice, speaker)
+
+    def prepare_voice(self, entry: VoiceEntry, decoder: SpeechDecoder) -> PreparedVoice:
+        """A registered voice for a decoder: tokens and embedding from its cache, computed (and
+        cached where the folder is writable) the first time."""
+        key = (str(entry.wav), id(decoder))
+        if key in self._prepared:
+            return self._prepared[key]
+        samples = entry.samples()
+        cache = entry.cache_file(self.kind if decoder is self.decoder else f"{self.kind}-music")
+        if cache.is_file():
+            stored = np.load(cache)
+            tokens, embedding = stored["tokens"], torch.from_numpy(stored["embedding"])
+        else:
+            tokens = self.prompt_tokens(samples)
+            embedding = decoder.voice(samples, PROMPT_RATE, tokens).embedding
+            try:
+                np.savez(cache, tokens=tokens, embedding=embedding.numpy())
+            except OSError:
+                pass  # a read-only folder (an installed package): computed again next time
+        speaker = entry.name if entry.builtin else None
+        prepared = self._prepare(samples, entry.transcript, tokens, embedding, decoder, speaker)
+        self._prepared[key] = prepared
+        return prepared
+
+    def clone_voice(self, prompt_wav: AudioSource, prompt_text: str, decoder: SpeechDecoder) -> PreparedVoice:
+        """A voice from any prompt file and its exact transcript, for this request only."""
+        samples, rate = load_audio(prompt_wav, max_seconds=MAX_PROMPT_SECONDS)
+        samples = condition_prompt(samples, rate)
+        tokens = self.prompt_tokens(samples)
+        return self._prepare(samples, check_transcript(prompt_text), tokens, None, decoder, None)
+
+    def _voice(self, voice, tags, prompt_wav, prompt_text) -> tuple[PreparedVoice, SpeechDecoder]:
+        music = bool(tags) and tags[0] in MUSIC_TAGS and self.music_decoder is not None
+        decoder = self.music_decoder if music else self.decoder
+        if prompt_wav is not None or prompt_text is not None:
+            if voice is not None:
+                raise OptionError("give either a voice name or a prompt wav with its transcript, not both")
+            if prompt_wav is None or prompt_text is None:
+                raise OptionError("voice cloning needs both the prompt wav and its exact transcript")
+            return self.clone_voice(prompt_wav, prompt_text, decoder), decoder
+        name = voice or self.default_voice
+        if not name:
+            raise OptionError("this model has no built-in voice: give --voice NAME or a prompt wav and its transcript")
+        entry = self.voices.get(name)
+        if music and f"{name}{tags[0]}" in self.voices.names():  # the release's TingtingRAP / Tingting哼唱
+            entry = self.voices.get(f"{name}{tags[0]}")
+        return self.prepare_voice(entry, decoder), decoder
+
+    # --- synthesis ------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        text: str,
+        voice: str | None = None,
+        tags: Sequence[str] = (),
+        cancel: threading.Event | None = None,
+        prompt_wav: AudioSource | None = None,
+        prompt_text: str | None = None,
+        seed: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """float32 mono chunks at `sample_rate`, sentence by sentence, as the decoder makes them;
+        stops early (between LM steps or decoder chunks) once `cancel` is set."""
+        if not text or not text.strip():
+            raise OptionError("no text to speak")
+        tags = check_tags(tags)
+        prepared, decoder = self._voice(voice, tags, prompt_wav, prompt_text)
+        return self._stream(split_sentences(text.strip()), tags, prepared, decoder, cancel, seed)
+
+    def _stream(self, sentences, tags, prepared, decoder, cancel, seed) -> Iterator[np.ndarray]:
+        for sentence in sentences:
+            language = sentence_language(sentence, tags)
+            spoken = normalize(sentence, language)
+            if not re.search(r"\w", spoken):
+                continue  # punctuation only
+            prompt = self.lm.prompt(spoken, tags, prepared.transcript, prepared.tokens.tolist(), prepared.speaker)
+            cap = int(MAX_DURATION_FACTOR * expected_seconds(spoken, language, tags) * TOKENS_PER_SECOND)
+            stream = decoder.stream(prepared.decoder_voice)
+            spoke = False
+            for token in self.lm.generate(prompt, cap, cancel, seed):
+                spoke = True
+                chunk = stream.step([token])
+                if len(chunk):
+                    yield chunk
+                if cancel is not None and cancel.is_set():
+                    return
+            if cancel is not None and cancel.is_set():
+                return
+            if spoke:
+                yield stream.flush()
+
+    def synthesize(
+        self,
+        text: str,
+        voice: str | None = None,
+        tags: Sequence[str] = (),
+        prompt_wav: AudioSource | None = None,
+        prompt_text: str | None = None,
+        seed: int | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """The whole speech of `text` as (float32 mono PCM, sample_rate)."""
+        chunks = list(self.stream(text, voice, tags, prompt_wav=prompt_wav, prompt_text=prompt_text, seed=seed))
+        pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        return pcm.astype(np.float32, copy=False), self.sample_rate

@@ -1,0 +1,102 @@
+"""The TTS language model: text + voice prompt -> audio indices, with the official sampling.
+
+Two sources behind one class: the mini model (our Step1 network with a compact vocabulary whose audio
+ids start at `audio_offset`) and Step-Audio-TTS-3B (official Step1 directory, audio ids from 65 536).
+Generation may only choose audio tokens or the end of turn, so nothing but speech can come out,
+and it stops at a cap derived from the text's expected duration (no runaway).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.lm.generate import Session
+from stepaudio.lm.model import LMConfig, Transformer
+from stepaudio.lm.sampling import Sampling
+from stepaudio.lm.tokenizer import SentencePieceTokenizer, Tokenizer
+from stepaudio.tokenizer.interleave import AUDIO_VOCAB
+from stepaudio.tts.prompt import request_ids
+
+MINI_FILES = ("lm.json", "lm.safetensors", "tokenizer.model", "tts.json")
+
+
+@dataclass
+class SpeechLM:
+    model: Transformer
+    tokenizer: Tokenizer
+    names_speakers: bool  # the official system prompt names a registered voice; mini was trained without
+    max_len: int = 4096  # positions of one generation session (prompt + speech)
+
+    def __post_init__(self):
+        offset = self.tokenizer.audio_offset
+        if offset + AUDIO_VOCAB > self.model.config.vocab_size:
+            raise CheckpointError(
+                f"the LM has {self.model.config.vocab_size} tokens, too few for audio ids {offset}..{offset + 5119}"
+            )
+        self.model.requires_grad_(False)  # no autograd graphs (a grad-mode context cannot span yields)
+        self.allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool)
+        self.allowed[offset : offset + AUDIO_VOCAB] = True
+        self.allowed[self.tokenizer.eos_id] = True
+        self._sessions: queue.SimpleQueue[Session] = queue.SimpleQueue()  # idle sessions, prompt prefixes cached
+
+    @classmethod
+    def from_mini(cls, directory: Path) -> SpeechLM:
+        """Our exported model: `lm.json`, `lm.safetensors`, `tokenizer.model`, `tts.json`."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        missing = [name for name in MINI_FILES if not (directory / name).is_file()]
+        if missing:
+            raise ModelNotFound(f"{directory} lacks {', '.join(missing)} (written by `stepaudio train tts`)")
+        config = LMConfig.load(directory / "lm.json")
+        model = Transformer.from_state_dict(config, load_file(str(directory / "lm.safetensors")), torch.float32)
+        offset = json.loads((directory / "tts.json").read_text())["audio_offset"]
+        tokenizer = SentencePieceTokenizer(directory / "tokenizer.model", audio_offset=offset)
+        return cls(model, tokenizer, names_speakers=False, max_len=config.max_seq_len)
+
+    @classmethod
+    def from_official(cls, directory: Path) -> SpeechLM:
+        """Step-Audio-TTS-3B's Step1 LM (bf16 weights, run in float32 on CPU)."""
+        from stepaudio.lm.loaders import load_step1
+
+        lm = load_step1(directory, torch.float32)
+        return cls(lm.model, lm.tokenizer, names_speakers=True, max_len=min(lm.model.config.max_seq_len, 8192))
+
+    def prompt(
+        self, text: str, tags: Sequence[str], prompt_text: str, prompt_tokens: Sequence[int], speaker: str | None
+    ) -> list[int]:
+        return request_ids(
+            self.tokenizer, text, tags, prompt_text, prompt_tokens, speaker if self.names_speakers else None
+        )
+
+    def generate(
+        self,
+        prompt: list[int],
+        max_new_tokens: int,
+        cancel: threading.Event | None = None,
+        seed: int | None = None,
+    ) -> Iterator[int]:
+        """Audio indices (0..5119) as they are sampled, until the end of turn or the cap; official
+        sampling (temperature 0.7, top-k 50, the repetition-aware rule)."""
+        max_new_tokens = min(max_new_tokens, self.max_len - len(prompt))
+        if max_new_tokens <= 0:
+            raise CheckpointError(f"a prompt of {len(prompt)} tokens leaves no room in {self.max_len} positions")
+        sampling = Sampling.official_tts(max_new_tokens=max_new_tokens, stop_ids=(self.tokenizer.eos_id,), seed=seed)
+        try:
+            session = self._sessions.get_nowait()
+        except queue.Empty:
+            session = Session(self.model, max_len=self.max_len)
+        try:
+            offset = self.tokenizer.audio_offset
+            for token in session.stream(prompt, sampling, cancel, self.allowed):
+                yield token - offset
+        finally:
+            self._sessions.put(session)  # one generation at a time per session; threads take their own

@@ -1,0 +1,123 @@
+"""The TTS pipeline on tiny random models: streaming, the duration cap, audio-only generation,
+voices and cloning, cancellation and errors."""
+
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from tts_fixtures import tiny_speech_lm, tiny_tts
+
+from conftest import speechlike
+from stepaudio.errors import OptionError
+from stepaudio.tts.pipeline import MAX_DURATION_FACTOR, TOKENS_PER_SECOND, expected_seconds
+from stepaudio.tts.text import normalize
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    return tiny_speech_lm(tmp_path_factory.mktemp("lm"))
+
+
+@pytest.fixture
+def tts(tmp_path, lm):
+    return tiny_tts(tmp_path, lm)
+
+
+def spy_generation(monkeypatch, tts):
+    """Record each prompt and the audio indices the LM gives for it."""
+    calls, generate = [], tts.lm.generate
+
+    def recording(prompt, max_new_tokens, cancel=None, seed=None):
+        calls.append({"prompt": prompt, "cap": max_new_tokens, "tokens": []})
+        for token in generate(prompt, max_new_tokens, cancel, seed):
+            calls[-1]["tokens"].append(token)
+            yield token
+
+    monkeypatch.setattr(tts.lm, "generate", recording)
+    return calls
+
+
+@pytest.mark.parametrize(("text", "language"), [("Hi there.", "en"), ("你好。", "zh")])
+def test_speech_never_runs_past_twice_the_expected_duration(tts, text, language):
+    pcm, rate = tts.synthesize(text, seed=0)
+    assert rate == tts.sample_rate == 22050 and pcm.dtype == np.float32 and pcm.ndim == 1
+    expected = expected_seconds(normalize(text), language)
+    assert 0 < len(pcm) / rate <= MAX_DURATION_FACTOR * expected + 0.05  # a random LM never stops by itself
+
+
+def test_sentences_are_spoken_one_by_one_in_the_voice_prompt_format(tts, monkeypatch):
+    calls = spy_generation(monkeypatch, tts)
+    chunks = list(tts.stream("One. Two!", tags=["快速1"], seed=0))
+    assert len(calls) == 2 and len(chunks) >= 2
+    text = [tts.lm.tokenizer.decode(call["prompt"]) for call in calls]
+    transcript = "<|BOT|>human\nThis is my voice.<|EOT|><|BOT|>assistant\n<audio_"  # the voice as the example turn
+    assert all(transcript in t for t in text)
+    assert text[0].endswith("<|BOT|>human\n(快速1)One.<|EOT|><|BOT|>assistant\n")
+    assert text[1].endswith("<|BOT|>human\n(快速1)Two!<|EOT|><|BOT|>assistant\n")
+    for call, sentence in zip(calls, ("One.", "Two!"), strict=True):
+        assert call["cap"] == int(MAX_DURATION_FACTOR * expected_seconds(sentence, "en", ["快速1"]) * TOKENS_PER_SECOND)
+    total = sum(len(call["tokens"]) for call in calls)
+    assert abs(sum(map(len, chunks)) / 22050 - total / TOKENS_PER_SECOND) < 0.1  # every token was voiced
+
+
+def test_only_speech_can_come_out(tts, monkeypatch):
+    """Even an LM that prefers text (e.g. repeating the transcript) can only choose audio or the end."""
+    head = tts.lm.model.lm_head.weight
+    original = head.detach().clone()
+    try:
+        with torch.no_grad():
+            head[: tts.lm.tokenizer.audio_offset] *= 100  # text tokens now dominate every distribution
+        calls = spy_generation(monkeypatch, tts)
+        tts.synthesize("Hi.", seed=1)
+    finally:
+        with torch.no_grad():
+            head.copy_(original)  # the LM is shared by the module's tests
+    tokens = calls[0]["tokens"]
+    assert tokens and all(0 <= t < 5120 for t in tokens)
+
+
+def test_cancel_stops_the_stream(tts):
+    cancel = threading.Event()
+    stream = tts.stream("The first sentence is here. The second one follows it.", cancel=cancel, seed=0)
+    first = next(stream)
+    cancel.set()
+    assert len(first) > 0 and list(stream) == []
+
+
+def test_cloning_from_a_multichannel_prompt_file(tts, tmp_path, monkeypatch):
+    stereo = np.stack([speechlike(1.2, 48_000, seed=5)] * 2, axis=1)
+    sf.write(tmp_path / "prompt.wav", stereo, 48_000)
+    calls = spy_generation(monkeypatch, tts)
+    pcm, _ = tts.synthesize("Hi.", prompt_wav=tmp_path / "prompt.wav", prompt_text="Some 2 words.", seed=0)
+    samples, rate, prompt = tts.fake_tokenizer.calls[-1]
+    assert samples.ndim == 1 and rate == 16_000 and prompt  # mono 16 kHz, trimmed as a prompt
+    assert "<|BOT|>human\nSome two words.<|EOT|>" in tts.lm.tokenizer.decode(calls[0]["prompt"])
+    assert len(pcm) > 0
+
+
+def test_builtin_voice_features_are_cached(tts):
+    entry = tts.voices.get("anna")
+    tts.synthesize("Hi.", seed=0)
+    assert entry.cache_file("mini").is_file() and len(tts.fake_tokenizer.calls) == 1
+    tts._prepared.clear()
+    tts.synthesize("Hi.", seed=0)
+    assert len(tts.fake_tokenizer.calls) == 1  # tokens and embedding came from the cache
+
+
+def test_bad_requests_are_option_errors(tts, tmp_path):
+    for kwargs, message in [
+        ({"text": " "}, "no text"),
+        ({"text": "Hi.", "voice": "nobody"}, "unknown voice"),
+        ({"text": "Hi.", "tags": ["loud"]}, "unknown style tag"),
+        ({"text": "Hi.", "prompt_text": "words"}, "both the prompt wav"),
+        ({"text": "Hi.", "voice": "anna", "prompt_wav": tmp_path / "x.wav", "prompt_text": "x"}, "not both"),
+    ]:
+        with pytest.raises(OptionError, match=message):
+            tts.synthesize(**kwargs)
+
+
+def test_punctuation_only_text_gives_no_audio(tts):
+    pcm, _ = tts.synthesize("...")
+    assert len(pcm) == 0

@@ -1,0 +1,70 @@
+"""The voice registry: built-in and user voices, prompts conditioned as the official does."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from tts_fixtures import builtin_voice_dir
+
+from conftest import speechlike
+from stepaudio.audio import load_audio
+from stepaudio.errors import AudioError, OptionError
+from stepaudio.tts.voices import VOICES_DIR_ENV, VoiceRegistry, read_official_speakers, user_voices_dir
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return VoiceRegistry.load(builtin_voice_dir(tmp_path / "builtin"), tmp_path / "user")
+
+
+def test_user_dir_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(VOICES_DIR_ENV, str(tmp_path / "v"))
+    assert user_voices_dir() == tmp_path / "v"
+    monkeypatch.delenv(VOICES_DIR_ENV)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert user_voices_dir() == tmp_path / "xdg" / "stepaudio" / "voices"
+
+
+def test_add_conditions_a_stereo_prompt_and_remove_deletes_it(registry, tmp_path):
+    quiet = 0.05 * speechlike(2.0, 44_100)
+    padded = np.concatenate([np.zeros(44_100), quiet, np.zeros(44_100)])
+    stereo = np.stack([padded, 0.5 * padded], axis=1)
+    sf.write(tmp_path / "me.wav", stereo, 44_100)
+    voice = registry.add("me", tmp_path / "me.wav", "  The exact   words. ")
+    assert voice.transcript == "The exact words." and not voice.builtin
+    samples, rate = load_audio(voice.wav)
+    assert rate == 16_000 and 2.0 <= len(samples) / rate < 2.6  # mono, silence trimmed
+    assert abs(np.abs(samples).max() - 0.999) < 0.01  # peak-normalised
+    assert registry.names() == ["anna", "me"] and registry.get("me").transcript == "The exact words."
+    voice.cache_file("mini").write_bytes(b"cache")
+    registry.remove("me")
+    assert registry.names() == ["anna"] and not list((tmp_path / "user").iterdir())
+
+
+def test_bad_requests_are_option_errors(registry, tmp_path):
+    sf.write(tmp_path / "p.wav", speechlike(1.0, 16_000), 16_000)
+    with pytest.raises(OptionError, match="unknown voice 'bob'.*anna"):
+        registry.get("bob")
+    with pytest.raises(OptionError, match="built-in"):
+        registry.remove("anna")
+    with pytest.raises(OptionError, match="built-in"):
+        registry.add("anna", tmp_path / "p.wav", "text")
+    with pytest.raises(OptionError, match="voice name"):
+        registry.add("../evil", tmp_path / "p.wav", "text")
+    with pytest.raises(OptionError, match="transcript"):
+        registry.add("ok", tmp_path / "p.wav", " ")
+    with pytest.raises(OptionError, match="no user voice"):
+        registry.remove("ghost")
+    sf.write(tmp_path / "silent.wav", np.zeros(16_000), 16_000)
+    with pytest.raises(AudioError, match="silent"):
+        registry.add("silent", tmp_path / "silent.wav", "nothing")
+
+
+def test_official_speakers_folder(tmp_path):
+    folder = builtin_voice_dir(tmp_path / "speakers", "Tingting")
+    (folder / "Tingting.wav").rename(folder / "Tingting_prompt.wav")
+    (folder / "speakers_info.json").write_text(json.dumps({"Tingting": "你好", "Missing": "没有文件"}))
+    (speaker,) = read_official_speakers(folder)
+    assert (speaker.name, speaker.transcript, speaker.builtin) == ("Tingting", "你好", True)
+    assert read_official_speakers(tmp_path / "nowhere") == []
