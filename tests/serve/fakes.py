@@ -1,5 +1,5 @@
-"""Small stand-ins with the agreed interfaces of the TTS (`stepaudio.tts.TTS`) and the real-time
-session (`stepaudio.realtime.session.RealtimeSession` and its typed events), so the server is
+"""Small stand-ins for the voice-chat engine's parts: the speaker (`stepaudio.tts.TTS`), the listener
+and the real-time session (`RealtimeSession`, sending the real typed events), so the server is
 tested on its own: fast, deterministic, and with behaviour the tests can predict.
 
 The fake session hears speech by loudness, answers every turn with a fixed text and a tone, and
@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 
 from stepaudio.audio import check_audio, resample
-from stepaudio.audio.vad import VADParams
 from stepaudio.errors import OptionError
+from stepaudio.realtime.events import (
+    AudioDelta,
+    Error,
+    ResponseCreated,
+    ResponseDone,
+    SpeechStarted,
+    SpeechStopped,
+    TextDelta,
+    TranscriptDelta,
+    TranscriptDone,
+)
+from stepaudio.realtime.listen import Heard
+from stepaudio.realtime.session import SessionConfig
 
 TTS_RATE = 22_050
 FAKE_TRANSCRIPT = "what is the capital of france"
@@ -31,7 +41,7 @@ class FakeVoices:
         return ["Tingting", "Alice"]
 
 
-class FakeTTS:
+class FakeSpeaker:
     """0.05 s of a 440 Hz tone per character; unknown voices and tags are OptionErrors."""
 
     sample_rate = TTS_RATE
@@ -41,21 +51,17 @@ class FakeTTS:
     def __init__(self):
         self.voices = FakeVoices()
 
-    def _check(self, text: str, voice: str | None, tags) -> None:
+    def stream(self, text, voice=None, tags=(), cancel=None):
         if not text.strip():
             raise OptionError("empty text")
         if voice is not None and voice not in self.voices.names():
             raise OptionError(f"unknown voice {voice!r}")
         if unknown := [tag for tag in tags if tag not in self.tags]:
             raise OptionError(f"unknown tags {unknown}")
+        return self._tone(len(text), cancel)
 
-    def synthesize(self, text, voice=None, tags=(), prompt_wav=None, prompt_text=None):
-        self._check(text, voice, tags)
-        return np.concatenate(list(self.stream(text, voice, tags))), self.sample_rate
-
-    def stream(self, text, voice=None, tags=(), cancel=None):
-        self._check(text, voice, tags)
-        total = int(0.05 * len(text) * self.sample_rate)
+    def _tone(self, characters: int, cancel):
+        total = int(0.05 * characters * self.sample_rate)
         t = np.arange(total) / self.sample_rate
         wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
         for start in range(0, total, 4096):
@@ -65,81 +71,6 @@ class FakeTTS:
 
 
 # --- real-time session -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    type: ClassVar[str] = "input_audio_buffer.speech_started"
-    audio_start_ms: int
-
-
-@dataclass(frozen=True)
-class SpeechStopped:
-    type: ClassVar[str] = "input_audio_buffer.speech_stopped"
-    audio_end_ms: int
-
-
-@dataclass(frozen=True)
-class TranscriptDelta:
-    type: ClassVar[str] = "conversation.item.input_audio_transcription.delta"
-    item_id: str
-    delta: str
-
-
-@dataclass(frozen=True)
-class TranscriptDone:
-    type: ClassVar[str] = "conversation.item.input_audio_transcription.completed"
-    item_id: str
-    transcript: str
-
-
-@dataclass(frozen=True)
-class ResponseCreated:
-    type: ClassVar[str] = "response.created"
-    response_id: str
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    type: ClassVar[str] = "response.output_text.delta"
-    response_id: str
-    item_id: str
-    delta: str
-
-
-@dataclass(frozen=True)
-class AudioDelta:
-    type: ClassVar[str] = "response.output_audio.delta"
-    response_id: str
-    item_id: str
-    pcm: np.ndarray
-    sample_rate: int
-
-
-@dataclass(frozen=True)
-class ResponseDone:
-    type: ClassVar[str] = "response.done"
-    response_id: str
-    status: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Error:
-    type: ClassVar[str] = "error"
-    message: str
-    code: str
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    voice: str | None = None
-    instructions: str | None = None
-    turn_detection: bool = True
-    vad: VADParams = field(default_factory=VADParams)
-    speculative: bool = True
-    speculate_after_ms: int = 300
-    tags: tuple[str, ...] = ()
 
 
 class FakeSession:
@@ -188,6 +119,7 @@ class FakeSession:
         self.speech_start = None
 
     async def _end_of_turn(self) -> None:
+        await self.cancel_response()  # the new turn wins
         item = f"item_{next(self.ids)}"
         for word in FAKE_TRANSCRIPT.split():
             await self._emit(TranscriptDelta(item, word + " "))
@@ -195,7 +127,9 @@ class FakeSession:
         await self.create_response()
 
     async def create_response(self, text: str | None = None) -> None:
-        await self.cancel_response()
+        if self.response is not None and not self.response.done():  # as the real session: one at a time
+            await self._emit(Error("a response is already in progress", "conversation_already_has_active_response"))
+            return
         self.response = asyncio.create_task(self._respond(f"resp_{next(self.ids)}", f"item_{next(self.ids)}"))
 
     async def _respond(self, response_id: str, item_id: str) -> None:
@@ -245,17 +179,26 @@ class FakeSession:
         await self.queue.put(event)
 
 
-class FakeASR:
-    """Knows one sentence: any audio transcribes to FAKE_TRANSCRIPT."""
+class FakeListener:
+    """Knows one sentence: any audio of 0.1 s or more is heard as FAKE_TRANSCRIPT."""
 
-    def transcribe(self, samples: np.ndarray):
-        from stepaudio.asr import Segment, Transcript
-
-        seconds = len(samples) / 16000
-        return Transcript([Segment(0.0, seconds, " " + FAKE_TRANSCRIPT, [], 0.0, 0.0, 1.0, 0.0)], seconds)
+    def stream(self):
+        return FakeListenStream()
 
 
-def fake_models(asr=None, chat=None, answer_seconds: float = 1.0, sessions: list | None = None):
+class FakeListenStream:
+    def __init__(self):
+        self.samples = 0
+
+    def step(self, samples: np.ndarray) -> None:
+        self.samples += len(samples)
+
+    def hear(self) -> Heard:
+        transcript = FAKE_TRANSCRIPT if self.samples >= 1600 else ""
+        return Heard(transcript, np.zeros(0, np.int64), self.samples / 16000)
+
+
+def fake_models(listener=None, chat=None, answer_seconds: float = 1.0, sessions: list | None = None):
     """Models for the app with the fakes above; `sessions` collects every session opened."""
     from stepaudio.serve.models import Models
     from stepaudio.serve.realtime import RealtimeBackend
@@ -266,4 +209,4 @@ def fake_models(asr=None, chat=None, answer_seconds: float = 1.0, sessions: list
             sessions.append(session)
         return session
 
-    return Models("fake", FakeTTS(), asr or FakeASR(), chat, RealtimeBackend(SessionConfig, open_session))
+    return Models("fake", FakeSpeaker(), listener or FakeListener(), chat, RealtimeBackend(SessionConfig, open_session))

@@ -15,9 +15,9 @@ openai = pytest.importorskip("openai")
 
 @pytest.fixture(scope="module")
 def server():
-    from stepaudio.asr import Transcriber
+    from stepaudio.realtime.listen import WhisperListener
 
-    app = create_app(fake_models(asr=Transcriber.load("mini")), ServeSettings(model="fake", api_key="local-key"))
+    app = create_app(fake_models(listener=WhisperListener.load()), ServeSettings(model="fake", api_key="local-key"))
     with LiveServer(app) as live:
         yield live
 

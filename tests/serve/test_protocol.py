@@ -1,12 +1,14 @@
 import base64
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from fakes import AudioDelta, ResponseCreated, ResponseDone, SessionConfig, TranscriptDone
 
 from conftest import tone
 from stepaudio.audio.vad import VADParams
+from stepaudio.realtime.events import AudioDelta, ResponseCreated, ResponseDone, TranscriptDone
+from stepaudio.realtime.session import SessionConfig
 from stepaudio.serve import protocol
 from stepaudio.serve.protocol import AudioFormat, ProtocolError, StreamResampler
 
@@ -60,13 +62,19 @@ def test_streamed_resampling_equals_one_shot():
     assert np.abs(joined[:n] - whole[:n]).max() < 1e-3
 
 
+@dataclass(frozen=True)
+class TaggedConfig(SessionConfig):
+    tags: tuple[str, ...] = ()
+
+
 def test_session_update_beta_and_ga_shapes():
-    config, audio = SessionConfig(), AudioFormat()
+    config, audio = TaggedConfig(), AudioFormat()
     turn = {"type": "server_vad", "threshold": 0.3, "silence_duration_ms": 500}
     update = {"voice": "Alice", "instructions": "Be brief.", "tags": ["快速1"], "turn_detection": turn}
     config, audio = protocol.apply_session_update(update, config, audio, 100)
     assert (config.voice, config.instructions, config.tags) == ("Alice", "Be brief.", ("快速1",))
-    assert config.vad == VADParams(threshold=0.3, negative_threshold=0.3, end_ms=500) and audio == AudioFormat()
+    assert config.vad == VADParams(threshold=0.3, negative_threshold=0.3, pause_ms=200, end_ms=500)
+    assert audio == AudioFormat()
     config, audio = protocol.apply_session_update(
         {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 48000}, "turn_detection": None},
                    "output": {"format": {"type": "audio/pcm", "rate": 16000}, "voice": "Tingting"}}},
@@ -88,7 +96,7 @@ def test_session_update_beta_and_ga_shapes():
         ({"turn_detection": {"type": "semantic_vad"}}, "server_vad"),
         ({"turn_detection": {"threshold": 1.5}}, "bad VAD settings"),
         ({"turn_detection": {"silence_duration_ms": "long"}}, "must be a number"),
-        ({"tags": "快速1"}, "list of strings"),
+        ({"tags": ["快速1"]}, "do not take style tags"),
         ({"instructions": "x" * 101}, "over the limit"),
         ({"voice": 7}, "must be a string"),
         ("not an object", "must be an object"),
@@ -97,6 +105,8 @@ def test_session_update_beta_and_ga_shapes():
 def test_bad_session_updates(update, problem):
     with pytest.raises(ProtocolError, match=problem):
         protocol.apply_session_update(update, SessionConfig(), AudioFormat(), 100)
+    with pytest.raises(ProtocolError, match="list of strings"):
+        protocol.apply_session_update({"tags": "快速1"}, TaggedConfig(), AudioFormat(), 100)
 
 
 def test_user_text_items():

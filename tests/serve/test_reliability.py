@@ -104,19 +104,15 @@ def test_cancel_storm(no_server_errors):
         client.recv()
         for i in range(300):
             client.send({"type": "response.create" if i % 3 else "response.cancel"})
-        client.send({"type": "no.such.event"})  # a marker: every event before it has been handled
-        client.until("error", timeout=30)
-        last = None
-        while True:  # the last response runs to its end
-            done = client.until("response.done", timeout=10)
-            if len(client.of("response.done")) == len(client.of("response.created")):
-                last = done
-                break
+        client.send({"type": "session.update", "session": {}})  # a marker: every event before it is handled
+        client.until("session.updated", timeout=30)
+        while len(client.of("response.done")) < len(client.of("response.created")):
+            client.until("response.done", timeout=10)  # the last response runs to its end
         created = [e["response"]["id"] for e in client.of("response.created")]
         finished = [e["response"]["id"] for e in client.of("response.done")]
-        assert sorted(created) == sorted(finished) and len(set(created)) == len(created) == 200
-        assert last["response"]["status"] == "completed"
+        assert sorted(created) == sorted(finished) and len(set(created)) == len(created) >= 100
         assert {e["response"]["status"] for e in client.of("response.done")} == {"cancelled", "completed"}
+        assert {e["error"]["code"] for e in client.of("error")} <= {"conversation_already_has_active_response"}
         speak(client)
         assert client.until("response.done")["response"]["status"] == "completed"
 

@@ -31,7 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"warning: serving on {args.host} without an API key: anyone who reaches it can use it", file=sys.stderr)
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
-    models = Models.load(args.model)
+    models = Models.load(args.model, args.tts, log=lambda line: print(line, file=sys.stderr))
     print(f"open http://{args.host}:{args.port}/ in a browser", file=sys.stderr, flush=True)
     uvicorn.run(
         create_app(models, settings),
@@ -57,6 +57,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints (default: mini)")
+    parser.add_argument(
+        "--tts",
+        choices=("auto", "model", "piper"),
+        default="auto",
+        help="who speaks: the model's TTS, a Piper voice (the `train` extra), or auto: the model's TTS when its "
+        "weights are installed, else Piper (default: %(default)s)",
+    )
     parser.add_argument(
         "--api-key", help=f"require `Authorization: Bearer KEY` on /v1 (default: ${API_KEY_ENV}, else none)"
     )

@@ -1,8 +1,9 @@
-"""The models one server process runs, loaded once and shared by every request and session.
+"""The models one server process runs: the voice-chat engine, loaded once, shared by every request
+and session. The HTTP routes use the engine's own parts (its speaker for speech, its listener for
+transcripts, its chat LM for completions), so nothing is loaded twice.
 
-HTTP routes reach the TTS, ASR and chat models through one worker thread each (`ModelWorker`);
-real-time sessions come from the `RealtimeBackend` over the shared engine, which is safe to use
-from many sessions at once.
+HTTP work reaches each part through one worker thread (`ModelWorker`): requests queue instead of
+piling threads onto two cores, and the event loop stays free for the real-time sessions' audio.
 """
 
 from __future__ import annotations
@@ -11,45 +12,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepaudio.lm.prompts import EMOTION_TAGS, LANGUAGE_TAGS, MUSIC_TAGS, SPEED_TAGS
 from stepaudio.serve.realtime import RealtimeBackend
 from stepaudio.serve.workers import ModelWorker
 
-# TTS style tags of Step-Audio-TTS-3B, by group, for the page's pickers (see the official prompts).
-STYLE_TAGS = {
-    "emotion": ["高兴1", "高兴2", "生气1", "生气2", "悲伤1", "撒娇1"],
-    "language": ["中文", "英文", "韩语", "日语", "四川话", "粤语", "广东话"],
-    "speed": ["慢速1", "慢速2", "快速1", "快速2"],
-    "music": ["RAP", "哼唱"],
-}
+STYLE_TAGS = {"emotion": EMOTION_TAGS, "language": LANGUAGE_TAGS, "speed": SPEED_TAGS, "music": MUSIC_TAGS}
 
 
 @dataclass
 class Models:
     name: str  # what --model said: shown by /v1/models and in sessions
-    tts: Any  # stepaudio.tts.TTS
-    asr: Any  # stepaudio.asr.Transcriber
-    chat: Any  # stepaudio.lm.loaders.LanguageModel
+    speaker: Any  # the engine's TTS: sample_rate, default_voice, voices, stream(text, voice, tags, cancel)
+    listener: Any  # the engine's listener: stream() -> step(16 kHz samples), hear() -> Heard
+    chat: Any  # the engine's chat LM (stepaudio.lm.loaders.LanguageModel)
     realtime: RealtimeBackend
-    tts_worker: ModelWorker = field(default_factory=lambda: ModelWorker("tts"))
-    asr_worker: ModelWorker = field(default_factory=lambda: ModelWorker("asr"))
+    speaker_worker: ModelWorker = field(default_factory=lambda: ModelWorker("speech"))
+    listener_worker: ModelWorker = field(default_factory=lambda: ModelWorker("transcribe"))
     chat_worker: ModelWorker = field(default_factory=lambda: ModelWorker("chat"))
 
     @classmethod
-    def load(cls, model: str = "mini") -> Models:
-        """Load everything `stepaudio serve --model` asks for; a missing part fails here, at start,
-        with the error that says what to install."""
-        from stepaudio.asr import Transcriber
-        from stepaudio.lm.loaders import MINI_CHAT, load_lm
-        from stepaudio.lm.quantize import int4_supported, quantize_int4
+    def load(cls, model: str | Path = "mini", tts: str = "auto", log=print) -> Models:
+        """Load the engine `stepaudio serve --model/--tts` asks for; a missing part fails here, at
+        start, with the error that says what to install. tts: the model's own TTS, a Piper voice
+        (the `train` extra) or auto: the model's when its weights are installed, else Piper."""
+        from stepaudio.errors import ModelNotFound
         from stepaudio.realtime.engine import ChatEngine
-        from stepaudio.tts import TTS
+        from stepaudio.realtime.piper_speaker import PiperSpeaker
 
-        chat = load_lm(MINI_CHAT if model == "mini" else Path(model) / "Step-Audio-Chat")
-        if int4_supported(chat.model.device):
-            quantize_int4(chat.model)
-        engine = ChatEngine.load(model)
-        return cls(model, TTS.load(model), Transcriber.load(model), chat, RealtimeBackend.from_engine(engine))
+        if tts == "piper":
+            engine = ChatEngine.load(model, speaker=PiperSpeaker())
+        else:
+            try:
+                engine = ChatEngine.load(model)
+            except ModelNotFound as missing:
+                if tts == "model":
+                    raise
+                log(f"the model's TTS is not available ({missing}); speaking with Piper")
+                engine = ChatEngine.load(model, speaker=PiperSpeaker())
+        realtime = RealtimeBackend.from_engine(engine)
+        return cls(str(model), engine.speaker, engine.listener, engine.responder.lm, realtime)
+
+    def voice_names(self) -> list[str]:
+        voices = self.speaker.voices  # the TTS's VoiceRegistry, or Piper's {name: voice}
+        return voices.names() if hasattr(voices, "names") else sorted(voices)
 
     def close(self) -> None:
-        for worker in (self.tts_worker, self.asr_worker, self.chat_worker):
+        for worker in (self.speaker_worker, self.listener_worker, self.chat_worker):
             worker.close()

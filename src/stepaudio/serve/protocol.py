@@ -3,8 +3,9 @@
 Pure functions, no I/O: the WebSocket adapter (`serve.realtime`) drives them. Both the beta
 session shape (`voice`, `input_audio_format`, `turn_detection`) and the GA one (`audio.input.format
 {type, rate}`, `audio.output.voice`) are read, and both are written back, so clients of either era
-work. Extensions beyond OpenAI's vocabulary: `tags` (TTS style tags) in the session, and the VAD
-settings `negative_threshold`, `start_ms`, `pause_ms` in `turn_detection`.
+work. Extensions beyond OpenAI's vocabulary: `tags` (TTS style tags) in the session, where the
+session's config has them, and the VAD settings `negative_threshold` and `start_ms` in
+`turn_detection`.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def _vad(turn_detection: dict, current: VADParams) -> VADParams:
         raise ProtocolError(f"turn_detection type {kind!r} is not supported: use server_vad, or null for none")
     renamed = {"silence_duration_ms": "end_ms"}
     changes = {}
-    for key in ("threshold", "negative_threshold", "silence_duration_ms", "start_ms", "pause_ms"):
+    for key in ("threshold", "negative_threshold", "silence_duration_ms", "start_ms"):
         if key in turn_detection:
             value = turn_detection[key]
             if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -166,6 +167,8 @@ def apply_session_update(session: Any, config: Any, audio: AudioFormat, max_char
     if voice is not None:
         changes["voice"] = _text_or_none(voice, "voice", 200)
     if "tags" in session:
+        if "tags" not in {f.name for f in dataclasses.fields(config)}:
+            raise ProtocolError("this server's sessions do not take style tags yet", "unsupported_option")
         tags = session["tags"]
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
             raise ProtocolError('`tags` must be a list of strings, e.g. ["快速1"]')
@@ -192,7 +195,6 @@ def session_object(session_id: str, model: str, config: Any, audio: AudioFormat)
             "negative_threshold": vad.negative_threshold,
             "silence_duration_ms": vad.end_ms,
             "start_ms": vad.start_ms,
-            "pause_ms": vad.pause_ms,
         }
         if config.turn_detection
         else None
@@ -262,8 +264,10 @@ def server_event(event: Any) -> dict:
         }
         response = {"id": event.response_id, "object": "realtime.response", "status": event.status, "output": [message]}
         return {"type": kind, "response": response}
-    if kind == "error":
-        return error_event(event.message, event.code, kind="server_error")
+    if kind == "error":  # a stage that failed (listen_failed, ...) or a request the session refused
+        return error_event(
+            event.message, event.code, "server_error" if event.code.endswith("_failed") else "invalid_request_error"
+        )
     fields = dataclasses.asdict(event)
     if "item_id" in fields:
         fields["content_index"] = 0

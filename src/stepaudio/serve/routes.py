@@ -25,7 +25,7 @@ from stepaudio.serve.models import STYLE_TAGS, Models
 from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler
 from stepaudio.serve.security import bearer_token, key_matches
 
-ASR_RATE = 16_000  # Whisper's input rate
+LISTEN_RATE = 16_000  # what the listeners (Whisper, the official tokenizer) read
 
 
 def models_of(request: Request) -> Models:
@@ -77,7 +77,7 @@ async def list_models(models: ModelsDep) -> dict:
 
 @router.get("/voices")
 async def voices(models: ModelsDep) -> dict:
-    return {"voices": models.tts.voices.names(), "default": models.tts.default_voice, "tags": STYLE_TAGS}
+    return {"voices": models.voice_names(), "default": models.speaker.default_voice, "tags": STYLE_TAGS}
 
 
 # --- speech ------------------------------------------------------------------------------------
@@ -110,13 +110,19 @@ async def speech(body: SpeechRequest, request: Request, models: ModelsDep) -> Re
     text = _check_length(body.input, "input", _max_chars(request))
     if body.speed not in (None, 1.0):
         raise OptionError("speed is set with tags: 慢速1, 慢速2, 快速1, 快速2")
-    tts, tags = models.tts, tuple(body.tags)
+    chunks = _speak(models, text, body.voice, tuple(body.tags))
+    first = await anext(chunks, None)  # a bad voice or tag fails here, while a 400 can still be sent
+    if first is None:
+        raise OptionError("the text has nothing to speak")
     if body.response_format == "wav":
-        pcm, rate = await models.tts_worker.run(lambda: tts.synthesize(text, voice=body.voice, tags=tags))
-        return Response(wav_bytes(pcm, rate), media_type="audio/wav")
-    chunks = models.tts_worker.stream(lambda cancel: tts.stream(text, voice=body.voice, tags=tags, cancel=cancel))
-    first = await anext(chunks)  # a bad voice or tag fails here, while a 400 can still be sent
-    return StreamingResponse(_pcm_stream(first, chunks, tts.sample_rate), media_type="audio/pcm")
+        pcm = np.concatenate([first] + [chunk async for chunk in chunks])
+        return Response(wav_bytes(pcm, models.speaker.sample_rate), media_type="audio/wav")
+    return StreamingResponse(_pcm_stream(first, chunks, models.speaker.sample_rate), media_type="audio/pcm")
+
+
+def _speak(models: Models, text: str, voice: str | None, tags: tuple[str, ...]) -> AsyncIterator[np.ndarray]:
+    speaker = models.speaker
+    return models.speaker_worker.stream(lambda cancel: speaker.stream(text, voice=voice, tags=tags, cancel=cancel))
 
 
 async def _pcm_stream(first: np.ndarray, rest: AsyncIterator[np.ndarray], rate: int) -> AsyncIterator[bytes]:
@@ -139,24 +145,24 @@ async def transcriptions(
     file: Annotated[UploadFile, File()],
     model: Annotated[str | None, Form()] = None,
     language: Annotated[str | None, Form()] = None,
-    response_format: Annotated[Literal["json", "text", "verbose_json"], Form()] = "json",
+    response_format: Annotated[Literal["json", "text"], Form()] = "json",
 ) -> dict | PlainTextResponse:
     from stepaudio.audio import load_audio
 
     if language not in (None, "", "en"):
         raise OptionError(f"language {language!r}: this server transcribes English (en) only")
-    samples, _ = load_audio(await file.read(), ASR_RATE)
-    transcript = await models.asr_worker.run(models.asr.transcribe, samples)
+    samples, _ = load_audio(await file.read(), LISTEN_RATE)
+    heard = await models.listener_worker.run(_hear, models.listener, samples)
     if response_format == "text":
-        return PlainTextResponse(transcript.text)
-    if response_format == "verbose_json":
-        segments = [
-            {"id": i, "start": round(s.start, 2), "end": round(s.end, 2), "text": s.text.strip()}
-            for i, s in enumerate(transcript.segments)
-        ]
-        return {"task": "transcribe", "language": "english", "duration": transcript.duration,
-                "text": transcript.text, "segments": segments}  # fmt: skip
-    return {"text": transcript.text}
+        return PlainTextResponse(heard.transcript)
+    return {"text": heard.transcript}
+
+
+def _hear(listener, samples: np.ndarray):
+    """A whole file through the real-time listener: the same models and path as a spoken turn."""
+    stream = listener.stream()
+    stream.step(samples)
+    return stream.hear()
 
 
 # --- chat completions --------------------------------------------------------------------------
@@ -254,10 +260,10 @@ def _conversation_for(chat, sampling, system: str | None, history: list[dict]):
 
 
 async def _spoken(models: Models, text: str, audio: ChatAudio) -> dict:
-    tts, tags = models.tts, tuple(audio.tags)
     if not text.strip():
         raise HTTPException(500, "the model gave an empty answer; there is nothing to speak")
-    pcm, rate = await models.tts_worker.run(lambda: tts.synthesize(text, voice=audio.voice, tags=tags))
+    chunks = [chunk async for chunk in _speak(models, text, audio.voice, tuple(audio.tags))]
+    pcm, rate = np.concatenate(chunks or [np.zeros(0, np.float32)]), models.speaker.sample_rate
     if audio.format == "wav":
         data = wav_bytes(pcm, rate)
     else:

@@ -74,13 +74,15 @@ function sendSettings() {
   send({
     type: "session.update",
     session: {
-      tags: chosenTags(),
       audio: {
         input: { format: { type: "audio/pcm", rate } },
         output: { format: { type: "audio/pcm", rate }, voice: $("voice").value || null },
       },
     },
   });
+  const tags = chosenTags(); // on its own: a server whose sessions take no tags refuses only this
+  if (tags.length || page.sentTags) send({ type: "session.update", session: { tags } });
+  page.sentTags = tags.length > 0;
 }
 
 // --- connection --------------------------------------------------------------------------------
