@@ -20,10 +20,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install chromium")
 
 
-def fake_microphone(path, speech, rate: int) -> str:
+def fake_microphone(path, speech, rate: int, silence_seconds: float = 8) -> str:
     """The question once, then silence long enough for the answer (chromium loops the file)."""
-    silence = np.zeros(int(0.3 * rate), np.float32)
-    save_audio(path, np.concatenate([silence, speech, np.zeros(8 * rate, np.float32)]), rate)
+    before, after = np.zeros(int(0.3 * rate), np.float32), np.zeros(int(silence_seconds * rate), np.float32)
+    save_audio(path, np.concatenate([before, speech, after]), rate)
     return str(path)
 
 
