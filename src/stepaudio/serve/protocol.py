@@ -56,9 +56,13 @@ def decode_pcm16(data: Any) -> np.ndarray:
     return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
 
 
+def pcm16_bytes(samples: np.ndarray) -> bytes:
+    """float32 in [-1, 1] -> 16-bit little-endian PCM (clipped, never wrapped)."""
+    return np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2").tobytes()
+
+
 def encode_pcm16(samples: np.ndarray) -> str:
-    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
-    return base64.b64encode(pcm.tobytes()).decode("ascii")
+    return base64.b64encode(pcm16_bytes(samples)).decode("ascii")
 
 
 class StreamResampler:

@@ -9,11 +9,12 @@ requests and of chat `audio`; GET /v1/voices lists the voices and tags for the w
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
@@ -22,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stepaudio.errors import OptionError
 from stepaudio.serve.models import STYLE_TAGS, Models
-from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler
+from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler, pcm16_bytes
 from stepaudio.serve.security import bearer_token, key_matches
 
 LISTEN_RATE = 16_000  # what the listeners (Whisper, the official tokenizer) read
+T = TypeVar("T")
 
 
 def models_of(request: Request) -> Models:
@@ -101,23 +103,31 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
     return out.getvalue()
 
 
-def pcm16_bytes(samples: np.ndarray) -> bytes:
-    return np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2").tobytes()
-
-
 @router.post("/audio/speech")
 async def speech(body: SpeechRequest, request: Request, models: ModelsDep) -> Response:
     text = _check_length(body.input, "input", _max_chars(request))
     if body.speed not in (None, 1.0):
         raise OptionError("speed is set with tags: 慢速1, 慢速2, 快速1, 快速2")
     chunks = _speak(models, text, body.voice, tuple(body.tags))
-    first = await anext(chunks, None)  # a bad voice or tag fails here, while a 400 can still be sent
+    first = await _first(chunks)
     if first is None:
         raise OptionError("the text has nothing to speak")
-    if body.response_format == "wav":
+    rate = models.speaker.sample_rate
+    if body.response_format == "pcm":
+        return StreamingResponse(_pcm_stream(first, chunks, rate), media_type="audio/pcm")
+    async with contextlib.aclosing(chunks):
         pcm = np.concatenate([first] + [chunk async for chunk in chunks])
-        return Response(wav_bytes(pcm, models.speaker.sample_rate), media_type="audio/wav")
-    return StreamingResponse(_pcm_stream(first, chunks, models.speaker.sample_rate), media_type="audio/pcm")
+    return Response(wav_bytes(pcm, rate), media_type="audio/wav")
+
+
+async def _first(stream: AsyncIterator[T]) -> T | None:
+    """The first item of a model's stream, awaited before answering, so that a bad voice, tag or
+    prompt fails while a 4xx can still be sent; the stream is closed (its work stopped) if it fails."""
+    try:
+        return await anext(stream, None)
+    except BaseException:
+        await stream.aclose()
+        raise
 
 
 def _speak(models: Models, text: str, voice: str | None, tags: tuple[str, ...]) -> AsyncIterator[np.ndarray]:
@@ -235,10 +245,11 @@ async def chat_completions(body: ChatRequest, request: Request, models: ModelsDe
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     pieces = models.chat_worker.stream(reply)
     if body.stream:
-        first = await anext(pieces, "")  # a prompt too long fails here, while a 400 can still be sent
+        first = await _first(pieces) or ""
         sse = _sse(first, pieces, completion_id, created, models.name)
         return StreamingResponse(sse, media_type="text/event-stream")
-    text = "".join([piece async for piece in pieces])
+    async with contextlib.aclosing(pieces):
+        text = "".join([piece async for piece in pieces])
     message: dict = {"role": "assistant", "content": text}
     if wants_audio:
         message["audio"] = await _spoken(models, text, body.audio or ChatAudio())
@@ -262,7 +273,8 @@ def _conversation_for(chat, sampling, system: str | None, history: list[dict]):
 async def _spoken(models: Models, text: str, audio: ChatAudio) -> dict:
     if not text.strip():
         raise HTTPException(500, "the model gave an empty answer; there is nothing to speak")
-    chunks = [chunk async for chunk in _speak(models, text, audio.voice, tuple(audio.tags))]
+    async with contextlib.aclosing(_speak(models, text, audio.voice, tuple(audio.tags))) as stream:
+        chunks = [chunk async for chunk in stream]
     pcm, rate = np.concatenate(chunks or [np.zeros(0, np.float32)]), models.speaker.sample_rate
     if audio.format == "wav":
         data = wav_bytes(pcm, rate)

@@ -1,10 +1,11 @@
-"""Blocking model work off the event loop: one thread per model, so requests queue for a model
-instead of racing inside it (the TTS, ASR and chat models keep per-call state and are not safe to
-run from two threads at once), and the event loop stays free for audio of the real-time sessions."""
+"""Blocking model work of the HTTP routes off the event loop, one thread per model: requests queue
+for a model instead of each taking a thread of its own and all of them sharing two cores (a queue
+keeps the first answer fast), and the event loop stays free for the real-time sessions' audio."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _END = object()
+STALL_SECONDS = 30.0  # a consumer that takes nothing for this long is gone: the producer stops
 
 
 class ModelWorker:
@@ -24,13 +26,19 @@ class ModelWorker:
     async def stream(self, make: Callable[[threading.Event], Iterator[T]], buffer: int = 8) -> AsyncIterator[T]:
         """Run the iterator `make(cancel)` on the worker's thread and yield its items here. When the
         consumer stops early (a client went away), `cancel` is set and the thread stops at its next
-        item. At most `buffer` items wait, so a slow reader slows the producer down."""
+        item. At most `buffer` items wait, so a slow reader slows the producer down; one that takes
+        nothing for STALL_SECONDS is taken for gone."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(buffer)
         cancel = threading.Event()
 
         def put(item) -> None:
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+            pending = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+            try:
+                pending.result(STALL_SECONDS)
+            except concurrent.futures.TimeoutError:  # never left waiting by a consumer dropped unclosed
+                pending.cancel()
+                cancel.set()
 
         def produce() -> None:
             try:
