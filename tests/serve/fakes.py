@@ -162,8 +162,6 @@ class FakeSession:
         self.truncated.append((item_id, audio_end_ms))
 
     def update(self, config: SessionConfig) -> None:
-        if config.voice is not None and config.voice not in FakeVoices().names():
-            raise OptionError(f"unknown voice {config.voice!r}")
         self.config = config
 
     async def events(self):
@@ -209,4 +207,5 @@ def fake_models(listener=None, chat=None, answer_seconds: float = 1.0, sessions:
             sessions.append(session)
         return session
 
-    return Models("fake", FakeSpeaker(), listener or FakeListener(), chat, RealtimeBackend(SessionConfig, open_session))
+    realtime = RealtimeBackend(SessionConfig, open_session, FakeVoices().names)
+    return Models("fake", FakeSpeaker(), listener or FakeListener(), chat, realtime)

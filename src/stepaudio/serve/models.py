@@ -49,13 +49,21 @@ class Models:
                     raise
                 log(f"the model's TTS is not available ({missing}); speaking with Piper")
                 engine = ChatEngine.load(model, speaker=PiperSpeaker())
-        realtime = RealtimeBackend.from_engine(engine)
+        from stepaudio.realtime.session import RealtimeSession, SessionConfig
+
+        realtime = RealtimeBackend(
+            SessionConfig, lambda config: RealtimeSession(engine, config), lambda: voice_names(engine.speaker)
+        )
         return cls(str(model), engine.speaker, engine.listener, engine.responder.lm, realtime)
 
     def voice_names(self) -> list[str]:
-        voices = self.speaker.voices  # the TTS's VoiceRegistry, or Piper's {name: voice}
-        return voices.names() if hasattr(voices, "names") else sorted(voices)
+        return voice_names(self.speaker)
 
     def close(self) -> None:
         for worker in (self.speaker_worker, self.listener_worker, self.chat_worker):
             worker.close()
+
+
+def voice_names(speaker) -> list[str]:
+    voices = speaker.voices  # the TTS's VoiceRegistry, or Piper's {name: voice}
+    return voices.names() if hasattr(voices, "names") else sorted(voices)

@@ -34,17 +34,12 @@ CLOSE_TIMEOUT_S = 5.0  # how long a closing session may take to stop its work
 
 @dataclass
 class RealtimeBackend:
-    """Where sessions come from: the default `SessionConfig` and a factory. The real one wraps a
-    shared `ChatEngine`; tests give fakes."""
+    """Where sessions come from: the default `SessionConfig`, a factory, and the voice names a
+    `session.update` may choose from. The real one wraps the shared `ChatEngine`; tests give fakes."""
 
     new_config: Callable[[], Any]
     open_session: Callable[[Any], Any]
-
-    @classmethod
-    def from_engine(cls, engine) -> RealtimeBackend:
-        from stepaudio.realtime.session import RealtimeSession, SessionConfig
-
-        return cls(SessionConfig, lambda config: RealtimeSession(engine, config))
+    voices: Callable[[], list[str]]
 
 
 class SessionSlots:
@@ -194,10 +189,13 @@ class RealtimeConnection:
         }
 
     async def _session_update(self, session, event: dict) -> None:
-        self.config, self.audio = protocol.apply_session_update(
+        config, self.audio = protocol.apply_session_update(
             event.get("session"), self.config, self.audio, self.limits.max_text_chars
         )
-        session.update(self.config)
+        if config.voice is not None and config.voice not in (voices := self.backend.voices()):
+            raise ProtocolError(f"unknown voice {config.voice!r}; the voices are: {', '.join(voices)}")
+        self.config = config
+        session.update(config)
         await self.send({"type": "session.updated", "session": self._session_object()})
 
     async def _append(self, session, event: dict) -> None:

@@ -206,7 +206,7 @@ function onEvent(event) {
       const element = turn(event.response.id, "assistant");
       if (event.response.status !== "completed") element.classList.add(event.response.status);
       if (page.responding === event.response.id) page.responding = null;
-      setStatus("listening", "listening");
+      if ($("status").dataset.state !== "speaking") setStatus("listening", "listening"); // else once played out
       break;
     }
     case "error":
@@ -230,6 +230,7 @@ function onAudio(event) {
 function onPlayer({ data }) {
   if (data.type === "progress") {
     page.playedSamples = data.total;
+    if (!data.queued && !page.responding && $("status").dataset.state === "speaking") setStatus("listening", "listening");
     $("played").textContent = (data.total / page.ctx.sampleRate).toFixed(1);
   } else if (data.type === "cleared" && data.item) {
     const audio_end_ms = Math.round((1000 * data.played) / page.ctx.sampleRate);
