@@ -29,6 +29,8 @@ COMMANDS = (
     "voices",
     "generate",
     "chat",
+    "simulate",
+    "talk",
     "serve",
     "data",
     "train",

@@ -149,7 +149,7 @@ def test_barge_in_stops_the_answer_and_cuts_the_context_to_what_was_played():
         await r.feed(silence(0.6))  # the interrupting turn is answered in turn
         await r.until(lambda: len(r.of(ResponseDone)) == 2)
         await r.close()
-        assert stopped_at < max(t for t, event in r.events if isinstance(event, SpeechStarted))  + 0.2
+        assert stopped_at < max(t for t, event in r.events if isinstance(event, SpeechStarted)) + 0.2
         assert len(r.of(SpeechStarted)) == 2
 
     run(main())

@@ -64,7 +64,7 @@ class ChatEngine:
             if int4_supported(str(lm.model.device)):
                 quantize_int4(lm.model)
             listener = WhisperListener.load()
-            responder = ChatResponder(lm, Sampling(temperature=0.0, max_new_tokens=80), reads_audio=False)
+            responder = ChatResponder(lm, Sampling(temperature=0.0, max_new_tokens=64), reads_audio=False)
         else:
             import torch
 

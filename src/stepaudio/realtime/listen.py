@@ -5,7 +5,10 @@ everything heard so far. The controller calls it at a pause (so that, when the t
 without more speech, nothing is left to do) and at the end of the turn.
 
 - `WhisperListener` (mini): the acoustic codes stream in as audio arrives; at `hear()` one Whisper
-  tiny.en encoder pass gives both the semantic codes and the transcript.
+  tiny.en encoder pass gives both the semantic codes and the transcript. The pass covers the turn's
+  audio plus 1 s, not a zero-padded 30-s window (whisper.cpp's `audio_ctx`): 3x less work on short
+  turns, the same transcripts on the example conversation; the semantic codes of such a pass are
+  close to, not equal to, the offline ones (mini's chat LM reads the transcript, not the codes).
 - `StepAudioListener` (official): the dual tokenizer streams (Paraformer and S3 are incremental), and
   Step-Audio-Chat transcribes the tokens with its ASR prompt (the history is kept as text).
 """
@@ -18,7 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from stepaudio.tokenizer.input import SAMPLE_RATE
-from stepaudio.tokenizer.interleave import interleave
+from stepaudio.tokenizer.interleave import GROUP_SECONDS, interleave
+
+TAIL_SECONDS = 1.0  # silence after the turn in the encoder's window
+ACOUSTIC_STEP = int(GROUP_SECONDS * SAMPLE_RATE)  # samples per acoustic streaming step (20 ms steps cost 5x more)
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,32 @@ class _AudioBuffer:
 
 class WhisperListener:
     def __init__(self, transcriber, tokenizer):
-        """transcriber: stepaudio.asr.Transcriber; tokenizer: the mini DualTokenizer sharing its encoder."""
-        self.transcriber, self.tokenizer = transcriber, tokenizer
+        """transcriber: stepaudio.asr.Transcriber; tokenizer: the mini DualTokenizer sharing its encoder.
+        A turn is one short utterance: decoded without timestamps (the temperature fallback stays:
+        it is what breaks greedy repetition loops)."""
+        from stepaudio.asr.transcribe import DecodingOptions, Transcriber
+
+        options = DecodingOptions(without_timestamps=True)
+        self.transcriber = Transcriber(transcriber.model, transcriber.tokenizer, options)
+        self.tokenizer = tokenizer
+
+    def encode(self, audio: np.ndarray):
+        """One encoder pass over the turn plus TAIL_SECONDS of padding (turns over 29 s: full windows)."""
+        import torch
+        import torch.nn.functional as F
+
+        from stepaudio.asr.whisper import ENCODER_STRIDE, WINDOW_FRAMES, EncoderOutput, audio_mel
+
+        model = self.transcriber.model
+        mel = audio_mel(audio, model.config.n_mels)
+        content = mel.shape[1] - 1
+        frames = content + round(TAIL_SECONDS * 100)
+        if frames > WINDOW_FRAMES:
+            return self.transcriber.encode(audio)
+        frames += frames % ENCODER_STRIDE
+        with torch.inference_mode():
+            window = model.encoder(F.pad(mel[:, :content], (0, frames - content))[None])[0]
+        return EncoderOutput(mel, window[None], window[: content // ENCODER_STRIDE])
 
     @classmethod
     def load(cls) -> WhisperListener:
@@ -67,23 +97,32 @@ class WhisperListenStream:
         self._audio = _AudioBuffer()
         self._acoustic_stream = listener.tokenizer.acoustic.stream()
         self._acoustic: list[np.ndarray] = []
+        self._unstepped: list[np.ndarray] = []  # audio not yet given to the acoustic stream
         self._lock = threading.Lock()  # step() and hear() may run on different threads
         self._cached: tuple[int, Heard] | None = None  # (samples heard, result)
 
     def step(self, samples: np.ndarray) -> None:
         with self._lock:
             self._audio.append(samples)
-            self._acoustic.append(self._acoustic_stream.step(samples))
+            self._unstepped.append(samples)
+            if sum(map(len, self._unstepped)) >= ACOUSTIC_STEP:
+                self._step_acoustic()
+
+    def _step_acoustic(self) -> None:
+        if self._unstepped:
+            self._acoustic.append(self._acoustic_stream.step(np.concatenate(self._unstepped)))
+            self._unstepped.clear()
 
     def hear(self) -> Heard:
         with self._lock:
+            self._step_acoustic()
             audio, acoustic = self._audio.snapshot(), np.concatenate([np.zeros(0, np.int64), *self._acoustic])
         if self._cached is not None and self._cached[0] == len(audio):
             return self._cached[1]
         if len(audio) < SAMPLE_RATE // 10:
             heard = Heard("", np.zeros(0, dtype=np.int64), len(audio) / SAMPLE_RATE)
         else:
-            encoded = self.listener.transcriber.encode(audio)  # the one encoder pass
+            encoded = self.listener.encode(audio)  # the one encoder pass
             semantic = self.listener.tokenizer.semantic.quantize(encoded)
             transcript = self.listener.transcriber.transcribe(encoded).text
             heard = Heard(transcript, interleave(semantic, acoustic), len(audio) / SAMPLE_RATE)

@@ -42,7 +42,9 @@ class ResponderSession:
 
     def __init__(self, responder: ChatResponder):
         self.responder = responder
-        self._decoder = Session(responder.lm.model, max_len=min(responder.max_len, responder.lm.model.config.max_seq_len))
+        self._decoder = Session(
+            responder.lm.model, max_len=min(responder.max_len, responder.lm.model.config.max_seq_len)
+        )
         self._busy = threading.Lock()  # a cancelled answer still finishing holds the cache
 
     @property
@@ -54,5 +56,7 @@ class ResponderSession:
         with self._busy:
             prompt = lm.chat.encode(lm.tokenizer, messages)
             room = self._decoder.capacity - len(prompt)
-            sampling = replace(self.responder.sampling, max_new_tokens=min(self.responder.sampling.max_new_tokens, room))
+            sampling = replace(
+                self.responder.sampling, max_new_tokens=min(self.responder.sampling.max_new_tokens, room)
+            )
             yield from stream_text(self._decoder.stream(prompt, sampling, cancel), lm.tokenizer)

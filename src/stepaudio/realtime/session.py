@@ -26,7 +26,8 @@ import enum
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -50,10 +51,7 @@ from stepaudio.realtime.listen import Heard
 from stepaudio.realtime.speech import PlaybackClock, SentenceSplitter, SpokenText
 from stepaudio.realtime.worker import call_in_thread, iterate_in_thread
 
-DEFAULT_INSTRUCTIONS = (
-    "You are a friendly voice assistant. Your answers are spoken aloud: reply in one or two short, "
-    "plain sentences, without lists or formatting."
-)
+DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant. Answer in one or two short sentences."
 ANSWER_ROOM = 256  # tokens of the KV cache kept free for the answer
 PREROLL_SECONDS = 0.3  # audio kept from before the VAD's speech start (its onset is a little late)
 AUDIO_PIECE_SECONDS = 0.1  # output audio leaves in pieces this long, so a barge-in stops it promptly
@@ -99,6 +97,20 @@ class SessionMetrics:
     committed: int = 0
     listen_after_end_ms: list[float] = field(default_factory=list)  # end of turn -> transcript ready
     barge_in_ms: list[float] = field(default_factory=list)  # barge-in decided -> output stopped
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("listen", "respond", "speak"), 0.0))
+
+    @contextlib.contextmanager
+    def timing(self, stage: str):
+        """Adds the wall time of the block to `stage_seconds[stage]` (model work, waits for CPU included)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[stage] += time.perf_counter() - start
+
+    def timed(self, stage: str, items: Iterator) -> Iterator:
+        with self.timing(stage):
+            yield from items
 
 
 @dataclass
@@ -169,6 +181,7 @@ class RealtimeSession:
         self._committing: asyncio.Task | None = None  # a commit()ed turn being transcribed
         self._spoken: dict[str, SpokenText] = {}  # assistant item -> its sentences and their audio
         self._closed = False
+        self._input_worker = ThreadPoolExecutor(1, thread_name_prefix="stepaudio-input")  # VAD + listener, in order
 
     # --- the interface ----------------------------------------------------------------------------
 
@@ -180,18 +193,14 @@ class RealtimeSession:
         """User audio (float32 mono, any rate), in order; await each call before the next."""
         samples = self._to_16k(samples, sample_rate)
         self._preroll.append(samples)
-        while sum(map(len, self._preroll)) - len(self._preroll[0]) > PREROLL_SECONDS * SAMPLE_RATE:
+        keep = (self._vad.params.start_ms / 1000 + PREROLL_SECONDS) * SAMPLE_RATE
+        while sum(map(len, self._preroll)) - len(self._preroll[0]) > keep:
             self._preroll.popleft()
-        if not self.config.turn_detection:
-            if self._turn is None:
-                self._turn = self._new_turn(self._input_ms(), over_output=False)
-            self._turn.stream.step(samples)
-            self._samples += len(samples)
-            return
-        if self._turn is not None:
-            self._turn.stream.step(samples)
-        self._samples += len(samples)
-        for event in self._vad.step(samples):
+        if not self.config.turn_detection and self._turn is None:
+            self._turn = self._new_turn(self._input_ms(), over_output=False)
+        loop = asyncio.get_running_loop()
+        events = await loop.run_in_executor(self._input_worker, self._take_input, self._turn, samples)
+        for event in events:
             await self._on_vad(event)
         await self._check_barge_in()
 
@@ -219,7 +228,7 @@ class RealtimeSession:
         """Answer the conversation: `text` as a new user message, or the context as it is (a committed
         audio turn already joined it)."""
         if self._response is not None:
-            self._send(Error("a response is already in progress; cancel it first", "conversation_already_has_active_response"))
+            self._send(Error("a response is in progress; cancel it first", "conversation_already_has_active_response"))
             return
         if self._committing is not None:
             with contextlib.suppress(Exception):
@@ -270,9 +279,17 @@ class RealtimeSession:
         for response in (self._speculation, self._response):
             if response is not None:
                 await self._stop(response, announce=False)
+        self._input_worker.shutdown(wait=False)
         self._out.put_nowait(None)
 
     # --- turns --------------------------------------------------------------------------------------
+
+    def _take_input(self, turn: _UserTurn | None, samples: np.ndarray) -> list[VADEvent]:
+        """In the session's input thread: the open turn's listener and the VAD hear the samples."""
+        if turn is not None:
+            turn.stream.step(samples)
+        self._samples += len(samples)
+        return self._vad.step(samples) if self.config.turn_detection else []
 
     async def _on_vad(self, event: VADEvent) -> None:
         ms = round(event.time * 1000)
@@ -346,7 +363,11 @@ class RealtimeSession:
         return turn
 
     def _hear(self, turn: _UserTurn) -> asyncio.Task:
-        return asyncio.create_task(call_in_thread(turn.stream.hear))
+        def hear() -> Heard:
+            with self.metrics.timing("listen"):
+                return turn.stream.hear()
+
+        return asyncio.create_task(call_in_thread(hear))
 
     async def _record_user_turn(self, item_id: str, hearing: asyncio.Task) -> None:
         try:
@@ -409,7 +430,9 @@ class RealtimeSession:
 
     async def _write(self, r: _Response, messages: list, sentences: asyncio.Queue) -> None:
         splitter = SentenceSplitter()
-        async for piece in iterate_in_thread(lambda cancel: self._responder.reply(messages, cancel)):
+        async for piece in iterate_in_thread(
+            lambda cancel: self.metrics.timed("respond", self._responder.reply(messages, cancel))
+        ):
             r.text += piece
             self._emit(r, TextDelta(r.id, r.item_id, piece))
             for sentence in splitter.push(piece):
@@ -424,7 +447,9 @@ class RealtimeSession:
         piece = int(AUDIO_PIECE_SECONDS * rate)
         while (sentence := await sentences.get()) is not None:
             r.spoken.start(sentence)
-            chunks = iterate_in_thread(lambda cancel, s=sentence: speaker.stream(s, voice=voice, cancel=cancel))
+            chunks = iterate_in_thread(
+                lambda cancel, s=sentence: self.metrics.timed("speak", speaker.stream(s, voice=voice, cancel=cancel))
+            )
             async for chunk in _stage_iter("speak_failed", chunks):
                 chunk = np.asarray(chunk, dtype=np.float32)
                 for start in range(0, len(chunk), piece):

@@ -8,6 +8,7 @@ between steps, so the thread stops soon after and frees the model for the next c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
@@ -26,12 +27,12 @@ async def iterate_in_thread(make: Callable[[threading.Event], Iterator[T]]) -> A
     def run() -> None:
         try:
             for item in make(cancel):
-                loop.call_soon_threadsafe(queue.put_nowait, (item, None))
+                _post(loop, queue.put_nowait, (item, None))
                 if cancel.is_set():
                     break
-            loop.call_soon_threadsafe(queue.put_nowait, (_DONE, None))
+            _post(loop, queue.put_nowait, (_DONE, None))
         except BaseException as error:  # delivered to the awaiting side
-            loop.call_soon_threadsafe(queue.put_nowait, (_DONE, error))
+            _post(loop, queue.put_nowait, (_DONE, error))
 
     threading.Thread(target=run, daemon=True, name="stepaudio-stage").start()
     try:
@@ -55,12 +56,18 @@ async def call_in_thread(function: Callable[[], T]) -> T:
         try:
             result = function()
         except BaseException as error:
-            loop.call_soon_threadsafe(_settle, future, None, error)
+            _post(loop, _settle, future, None, error)
         else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
+            _post(loop, _settle, future, result, None)
 
     threading.Thread(target=run, daemon=True, name="stepaudio-call").start()
     return await future
+
+
+def _post(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
+    """Hand a result to the event loop, unless it has closed meanwhile (nobody waits any more)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
