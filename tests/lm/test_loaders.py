@@ -1,101 +1,16 @@
 """Tiny checkpoints written in each published format, loaded back and checked against references."""
 
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
-from lm_fixtures import direct_step1_forward
-from safetensors.torch import save_file
+from lm_fixtures import direct_step1_forward, write_step1_checkpoint
 
 from stepaudio.errors import CheckpointError, ModelNotFound
 from stepaudio.lm.loaders import load_lm
 from stepaudio.lm.prompts import CHATML, STEP1_CHAT, tts_prompt_ids, tts_system_prompt
 from stepaudio.tokenizer.interleave import LLM_AUDIO_OFFSET
-
-STEP1_VOCAB = 74752
-CORPUS = [
-    "You are a helpful assistant.",
-    "hello world, this is a tiny tokenizer for tests",
-    "the quick brown fox jumps over the lazy dog",
-    "human assistant system",
-    "请记录下你所听到的语音内容。",
-    "你好，我是你的朋友，我叫小明，你叫什么名字？",
-    "作为一名卓越的声优演员，你的任务是根据文本中括号内标注的情感来朗读文本。",
-] * 20
-
-
-def train_step1_tokenizer(path):
-    """A SentencePiece model laid out like Step1's: <unk> 0, <s> 1, </s> 2, <|EOT|> 3, <|BOT|> 4."""
-    import sentencepiece
-
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS),
-        model_writer=model,
-        vocab_size=400,
-        model_type="bpe",
-        user_defined_symbols=["<|EOT|>", "<|BOT|>"],
-        character_coverage=1.0,
-        byte_fallback=True,
-        normalization_rule_name="identity",  # keep newlines, as Llama-style tokenizers do
-        remove_extra_whitespaces=False,
-        minloglevel=2,
-    )
-    path.write_bytes(model.getvalue())
-
-
-def write_step1_checkpoint(directory, seed=0):
-    """Official layout: config.json field names, two safetensors shards + index, tokenizer.model."""
-    torch.manual_seed(seed)
-    config = {
-        "architectures": ["Step1ForCausalLM"],
-        "model_type": "step1",
-        "hidden_size": 48,
-        "intermediate_size": 80,
-        "num_attention_heads": 6,
-        "num_attention_groups": 2,
-        "num_hidden_layers": 2,
-        "vocab_size": STEP1_VOCAB,
-        "max_seq_len": 2048,
-        "rms_norm_eps": 1e-5,
-        "torch_dtype": "bfloat16",
-    }
-    directory.mkdir(exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config))
-    hidden, kv = 48, 2 * 8
-
-    def weight(*shape):
-        return (torch.randn(*shape) * 0.3).to(torch.bfloat16)
-
-    shards = [{"model.embed_tokens.weight": weight(STEP1_VOCAB, hidden)}, {}]
-    for i in range(2):
-        shard = shards[i]
-        p = f"model.layers.{i}."
-        shard |= {
-            p + "input_layernorm.weight": (torch.rand(hidden) + 0.5).to(torch.bfloat16),
-            p + "self_attn.q_proj.weight": weight(hidden, hidden),
-            p + "self_attn.k_proj.weight": weight(kv, hidden),
-            p + "self_attn.v_proj.weight": weight(kv, hidden),
-            p + "self_attn.o_proj.weight": weight(hidden, hidden),
-            p + "post_attention_layernorm.weight": (torch.rand(hidden) + 0.5).to(torch.bfloat16),
-            p + "mlp.gate_proj.weight": weight(80, hidden),
-            p + "mlp.up_proj.weight": weight(80, hidden),
-            p + "mlp.down_proj.weight": weight(hidden, 80),
-        }
-    shards[1] |= {
-        "model.norm.weight": torch.ones(hidden, dtype=torch.bfloat16),
-        "lm_head.weight": weight(STEP1_VOCAB, hidden),
-    }
-    weight_map = {}
-    for index, shard in enumerate(shards, 1):
-        name = f"model-{index:05d}-of-00002.safetensors"
-        save_file(shard, str(directory / name))
-        weight_map |= dict.fromkeys(shard, name)
-    (directory / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    train_step1_tokenizer(directory / "tokenizer.model")
-    return shards
 
 
 @pytest.fixture(scope="module")

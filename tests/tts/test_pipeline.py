@@ -121,3 +121,17 @@ def test_bad_requests_are_option_errors(tts, tmp_path):
 def test_punctuation_only_text_gives_no_audio(tts):
     pcm, _ = tts.synthesize("...")
     assert len(pcm) == 0
+
+
+def test_a_voice_prompt_that_fills_the_context_is_refused(tts):
+    with pytest.raises(OptionError, match="shorter voice prompt"):
+        list(tts.lm.generate(list(range(1, tts.lm.max_len + 1)), 10))
+
+
+def test_an_incomplete_export_says_what_is_missing(tmp_path):
+    from stepaudio.errors import ModelNotFound
+    from stepaudio.tts.speech_lm import SpeechLM
+
+    (tmp_path / "lm.json").write_text("{}")
+    with pytest.raises(ModelNotFound, match="lm.safetensors, tokenizer.model, tts.json"):
+        SpeechLM.from_mini(tmp_path)

@@ -90,3 +90,8 @@ def test_long_sentences_split_between_clauses_then_words():
     assert all(len(piece) <= 12 for piece in words) and " ".join(words) == "alpha beta gamma delta epsilon"
     assert split_sentences("x" * 25, max_chars=10) == ["x" * 10, "x" * 10, "x" * 5]
     assert split_sentences("  ") == []
+
+
+def test_chinese_pieces_are_shorter_since_each_character_takes_longer_to_say():
+    pieces = split_sentences("我" * 130 + "。")
+    assert [len(p) for p in pieces] == [60, 60, 11]

@@ -3,7 +3,7 @@ trained on the corpus in the official TTS prompt format, loss on the audio token
 
 The run directory holds the text vocabulary (trained first, `tokenizer.model`), the checkpoint and
 the log; the export directory gets what `stepaudio.tts` loads: `tokenizer.model`, `lm.json`,
-`lm.safetensors` and `tts.json` (the audio id offset).
+`lm.safetensors` (float16) and `tts.json` (the audio id offset).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class TTSObjective(nn.Module):
 def export_tts(model: Transformer, tokenizer_file: Path, audio_offset: int, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save(directory / "lm.json")
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    # float16 on disk halves the packaged size; the pipeline runs the model in float32
+    state = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / "lm.safetensors"))
     (directory / "tts.json").write_text(json.dumps({"audio_offset": audio_offset}, indent=2) + "\n")
     if tokenizer_file.resolve() != (directory / "tokenizer.model").resolve():

@@ -84,7 +84,7 @@ class TTS:
         self.lm, self.decoder, self.voices, self.kind = lm, decoder, voices, kind
         self.music_decoder, self._tokenizer_factory, self._tokenizer = music_decoder, tokenizer, None
         self.default_voice = default_voice
-        self._prepared: dict[tuple[str, int], PreparedVoice] = {}
+        self._prepared: dict[tuple[str, int, int], PreparedVoice] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -132,7 +132,7 @@ class TTS:
     def prepare_voice(self, entry: VoiceEntry, decoder: SpeechDecoder) -> PreparedVoice:
         """A registered voice for a decoder: tokens and embedding from its cache, computed (and
         cached where the folder is writable) the first time."""
-        key = (str(entry.wav), id(decoder))
+        key = (str(entry.wav), entry.wav.stat().st_mtime_ns, id(decoder))  # a re-added voice is new
         if key in self._prepared:
             return self._prepared[key]
         samples = entry.samples()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.errors import CheckpointError, ModelNotFound, OptionError
 from stepaudio.lm.generate import Session
 from stepaudio.lm.model import LMConfig, Transformer
 from stepaudio.lm.sampling import Sampling
@@ -88,7 +88,9 @@ class SpeechLM:
         sampling (temperature 0.7, top-k 50, the repetition-aware rule)."""
         max_new_tokens = min(max_new_tokens, self.max_len - len(prompt))
         if max_new_tokens <= 0:
-            raise CheckpointError(f"a prompt of {len(prompt)} tokens leaves no room in {self.max_len} positions")
+            raise OptionError(
+                f"the prompt takes {len(prompt)} of the model's {self.max_len} positions: use a shorter voice prompt"
+            )
         sampling = Sampling.official_tts(max_new_tokens=max_new_tokens, stop_ids=(self.tokenizer.eos_id,), seed=seed)
         try:
             session = self._sessions.get_nowait()

@@ -204,15 +204,20 @@ def normalize(text: str, language: str | None = None) -> str:
 _SENTENCE_END = re.compile(r"(?:[。！？；]|[.!?;](?=[\"'”」]*(?:\s|$)))[\"'”」]*\s*")
 
 
-def split_sentences(text: str, max_chars: int = 200) -> list[str]:
-    """Sentences of a text, each short enough to synthesise in one go: splits after sentence-final
-    marks, then (for a sentence over max_chars) between clauses, then between words."""
+def split_sentences(text: str, max_chars: int = 200, max_chinese_chars: int = 60) -> list[str]:
+    """Sentences of a text, each short enough to synthesise in one go (about 15 s): splits after
+    sentence-final marks, then (for a longer sentence) between clauses, then between words."""
     sentences, start = [], 0
     for match in _SENTENCE_END.finditer(text):
         sentences.append(text[start : match.end()])
         start = match.end()
     sentences.append(text[start:])
-    return [piece for s in sentences if s.strip() for piece in _split_long(s.strip(), max_chars)]
+    return [
+        piece
+        for s in sentences
+        if s.strip()
+        for piece in _split_long(s.strip(), max_chinese_chars if guess_language(s) == "zh" else max_chars)
+    ]
 
 
 def _split_long(sentence: str, max_chars: int) -> list[str]:

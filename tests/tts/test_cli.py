@@ -1,0 +1,48 @@
+"""`stepaudio tts` and `stepaudio voices` from the command line (tiny models stand in for mini)."""
+
+import io
+
+import pytest
+import soundfile as sf
+from tts_fixtures import tiny_tts
+
+from conftest import speechlike
+from stepaudio.cli import main
+from stepaudio.tts import TTS
+
+
+@pytest.fixture
+def fake_load(tmp_path, monkeypatch):
+    tts = tiny_tts(tmp_path)
+    loads = []
+    monkeypatch.setattr(TTS, "load", classmethod(lambda cls, model: loads.append(model) or tts))
+    return loads
+
+
+def test_tts_writes_speech_from_an_argument_or_stdin(tmp_path, fake_load, monkeypatch, capsys):
+    assert main(["tts", "Hi there.", "-o", str(tmp_path / "a.wav"), "--seed", "0", "--stream"]) == 0
+    samples, rate = sf.read(tmp_path / "a.wav")
+    assert rate == 22050 and len(samples) > 0
+    assert "RTF" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hi.\n"))
+    assert main(["tts", "-o", str(tmp_path / "b.wav"), "--tags", "快速1", "--voice", "anna"]) == 0
+    assert sf.info(tmp_path / "b.wav").frames > 0 and fake_load == ["mini", "mini"]
+
+
+def test_tts_refuses_bad_input_before_loading_models(tmp_path, fake_load, monkeypatch, capsys):
+    assert main(["tts", "Hi.", "-o", str(tmp_path / "a.wav"), "--tags", "shout"]) == 1
+    assert "unknown style tag 'shout'" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
+    assert main(["tts", "-", "-o", str(tmp_path / "a.wav")]) == 1
+    assert "no text" in capsys.readouterr().err and fake_load == []
+
+
+def test_voices_list_add_remove(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("STEPAUDIO_VOICES_DIR", str(tmp_path / "voices"))
+    sf.write(tmp_path / "me.wav", speechlike(1.5, 16_000), 16_000)
+    assert main(["voices", "add", "me", str(tmp_path / "me.wav"), "Words I said."]) == 0
+    assert main(["voices", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "me\tuser\tWords I said." in listing and "joe\tbuilt-in" in listing
+    assert main(["voices", "remove", "me"]) == 0 and main(["voices", "remove", "me"]) == 1
+    assert "no user voice 'me'" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""The official path end to end on a tiny Step-Audio-TTS-3B in the published layout: Step1 LM,
+both CosyVoice folders, CAMPPlus, `speakers/`; RAP and humming switch to the music vocoder."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from tts_fixtures import FakePromptTokenizer, builtin_voice_dir
+
+from decoder.test_official import official_flow_shapes, official_hift_shapes, write_folder
+from lm.lm_fixtures import write_step1_checkpoint
+from stepaudio.tokenizer.dual import DualTokenizer
+from stepaudio.tts import TTS
+
+SPEAKER_DIM = 12  # the tiny CosyVoice yaml's spk_embed_dim
+
+
+def write_campplus(path) -> None:
+    """An ONNX stand-in with CAMPPlus' interface: fbank [1, T, 80] -> embedding [1, 12]."""
+    weights = np.random.default_rng(0).standard_normal((80, SPEAKER_DIM)).astype(np.float32) * 0.1
+    feats = helper.make_tensor_value_info("feats", TensorProto.FLOAT, [1, None, 80])
+    out = helper.make_tensor_value_info("embs", TensorProto.FLOAT, [1, SPEAKER_DIM])
+    w = helper.make_tensor("w", TensorProto.FLOAT, weights.shape, weights.flatten().tolist())
+    pooled = helper.make_node("ReduceMean", ["feats"], ["pooled"], axes=[1], keepdims=0)
+    graph = helper.make_graph([pooled, helper.make_node("MatMul", ["pooled", "w"], ["embs"])], "g", [feats], [out], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+@pytest.fixture(scope="module")
+def official_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    tts = root / "Step-Audio-TTS-3B"
+    tts.mkdir()
+    write_step1_checkpoint(tts)
+    for name in ("CosyVoice-300M-25Hz", "CosyVoice-300M-25Hz-Music"):
+        folder = write_folder(tts / name, official_flow_shapes(), official_hift_shapes())
+        write_campplus(folder / "campplus.onnx")
+    speakers = tts / "speakers"
+    for name, transcript in (("Tingting", "你好，我是婷婷。"), ("TingtingRAP", "我是说唱的婷婷。")):
+        builtin_voice_dir(speakers, name, transcript)
+        (speakers / f"{name}.wav").rename(speakers / f"{name}_prompt.wav")
+        (speakers / f"{name}.json").unlink()
+    (speakers / "speakers_info.json").write_text(
+        json.dumps({"Tingting": "你好，我是婷婷。", "TingtingRAP": "我是说唱的婷婷。"}, ensure_ascii=False)
+    )
+    return root
+
+
+@pytest.fixture
+def official_tts(official_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("STEPAUDIO_VOICES_DIR", str(tmp_path / "user"))
+    tokenizer = FakePromptTokenizer()
+    monkeypatch.setattr(DualTokenizer, "load", classmethod(lambda cls, model: tokenizer))
+    tts = TTS.load(official_root)
+    prompts = []
+    generate = tts.lm.generate
+
+    def recording(prompt, max_new_tokens, cancel=None, seed=None):
+        prompts.append(tts.lm.tokenizer.decode(prompt))
+        yield from generate(prompt, max_new_tokens, cancel, seed)
+
+    monkeypatch.setattr(tts.lm, "generate", recording)
+    return tts, prompts
+
+
+def test_official_directory_speaks_in_a_registered_voice(official_tts):
+    tts, prompts = official_tts
+    assert tts.kind == "official" and tts.default_voice == "Tingting"
+    assert tts.voices.names() == ["Tingting", "TingtingRAP"]
+    assert tts.lm.tokenizer.audio_offset == 65536
+    pcm, rate = tts.synthesize("你好。", seed=0)
+    assert rate == 22050 and len(pcm) > 0 and np.isfinite(pcm).all()
+    assert "使用[Tingting]的声音" in prompts[0]  # registered speakers are named, as in the release
+    assert "<|BOT|>human\n你好，我是婷婷。<|EOT|><|BOT|>assistant\n<audio_" in prompts[0]
+
+
+def test_rap_uses_the_music_vocoder_and_the_rap_prompt(official_tts, monkeypatch):
+    tts, prompts = official_tts
+    used = []
+    for name in ("decoder", "music_decoder"):
+        decoder = getattr(tts, name)
+        stream = decoder.stream
+        monkeypatch.setattr(decoder, "stream", lambda voice, _s=stream, _n=name: used.append(_n) or _s(voice))
+    tts.synthesize("你好。", tags=["RAP"], seed=0)
+    tts.synthesize("你好。", tags=["快速1"], seed=0)
+    assert used == ["music_decoder", "decoder"]
+    assert "用RAP方式" in prompts[0] and "我是说唱的婷婷。" in prompts[0]  # Tingting's RAP prompt
+    assert "(RAP)你好。" in prompts[0] and "(快速1)你好。" in prompts[1]
+
+
+def test_cloning_with_official_weights_does_not_name_a_speaker(official_tts, tmp_path):
+    import soundfile as sf
+
+    from conftest import speechlike
+
+    tts, prompts = official_tts
+    sf.write(tmp_path / "me.wav", speechlike(1.5, 16_000), 16_000)
+    tts.synthesize("Hi.", prompt_wav=tmp_path / "me.wav", prompt_text="My own words.", seed=0)
+    assert "使用[" not in prompts[0] and "<|BOT|>human\nMy own words.<|EOT|>" in prompts[0]

@@ -1,0 +1,91 @@
+"""`stepaudio train tts` on a tiny corpus: the examples it builds, a few steps, an export that loads."""
+
+import json
+
+import numpy as np
+import pytest
+
+from stepaudio.cli import main
+from stepaudio.lm.tokenizer import SentencePieceTokenizer
+from stepaudio.train.data.manifest import Utterance, write_manifest
+from stepaudio.train.tts_data import IGNORE, TTSDataset, speed_tag
+from stepaudio.train.tts_vocab import train_vocabulary
+from stepaudio.tts.speech_lm import SpeechLM
+
+UTTERANCES = [
+    # (text, language, voice, speed, seconds)
+    ("Hello there, friend.", "en", "espeak:en-us", 1.0, 1.2),
+    ("It costs 5 dollars.", "en", "espeak:en-us", 1.18, 1.0),
+    ("We walked home.", "en", "espeak:en-us", 0.86, 1.1),
+    ("你好，今天天气很好。", "zh", "espeak:cmn", 1.0, 1.5),
+    ("我们去图书馆。", "zh", "espeak:cmn", 1.1, 1.2),
+    ("请在星期三来。", "yue", "espeak:yue", 1.0, 1.3),
+    ("多谢你。", "yue", "espeak:yue", 0.9, 0.9),
+]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "tokens").mkdir()
+    utterances = []
+    for i, (text, language, voice, speed, seconds) in enumerate(UTTERANCES):
+        np.save(tmp_path / "tokens" / f"{i}.npy", rng.integers(0, 5120, int(seconds * 125 / 3) // 5 * 5))
+        utterances.append(
+            Utterance(f"audio/{i}.flac", text, language, voice, speed, 1.0, seconds, "train", "test", f"tokens/{i}.npy")
+        )
+    utterances.append(Utterance("audio/x.flac", "untokenized", "en", "espeak:en-us", 1.0, 1.0, 1.0, "train", "test"))
+    write_manifest(tmp_path / "manifest.jsonl", utterances)
+    return tmp_path / "manifest.jsonl"
+
+
+def test_speed_bands():
+    assert [speed_tag(s) for s in (0.85, 0.9, 1.0, 1.1, 1.2)] == ["慢速2", "慢速1", None, "快速1", "快速2"]
+
+
+def test_examples_score_only_the_speech_of_both_assistant_turns(corpus, tmp_path):
+    tokenizer_file = train_vocabulary([u[0] for u in UTTERANCES], tmp_path / "t.model", 700)
+    tokenizer = SentencePieceTokenizer(tokenizer_file, audio_offset=700)
+    dataset = TTSDataset(corpus, tokenizer)
+    assert len(dataset) == 7  # the utterance without token files is left out
+    for index, target in enumerate(dataset.targets):
+        ids, labels = (x.tolist() for x in dataset[index])
+        text = tokenizer.decode(ids)
+        target_tokens = np.load(corpus.parent / target.tokens).tolist()
+        assert ids[-len(target_tokens) - 1 : -1] == [700 + k for k in target_tokens] and ids[-1] == tokenizer.eos_id
+        scored = [(i, label) for i, label in enumerate(labels) if label != IGNORE]
+        assert all(ids[i] == label and (label >= 700 or label == tokenizer.eos_id) for i, label in scored)
+        assert sum(label == tokenizer.eos_id for _, label in scored) == 2  # the end of each assistant turn
+        prompt = text.split("<|BOT|>human\n")[1].split("<|EOT|>")[0]
+        same_voice = [u.text for u in dataset.targets if u.voice == target.voice and u is not target]
+        assert any(prompt.rstrip("。.") in t.replace("5", "five") for t in same_voice)  # another utterance, same voice
+        request = text.split("<|BOT|>human\n")[2]
+        if target.language == "yue":
+            assert request.startswith(("(粤语)", "(广东话)"))
+        if speed_tag(target.speed):
+            assert f"({speed_tag(target.speed)})" in request
+
+
+def test_train_tts_exports_a_model_the_pipeline_loads(corpus, tmp_path):
+    config = tmp_path / "sizes.json"
+    config.write_text(
+        json.dumps({"hidden_size": 32, "intermediate_size": 48, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1})
+    )
+    args = [
+        "train",
+        "tts",
+        "--manifest",
+        str(corpus),
+        "--out",
+        str(tmp_path / "run"),
+        "--export",
+        str(tmp_path / "tts"),
+    ]
+    args += ["--config", str(config), "--steps", "2", "--batch-size", "2", "--text-vocab", "700", "--log-every", "1"]
+    assert main(args) == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+    lm = SpeechLM.from_mini(tmp_path / "tts")
+    assert lm.tokenizer.audio_offset == 700 and lm.model.config.vocab_size == 700 + 5120
+    assert lm.model.config.position == "sqrt_alibi"
+    assert main([*args[:-6], "--steps", "3", "--text-vocab", "700", "--resume"]) == 0  # same vocabulary on resume
