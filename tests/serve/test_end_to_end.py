@@ -2,6 +2,8 @@
 the same through the web page in chromium. Slow: the engine loads once for both (the mini chat
 LM, Whisper, Silero; the mini TTS, or Piper while the mini TTS is not installed)."""
 
+import argparse
+
 import numpy as np
 import pytest
 from live import LiveServer, RealtimeClient
@@ -19,10 +21,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server():
+    from stepaudio.commands.simulate import load_engine
+
     try:
-        models = Models.load("mini", tts="auto")
+        engine = load_engine(argparse.Namespace(model="mini", tts="auto", voice=None), say=lambda line: None)
     except (ModelNotFound, ImportError) as missing:
         pytest.skip(f"the mini voice chat is not installed: {missing}")
+    models = Models.from_engine("mini", engine)
     with LiveServer(create_app(models, ServeSettings(model="mini"))) as live:
         yield live
 

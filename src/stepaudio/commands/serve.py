@@ -16,6 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from stepaudio.serve.app import create_app
     except ImportError as error:
         raise OptionError(f"the server needs its extra: pip install 'stepaudio[serve]' ({error})") from None
+    from stepaudio.commands.simulate import load_engine, session_config
     from stepaudio.serve.models import Models
     from stepaudio.serve.settings import Limits, ServeSettings
 
@@ -30,8 +31,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = ServeSettings.with_env_key(args.api_key, model=args.model, cors_origins=tuple(args.cors), limits=limits)
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"warning: serving on {args.host} without an API key: anyone who reaches it can use it", file=sys.stderr)
+    session_defaults = session_config(args)  # bad settings fail before the models load
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
-    models = Models.load(args.model, args.tts, log=lambda line: print(line, file=sys.stderr))
+    engine = load_engine(args, lambda line: print(line, file=sys.stderr))
+    models = Models.from_engine(args.model, engine, session_defaults)
     print(f"open http://{args.host}:{args.port}/ in a browser", file=sys.stderr, flush=True)
     uvicorn.run(
         create_app(models, settings),
@@ -44,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from stepaudio.commands.simulate import add_engine_args
     from stepaudio.serve.settings import API_KEY_ENV, Limits
 
     defaults = Limits()
@@ -54,16 +58,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "POST /v1/audio/speech, POST /v1/audio/transcriptions, POST /v1/chat/completions, GET /v1/models, "
         "GET /health, and the voice-chat web page at /. Needs the serve extra: pip install 'stepaudio[serve]'.",
     )
+    add_engine_args(parser)  # the models, and the session settings every connection starts with
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
-    parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints (default: mini)")
-    parser.add_argument(
-        "--tts",
-        choices=("auto", "model", "piper"),
-        default="auto",
-        help="who speaks: the model's TTS, a Piper voice (the `train` extra), or auto: the model's TTS when its "
-        "weights are installed, else Piper (default: %(default)s)",
-    )
     parser.add_argument(
         "--api-key", help=f"require `Authorization: Bearer KEY` on /v1 (default: ${API_KEY_ENV}, else none)"
     )

@@ -9,7 +9,6 @@ piling threads onto two cores, and the event loop stays free for the real-time s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from stepaudio.lm.prompts import EMOTION_TAGS, LANGUAGE_TAGS, MUSIC_TAGS, SPEED_TAGS
@@ -31,30 +30,16 @@ class Models:
     chat_worker: ModelWorker = field(default_factory=lambda: ModelWorker("chat"))
 
     @classmethod
-    def load(cls, model: str | Path = "mini", tts: str = "auto", log=print) -> Models:
-        """Load the engine `stepaudio serve --model/--tts` asks for; a missing part fails here, at
-        start, with the error that says what to install. tts: the model's own TTS, a Piper voice
-        (the `train` extra) or auto: the model's when its weights are installed, else Piper."""
-        from stepaudio.errors import ModelNotFound
-        from stepaudio.realtime.engine import ChatEngine
-        from stepaudio.realtime.piper_speaker import PiperSpeaker
-
-        if tts == "piper":
-            engine = ChatEngine.load(model, speaker=PiperSpeaker())
-        else:
-            try:
-                engine = ChatEngine.load(model)
-            except ModelNotFound as missing:
-                if tts == "model":
-                    raise
-                log(f"the model's TTS is not available ({missing}); speaking with Piper")
-                engine = ChatEngine.load(model, speaker=PiperSpeaker())
+    def from_engine(cls, name: str, engine, session_defaults=None) -> Models:
+        """engine: a loaded `ChatEngine`; session_defaults: the `SessionConfig` every connection starts
+        with (a client changes it with session.update)."""
         from stepaudio.realtime.session import RealtimeSession, SessionConfig
 
+        defaults = session_defaults or SessionConfig()
         realtime = RealtimeBackend(
-            SessionConfig, lambda config: RealtimeSession(engine, config), lambda: voice_names(engine.speaker)
+            lambda: defaults, lambda config: RealtimeSession(engine, config), lambda: voice_names(engine.speaker)
         )
-        return cls(str(model), engine.speaker, engine.listener, engine.responder.lm, realtime)
+        return cls(name, engine.speaker, engine.listener, engine.responder.lm, realtime)
 
     def voice_names(self) -> list[str]:
         return voice_names(self.speaker)
