@@ -74,8 +74,9 @@ async def serve_realtime(
     elif not slots.acquire():
         refusal = (f"the server holds its limit of {slots.limit} sessions; try again later", "session_limit")
     if refusal:
-        await websocket.send_json(protocol.error_event(*refusal))
-        await websocket.close(CLOSE_TRY_AGAIN if refusal[1] == "session_limit" else CLOSE_POLICY)
+        with contextlib.suppress(Exception):  # the client may already be gone
+            await websocket.send_json(protocol.error_event(*refusal))
+            await websocket.close(CLOSE_TRY_AGAIN if refusal[1] == "session_limit" else CLOSE_POLICY)
         return
     try:
         await RealtimeConnection(websocket, backend, settings).run()
@@ -111,7 +112,12 @@ class RealtimeConnection:
             asyncio.create_task(self._expire(), name="expire"),
         ]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is not None:
+                    log.error(
+                        "real-time session %s: %s failed", self.session_id, task.get_name(), exc_info=task.exception()
+                    )
         finally:
             for task in tasks:
                 task.cancel()
