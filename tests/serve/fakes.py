@@ -196,8 +196,11 @@ class FakeListenStream:
         return Heard(transcript, np.zeros(0, np.int64), self.samples / 16000)
 
 
-def fake_models(listener=None, chat=None, answer_seconds: float = 1.0, sessions: list | None = None):
-    """Models for the app with the fakes above; `sessions` collects every session opened."""
+def fake_models(
+    listener=None, chat=None, answer_seconds: float = 1.0, sessions: list | None = None, config=SessionConfig
+):
+    """Models for the app with the fakes above; `sessions` collects every session opened; `config`:
+    the session config class."""
     from stepaudio.serve.models import Models
     from stepaudio.serve.realtime import RealtimeBackend
 
@@ -207,5 +210,5 @@ def fake_models(listener=None, chat=None, answer_seconds: float = 1.0, sessions:
             sessions.append(session)
         return session
 
-    realtime = RealtimeBackend(SessionConfig, open_session, FakeVoices().names)
+    realtime = RealtimeBackend(config, open_session, FakeVoices().names)
     return Models("fake", FakeSpeaker(), listener or FakeListener(), chat, realtime)

@@ -5,6 +5,7 @@ Skips where chromium or playwright are missing (`make system-packages` and the d
 them, so CI runs it). Playwright never downloads a browser here: it drives the system chromium."""
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -61,5 +62,40 @@ def test_page_talks_with_the_server(tmp_path, speech_path):
             assert page.locator("#latency").inner_text().endswith(" ms")
             assert "first audio after" in page.locator(".turn.assistant .note").first.inner_text()
             assert sessions[0].config.voice == "Alice"  # the picker reached the session
+        finally:
+            browser.close()
+
+
+def test_tag_pickers_reach_sessions_that_take_tags(tmp_path, speech_path):
+    from dataclasses import dataclass
+
+    from fakes import FakeSession, SessionConfig
+
+    from stepaudio.serve.realtime import RealtimeBackend
+
+    @dataclass(frozen=True)
+    class TaggedConfig(SessionConfig):
+        tags: tuple[str, ...] = ()
+
+    sessions = []
+    models = fake_models()
+    models.realtime = RealtimeBackend(
+        TaggedConfig, lambda c: sessions.append(FakeSession(c)) or sessions[-1], models.voice_names
+    )
+    speech, rate = load_audio(speech_path, 48000)
+    with (
+        LiveServer(create_app(models, ServeSettings(model="fake"))) as server,
+        sync_api.sync_playwright() as playwright,
+    ):
+        browser, page = open_page(playwright, server.url, fake_microphone(tmp_path / "mic.wav", speech, rate))
+        try:
+            page.wait_for_selector("select[data-group=speed]", state="attached")
+            page.select_option("select[data-group=speed]", "快速1")
+            page.click("#connect")
+            page.wait_for_function("document.getElementById('status').dataset.state === 'listening'")
+            deadline = time.monotonic() + 10
+            while not (sessions and sessions[0].config.tags) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert sessions[0].config.tags == ("快速1",)
         finally:
             browser.close()
