@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,6 +69,13 @@ class FakeSpeaker:
             if cancel is not None and cancel.is_set():
                 return
             yield wave[start : start + 4096]
+
+
+@dataclass(frozen=True)
+class TaggedConfig(SessionConfig):
+    """A session config with style tags, as the server passes them on where sessions take them."""
+
+    tags: tuple[str, ...] = ()
 
 
 # --- real-time session -------------------------------------------------------------------------
@@ -212,3 +220,14 @@ def fake_models(
 
     realtime = RealtimeBackend(config, open_session, FakeVoices().names)
     return Models("fake", FakeSpeaker(), listener or FakeListener(), chat, realtime)
+
+
+def serve(sessions=None, answer_seconds=1.0, **settings):
+    """The app on fakes, under a live server (see `live.LiveServer`)."""
+    from live import LiveServer
+
+    from stepaudio.serve.app import create_app
+    from stepaudio.serve.settings import ServeSettings
+
+    models = fake_models(sessions=sessions, answer_seconds=answer_seconds)
+    return LiveServer(create_app(models, ServeSettings(model="fake", **settings)))

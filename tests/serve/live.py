@@ -11,6 +11,9 @@ import threading
 import time
 
 import numpy as np
+import pytest
+
+from conftest import tone
 
 
 class LiveServer:
@@ -87,3 +90,23 @@ class RealtimeClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def speak(client: RealtimeClient, rate: int = 24000, loud: float = 0.5, quiet: float = 1.0) -> None:
+    """A loud tone (the fake session hears it as speech), then quiet, in 100-ms appends."""
+    client.append(np.concatenate([tone(loud, rate), np.zeros(int(quiet * rate), np.float32)]), chunk=rate // 10)
+
+
+def audio_seconds(events: list[dict], rate: int) -> float:
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_audio.delta"]
+    return sum(len(base64.b64decode(delta)) // 2 for delta in deltas) / rate
+
+
+def closed_with(client: RealtimeClient) -> int:
+    """Read until the server closes the connection; its close code."""
+    from websockets.exceptions import ConnectionClosed
+
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            client.recv(timeout=5)
+    return closed.value.rcvd.code

@@ -4,43 +4,19 @@ from a wav file. The page connects, the question shows on screen, the answer is 
 Skips where chromium or playwright are missing (`make system-packages` and the dev extra install
 them, so CI runs it). Playwright never downloads a browser here: it drives the system chromium."""
 
-import shutil
 import time
 
-import numpy as np
 import pytest
+from browser import CHROMIUM, fake_microphone, open_page
 from fakes import FAKE_ANSWER, FAKE_TRANSCRIPT, fake_models
 from live import LiveServer
 
-from stepaudio.audio import load_audio, save_audio
+from stepaudio.audio import load_audio
 from stepaudio.serve.app import create_app
 from stepaudio.serve.settings import ServeSettings
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install chromium")
-
-
-def fake_microphone(path, speech, rate: int, silence_seconds: float = 8) -> str:
-    """The question once, then silence long enough for the answer (chromium loops the file)."""
-    before, after = np.zeros(int(0.3 * rate), np.float32), np.zeros(int(silence_seconds * rate), np.float32)
-    save_audio(path, np.concatenate([before, speech, after]), rate)
-    return str(path)
-
-
-def open_page(playwright, url: str, microphone: str):
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            f"--use-file-for-fake-audio-capture={microphone}",
-            "--autoplay-policy=no-user-gesture-required",
-        ],
-    )
-    page = browser.new_page()
-    page.goto(url)
-    return browser, page
 
 
 def test_page_talks_with_the_server(tmp_path, speech_path):

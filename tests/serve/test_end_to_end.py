@@ -6,9 +6,8 @@ import argparse
 
 import numpy as np
 import pytest
-from live import LiveServer, RealtimeClient
-from test_browser import CHROMIUM, fake_microphone, open_page
-from test_realtime import audio_seconds
+from browser import CHROMIUM, fake_microphone, open_page
+from live import LiveServer, RealtimeClient, audio_seconds
 
 from stepaudio.audio import load_audio
 from stepaudio.errors import ModelNotFound

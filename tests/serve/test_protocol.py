@@ -1,9 +1,9 @@
 import base64
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from fakes import TaggedConfig
 
 from conftest import tone
 from stepaudio.audio.vad import VADParams
@@ -60,11 +60,6 @@ def test_streamed_resampling_equals_one_shot():
     assert abs(len(joined) - len(whole)) <= 1
     n = min(len(joined), len(whole))
     assert np.abs(joined[:n] - whole[:n]).max() < 1e-3
-
-
-@dataclass(frozen=True)
-class TaggedConfig(SessionConfig):
-    tags: tuple[str, ...] = ()
 
 
 def test_session_update_beta_and_ga_shapes():

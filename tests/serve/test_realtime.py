@@ -1,32 +1,13 @@
 """The real-time WebSocket over the fake session: event mapping, audio rates, typed turns,
 barge-in and truncation, and the connection-level limits (key, origin, sessions, idle, length)."""
 
-import base64
-
 import numpy as np
 import pytest
-from fakes import FAKE_ANSWER, FAKE_TRANSCRIPT, fake_models
-from live import LiveServer, RealtimeClient
-from websockets.exceptions import ConnectionClosed
+from fakes import FAKE_ANSWER, FAKE_TRANSCRIPT, serve
+from live import RealtimeClient, audio_seconds, closed_with, speak
 
 from conftest import tone
-from stepaudio.serve.app import create_app
-from stepaudio.serve.settings import Limits, ServeSettings
-
-
-def serve(sessions=None, answer_seconds=1.0, **settings) -> LiveServer:
-    models = fake_models(sessions=sessions, answer_seconds=answer_seconds)
-    return LiveServer(create_app(models, ServeSettings(model="fake", **settings)))
-
-
-def speak(client: RealtimeClient, rate: int = 24000, loud: float = 0.5, quiet: float = 1.0) -> None:
-    client.append(np.concatenate([tone(loud, rate), np.zeros(int(quiet * rate), np.float32)]), chunk=rate // 10)
-
-
-def audio_seconds(events: list[dict], rate: int) -> float:
-    return (
-        sum(len(base64.b64decode(e["delta"])) // 2 for e in events if e["type"] == "response.output_audio.delta") / rate
-    )
+from stepaudio.serve.settings import Limits
 
 
 def test_a_spoken_turn_maps_every_event():
@@ -122,13 +103,6 @@ def test_barge_in_cancels_and_truncate_reaches_the_session():
         assert sessions[0].truncated == [(item_id, 300)]
         client.send({"type": "conversation.item.truncate", "item_id": item_id, "audio_end_ms": -1})
         assert client.until("error")["error"]["code"] == "invalid_value"
-
-
-def closed_with(client: RealtimeClient) -> int:
-    with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            client.recv(timeout=5)
-    return closed.value.rcvd.code
 
 
 def test_api_key_on_header_or_subprotocol():

@@ -11,9 +11,8 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from fakes import fake_models
-from live import LiveServer, RealtimeClient
-from test_realtime import closed_with, serve, speak
+from fakes import fake_models, serve
+from live import LiveServer, RealtimeClient, closed_with, speak
 
 from conftest import tone
 from stepaudio.serve.app import create_app
