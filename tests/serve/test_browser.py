@@ -8,7 +8,7 @@ import time
 
 import pytest
 from browser import CHROMIUM, fake_microphone, open_page
-from fakes import FAKE_ANSWER, FAKE_TRANSCRIPT, fake_models
+from fakes import FAKE_ANSWER, FAKE_TRANSCRIPT, TaggedConfig, fake_models
 from live import LiveServer
 
 from stepaudio.audio import load_audio
@@ -43,21 +43,8 @@ def test_page_talks_with_the_server(tmp_path, speech_path):
 
 
 def test_tag_pickers_reach_sessions_that_take_tags(tmp_path, speech_path):
-    from dataclasses import dataclass
-
-    from fakes import FakeSession, SessionConfig
-
-    from stepaudio.serve.realtime import RealtimeBackend
-
-    @dataclass(frozen=True)
-    class TaggedConfig(SessionConfig):
-        tags: tuple[str, ...] = ()
-
     sessions = []
-    models = fake_models()
-    models.realtime = RealtimeBackend(
-        TaggedConfig, lambda c: sessions.append(FakeSession(c)) or sessions[-1], models.voice_names
-    )
+    models = fake_models(sessions=sessions, config=TaggedConfig)
     speech, rate = load_audio(speech_path, 48000)
     with (
         LiveServer(create_app(models, ServeSettings(model="fake"))) as server,
@@ -73,5 +60,26 @@ def test_tag_pickers_reach_sessions_that_take_tags(tmp_path, speech_path):
             while not (sessions and sessions[0].config.tags) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert sessions[0].config.tags == ("快速1",)
+        finally:
+            browser.close()
+
+
+def test_speaking_over_the_answer_interrupts_it(tmp_path, speech_path):
+    """The looping microphone asks again while the answer plays: playback stops, the server hears
+    how much of the answer was played (conversation.item.truncate), the answer shows as cut."""
+    speech, rate = load_audio(speech_path, 48000)
+    microphone = fake_microphone(tmp_path / "mic.wav", speech, rate, silence_seconds=1.5)
+    sessions = []
+    app = create_app(fake_models(answer_seconds=30, sessions=sessions), ServeSettings(model="fake"))
+    with LiveServer(app) as server, sync_api.sync_playwright() as playwright:
+        browser, page = open_page(playwright, server.url, microphone)
+        try:
+            page.click("#connect")
+            sync_api.expect(page.locator(".turn.assistant.cancelled").first).to_be_attached(timeout=30_000)
+            deadline = time.monotonic() + 10
+            while not (sessions and sessions[0].truncated) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            item_id, played_ms = sessions[0].truncated[0]
+            assert item_id.startswith("item_") and 0 < played_ms < 30_000
         finally:
             browser.close()
