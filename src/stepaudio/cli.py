@@ -31,6 +31,7 @@ COMMANDS = (
     "chat",
     "simulate",
     "talk",
+    "serve",
     "data",
     "train",
 )
