@@ -54,6 +54,7 @@ MINI_HIFT = HiFTConfig(
     f0_cond_channels=128,
     phase_range=math.pi,
 )
+PACKAGED_DTYPE = torch.float16  # exported weights: half the size on disk; the decoder runs in float32
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 
 
@@ -126,8 +127,9 @@ def train_flow(
     flow = FlowModel(config)
     objective = FlowObjective(flow, prior_weight)
     data = _Mapped(dataset, lambda example: crop_flow_example(example, max_tokens, None))
+    export = export_dir or options.out
     return train(
-        objective, data, collate_flow, options, lambda: save_model(flow, config, export_dir or options.out, "flow")
+        objective, data, collate_flow, options, lambda: save_model(flow, config, export, "flow", PACKAGED_DTYPE)
     )
 
 
@@ -142,6 +144,7 @@ def train_vocoder(
     hift = HiFT(config)
     objective = VocoderObjective(hift)
     data = _Mapped(dataset, lambda example: vocoder_segment(example, segment_frames, None))
+    export = export_dir or options.out
     return train(
-        objective, data, _collate_segments, options, lambda: save_model(hift, config, export_dir or options.out, "hift")
+        objective, data, _collate_segments, options, lambda: save_model(hift, config, export, "hift", PACKAGED_DTYPE)
     )
