@@ -1,11 +1,16 @@
-"""Speech decoder intelligibility, judged by an ASR nobody here trained (Whisper tiny.en run by
-faster-whisper): word error rate of the original audio, of a Griffin-Lim rendering of the same
-decoder mel (the floor any vocoder must beat), and of `stepaudio resynth` with the mini model.
+"""Speech decoder intelligibility and speed. Intelligibility is judged by an ASR nobody here trained
+(Whisper tiny.en run by faster-whisper): word error rate of the original audio, of a Griffin-Lim
+rendering of the decoder mel (the floor any vocoder must beat), of the mini vocoder on that same mel,
+and of `stepaudio resynth` with the mini model (tokens -> flow -> vocoder, the input as voice prompt).
+Speed: real-time factor of flow (10 Euler steps) + vocoder on 10 s of speech, and the latency of the
+first audio chunk of a streaming decode once its first tokens are there.
 
-    python bench/decoder.py [--corpus data/corpus-v1] [--json out.json]
+    python bench/decoder.py [--corpus data/eval-en] [--json out.json]
 
-Sets: the 5 LibriVox clips (real human speech) and, with --corpus, the held-out English test
-sentences of a synthesised corpus in voices seen in training (the issue's target: resynth WER <= 15 %).
+Sets: the 5 LibriVox clips (real human speech) and, with --corpus, the held-out English test sentences
+of a synthesised corpus (in voices seen in training if the corpus has a train split). The issue's
+target set is `recipes/mini/run.sh`'s eval corpus: the 30 held-out English sentences read by the
+training voices Whisper tiny.en understands (Piper, flite, festival HTS).
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from timing import best_time  # noqa: E402
 
 from asr import human_transcripts  # noqa: E402
 from conftest import LIBRIVOX  # noqa: E402
@@ -46,15 +54,51 @@ def evaluation_sets(corpus: Path | None) -> dict[str, list[tuple[np.ndarray, str
         from stepaudio.train.data.manifest import manifest_dir, read_split
 
         train_voices = {u.voice for u in read_split(corpus, "train")}
-        tests = [u for u in read_split(corpus, "test") if u.language == "en" and u.voice in train_voices]
+        tests = [
+            u
+            for u in read_split(corpus, "test")
+            if u.language == "en" and (not train_voices or u.voice in train_voices)
+        ]
         root = manifest_dir(corpus)
-        sets["corpus test, en"] = [(load_audio(root / u.audio, 16000)[0], u.text) for u in tests]
+        sets[f"{Path(corpus).name} test, en"] = [(load_audio(root / u.audio, 16000)[0], u.text) for u in tests]
     return sets
+
+
+def mini_renderings(decoder, tokenizer) -> dict:
+    def vocoder(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            audio, _ = decoder.hift(mel_spectrogram(resample(x, 16000, dm.SAMPLE_RATE))[None])
+        return resample(audio[0].numpy(), dm.SAMPLE_RATE, 16000)
+
+    def resynth(x: np.ndarray) -> np.ndarray:
+        voice = decoder.voice(x, 16000, tokenizer.encode(x, 16000, prompt=True).interleaved)
+        pcm, rate = decoder.decode(tokenizer.encode(x, 16000).interleaved, voice)
+        return resample(pcm, rate, 16000)
+
+    return {"mini vocoder on that mel": vocoder, "stepaudio resynth (mini)": resynth}
+
+
+def speed(decoder, tokenizer, repeat: int) -> dict:
+    """RTF of decoding 10 s of tokens (voice prompt: 3 s of the same speaker), first streamed chunk latency."""
+    clip = load_audio(LIBRIVOX / f"{next(iter(human_transcripts()))}.wav", 16000)[0]
+    speech = np.tile(clip, int(np.ceil(13 * 16000 / len(clip))))[: 13 * 16000]
+    prompt, target = speech[: 3 * 16000], speech[3 * 16000 :]
+    voice = decoder.voice(prompt, 16000, tokenizer.encode(prompt, 16000, prompt=True).interleaved)
+    tokens = tokenizer.encode(target, 16000).interleaved
+    seconds = best_time(lambda: decoder.decode(tokens, voice), repeat)
+
+    def first_chunk() -> None:
+        stream = decoder.stream(voice)
+        first = stream.schedule.first_chunk_tokens
+        assert len(stream.step(tokens[:first])) > 0
+
+    return {"rtf": seconds / 10.0, "first_chunk_s": best_time(first_chunk, repeat), "threads": torch.get_num_threads()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, help="a synthesised corpus (its English test split is used)")
+    parser.add_argument("--repeat", type=int, default=3, help="timing runs (best is kept)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -71,20 +115,16 @@ def main() -> None:
         return " ".join(segment.text for segment in judge.transcribe(samples16, beam_size=1, language="en")[0])
 
     renderings = {"original": lambda x: x, "Griffin-Lim of the decoder mel": griffin_lim}
+    timing = None
     try:
         from stepaudio.decoder.speech_decoder import SpeechDecoder
         from stepaudio.tokenizer.dual import DualTokenizer
 
         decoder, tokenizer = SpeechDecoder.load("mini"), DualTokenizer.load("mini")
-
-        def resynth(x: np.ndarray) -> np.ndarray:
-            voice = decoder.voice(x, 16000, tokenizer.encode(x, 16000, prompt=True).interleaved)
-            pcm, rate = decoder.decode(tokenizer.encode(x, 16000).interleaved, voice)
-            return resample(pcm, rate, 16000)
-
-        renderings["stepaudio resynth (mini)"] = resynth
+        renderings |= mini_renderings(decoder, tokenizer)
+        timing = speed(decoder, tokenizer, args.repeat)
     except ModelNotFound as error:
-        print(f"resynth skipped: {error}")
+        print(f"mini decoder skipped: {error}")
 
     results = []
     for set_name, items in evaluation_sets(args.corpus).items():
@@ -93,11 +133,16 @@ def main() -> None:
             hypotheses = [normalize(transcribe(render(samples))) for samples, _ in items]
             results.append({"set": set_name, "audio": name, "utterances": len(items),
                             "wer": jiwer.wer(references, hypotheses)})  # fmt: skip
-    print(f"{'set':<18} {'audio':<34} {'n':>3} {'WER':>7}")
+    print(f"{'set':<22} {'audio':<34} {'n':>3} {'WER':>7}")
     for row in results:
-        print(f"{row['set']:<18} {row['audio']:<34} {row['utterances']:>3} {row['wer']:>7.3f}")
+        print(f"{row['set']:<22} {row['audio']:<34} {row['utterances']:>3} {row['wer']:>7.3f}")
+    if timing:
+        print(
+            f"flow (10 steps) + vocoder: RTF {timing['rtf']:.3f} on {timing['threads']} threads; "
+            f"first streamed chunk {1000 * timing['first_chunk_s']:.0f} ms after its first tokens"
+        )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"wer": results, "speed": timing}, indent=2))
 
 
 if __name__ == "__main__":

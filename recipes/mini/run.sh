@@ -4,14 +4,20 @@
 # Stage 0: synthesise the training corpus (8.5 h incl. the test split; ~18 min on 2 cores)
 # Stage 1: acoustic codebook, 4096 x 40 ms log-mel slices (~5 min)
 # Stage 2: semantic codebook, 1024 x Whisper tiny.en frames pooled to 16.67 Hz (~12 min)
-# Stage 5: the TTS LM (needs the corpus tokenized: `stepaudio data tokenize`), trained on the utterances with
-#          token files; one process, OMP_NUM_THREADS=1 (see the stage for steps and time)
+# Stage 3: token files for the corpus (`stepaudio data tokenize`, ~2.5 utterances/s; resumable)
+# Stage 4: the speech decoder's vocoder (HiFT, mel -> 22.05 kHz PCM)
+# Stage 5: the speech decoder's flow (tokens -> mel), on the utterances that have token files
+# Stage 6: the decoder's evaluation set: the 30 held-out English sentences read by training voices that
+#          Whisper tiny.en understands (then: python bench/decoder.py --corpus data/eval-en)
+# Stage 7: the TTS LM, on the utterances that have token files (one process, OMP_NUM_THREADS=1; then
+#          python bench/tts.py --corpus data/corpus-v1)
 # The codebooks' usage reports are written beside them (*.report.json).
 set -euo pipefail
 stage=${1:-0}
-stop_stage=${2:-2}
+stop_stage=${2:-7}
 corpus=${CORPUS:-data/corpus-v1}
 assets=src/stepaudio/assets/mini
+runs=${RUNS:-data/runs}
 stepaudio=${STEPAUDIO:-.venv/bin/stepaudio}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
@@ -25,8 +31,23 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   "$stepaudio" train kmeans semantic --manifest "$corpus/manifest.jsonl" --out "$assets/semantic_codebook.safetensors" \
     --codes 1024 --max-hours 1 --iterations 30 --seed 0
 fi
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  "$stepaudio" data tokenize "$corpus"
+fi
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  "$stepaudio" train vocoder --manifest "$corpus/manifest.jsonl" --out "$runs/vocoder" --export "$assets/decoder" \
+    --steps 6000 --batch-size 16 --segment-frames 64 --lr 1e-3 --warmup 200
+fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow" --export "$assets/decoder" \
+    --steps 3000 --batch-size 8 --max-tokens 200 --lr 5e-4 --warmup 100
+fi
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  "$stepaudio" data synth data/eval-en --max-utterances 0 --mix en=1 --test-voices 1 --seed 0 \
+    --voices 'piper:*,flite:awb,flite:slt,flite:rms,festival:cmu*'
+fi
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   # The packaged weights: TTS_RECIPE_NOTE
-  OMP_NUM_THREADS=1 "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "${runs:-runs}/tts" \
+  OMP_NUM_THREADS=1 "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" \
     --export "$assets/tts" --steps TTS_STEPS --batch-size 8 --lr 1e-3 --warmup 100 --save-every 100
 fi

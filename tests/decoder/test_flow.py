@@ -108,13 +108,15 @@ def test_bad_tokens_are_refused(flow):
 def test_training_loss_has_gradients(flow):
     flow.train()
     generator = torch.Generator().manual_seed(0)
-    loss = flow.loss(
+    loss, parts = flow.loss(
         torch.randint(0, 5120, (2, 30)),
         torch.tensor([30, 21]),
         torch.randn(2, 80, 62),
         torch.tensor([62, 43]),
         torch.randn(2, 16),
         generator,
+        prior_weight=1.0,
     )
     loss.backward()
     assert torch.isfinite(loss) and flow.input_embedding.weight.grad.abs().sum() > 0
+    assert torch.allclose(loss, parts["flow"] + parts["prior"])

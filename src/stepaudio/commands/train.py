@@ -59,7 +59,9 @@ def cmd_train(args: argparse.Namespace) -> None:
             from stepaudio.models.store import resolve_model
 
             embed = GE2E.from_resemblyzer(resolve_model("mini").require("speaker"))
-        step = decoder_recipes.train_flow(args.manifest, options, config, embed, None, export, args.max_tokens)
+        step = decoder_recipes.train_flow(
+            args.manifest, options, config, embed, None, export, args.max_tokens, args.prior_weight
+        )
     else:
         config = config_from_dict(HiFTConfig, config_data) if config_data else decoder_recipes.MINI_HIFT
         step = decoder_recipes.train_vocoder(args.manifest, options, config, export, args.segment_frames)
@@ -117,6 +119,7 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     if recipe == "flow":
         parser.add_argument("--speaker", choices=("ge2e", "none"), default="ge2e", help="speaker embedding")
         parser.add_argument("--max-tokens", type=int, default=250, help="crop utterances to this many tokens")
+        parser.add_argument("--prior-weight", type=float, default=1.0, help="weight of the prior loss (mu -> mel)")
     elif recipe == "tts":
         parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")
         parser.add_argument("--max-seconds", type=float, default=10.0, help="skip longer utterances")

@@ -211,8 +211,12 @@ class FlowModel(nn.Module):
         mel_lengths: torch.Tensor,  # [B]
         embedding: torch.Tensor,  # [B, spk_embed_dim]
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Flow-matching loss; a random prefix of up to 30% of half the examples serves as prompt."""
+        prior_weight: float = 0.0,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Flow-matching loss; a random prefix of up to 30% of half the examples serves as prompt.
+        prior_weight adds Matcha-TTS's prior loss (mean squared distance of mu to the mel): CosyVoice
+        trains without it, but it makes mu a rough mel early on, which a short CPU training needs.
+        -> (total loss, its parts)."""
         h = self.encode(tokens, token_lengths)
         frames = mel.shape[2]
         mu = torch.stack(
@@ -227,4 +231,6 @@ class FlowModel(nn.Module):
             if torch.rand(1, generator=generator).item() < 0.5:
                 prefix = int(torch.randint(0, int(0.3 * m) + 1, (1,), generator=generator))
                 cond[i, :, :prefix] = mel[i, :, :prefix]
-        return self.decoder.loss(mel, mask, mu * mask, self.speaker(embedding), cond, generator)
+        flow = self.decoder.loss(mel, mask, mu * mask, self.speaker(embedding), cond, generator)
+        prior = F.mse_loss(mu * mask, mel * mask, reduction="sum") / (mask.sum() * mel.shape[1])
+        return flow + prior_weight * prior, {"flow": flow.detach(), "prior": prior.detach()}

@@ -37,6 +37,7 @@ class HiFTConfig:
     source_resblock_kernel_sizes: tuple[int, ...] = (7, 11)
     source_resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5))
     lrelu_slope: float = 0.1
+    phase_range: float = 1.0  # radians either side of 0: the official head's 1 suits a hop of 4 samples
     audio_limit: float = 0.99
     f0_cond_channels: int = 512
 
@@ -246,7 +247,9 @@ class HiFT(nn.Module):
         x = self.conv_post(F.leaky_relu(x))
         half = c.istft_n_fft // 2 + 1
         magnitude = torch.exp(x[:, :half]).clamp(max=1e2)
-        phase = torch.sin(x[:, half:])  # the official head: a phase in -1..1 rad
+        # The official head gives a phase in -1..1 rad, enough when the iSTFT hop is 4 samples; a longer
+        # hop (cheaper: the network runs at a lower rate) needs the whole circle, phase_range = pi.
+        phase = self.config.phase_range * torch.sin(x[:, half:])
         spectrum = torch.polar(magnitude, phase)
         audio = torch.istft(spectrum, c.istft_n_fft, c.istft_hop, window=self.window)
         return audio.clamp(-c.audio_limit, c.audio_limit)
