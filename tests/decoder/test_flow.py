@@ -1,11 +1,12 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
-from tiny import tiny_flow, tiny_hift
+from tiny import TINY_FLOW, tiny_flow, tiny_hift
 
 from stepaudio.decoder.conformer import EncoderConfig, RelPositionAttention, relative_positions
-from stepaudio.decoder.flow import TOKENS_PER_SECOND, time_grid
+from stepaudio.decoder.flow import TOKENS_PER_SECOND, FlowModel, time_aligned, time_grid
 from stepaudio.errors import TokenError
 
 
@@ -120,3 +121,28 @@ def test_training_loss_has_gradients(flow):
     loss.backward()
     assert torch.isfinite(loss) and flow.input_embedding.weight.grad.abs().sum() > 0
     assert torch.allclose(loss, parts["flow"] + parts["prior"])
+
+
+def test_time_aligned_slots_pair_each_acoustic_token_with_the_semantic_ones_of_its_time():
+    groups = torch.tensor([0, 1, 1024, 1025, 1026, 2, 3, 1027, 1028, 1029])
+    assert time_aligned(groups).tolist() == [
+        [1024, 0, 0], [1025, 0, 1], [1026, 1, 1], [1027, 2, 2], [1028, 2, 3], [1029, 3, 3],
+    ]  # fmt: skip
+    assert time_aligned(groups[:8]).tolist()[-1] == [1027, 2, 2]  # a partial group keeps its arrived slots
+    assert len(time_aligned(groups[:7])) == 3
+
+
+def test_time_aligned_flow_trains_and_generates_with_a_prompt():
+    flow = FlowModel(replace(TINY_FLOW, token_layout="time_aligned"))
+    loss, _ = flow.loss(
+        torch.randint(0, 5120, (2, 30)), torch.tensor([30, 22]), torch.randn(2, 80, 62), torch.tensor([62, 45]),
+        torch.randn(2, 16), prior_weight=1.0,
+    )  # fmt: skip
+    loss.backward()
+    assert torch.isfinite(loss)
+    prompt, tokens = torch.randint(0, 5120, (10,)), torch.randint(0, 5120, (23,))
+    frames = flow.config.mel_frames(23)
+    mel = flow.generate(tokens, prompt, torch.randn(80, 20), torch.randn(16), torch.randn(80, 20 + frames))
+    assert mel.shape == (80, frames)
+    with pytest.raises(TokenError, match="whole groups"):
+        flow.generate(tokens, prompt[:7], torch.randn(80, 20), torch.randn(16), torch.randn(80, 20 + frames))

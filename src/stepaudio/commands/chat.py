@@ -1,7 +1,12 @@
-"""`stepaudio chat --text`: an interactive text conversation in the terminal, with history.
+"""`stepaudio chat`: one spoken turn answered in speech, or an interactive text conversation.
 
-Lines typed are user turns; the answer streams as it is generated. Ctrl-C stops an answer,
-/reset forgets the conversation, /exit (or Ctrl-D) leaves.
+`stepaudio chat IN.wav -o OUT.wav`: the question is listened to, answered and spoken exactly as in a
+live voice conversation (`stepaudio.realtime`, with its short greedy answers); the transcript and the
+answer are printed. --model is mini-chat (the mini voice path) or the folder of the official
+checkpoints; the precision and sampling options are for --text.
+
+`stepaudio chat --text`: lines typed are user turns; the answer streams as it is generated. Ctrl-C
+stops an answer, /reset forgets the conversation, /exit (or Ctrl-D) leaves.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import argparse
 import sys
 
 from stepaudio.commands.generate import add_model_args, add_sampling_args, load_for_cli, sampling_from_args
-from stepaudio.errors import OptionError, StepAudioError
+from stepaudio.commands.simulate import add_voice_args
+from stepaudio.errors import OptionError
 
 HELP = "commands: /reset (forget the conversation), /exit (or Ctrl-D); Ctrl-C stops an answer"
 
@@ -52,19 +58,45 @@ def run_text_chat(args: argparse.Namespace) -> None:
         write("\n")
 
 
+def run_voice_turn(args: argparse.Namespace) -> None:
+    from stepaudio.audio import load_audio, save_audio
+    from stepaudio.commands.simulate import load_engine
+    from stepaudio.lm.loaders import MINI_CHAT
+    from stepaudio.realtime.session import SessionConfig
+    from stepaudio.realtime.turn import answer_turn_sync
+
+    samples, rate = load_audio(args.audio)
+    write = sys.stdout.write
+    args.model = "mini" if args.model == MINI_CHAT else args.model  # the voice path of the mini chat model
+    engine = load_engine(args, lambda line: write(line + "\n"))
+    answer = answer_turn_sync(engine, audio=samples, sample_rate=rate, config=SessionConfig(args.voice, args.system))
+    save_audio(args.output, answer.audio, answer.sample_rate)
+    write(f"you: {answer.transcript}\nassistant: {answer.text}\n")
+    write(f"wrote {args.output} ({len(answer.audio) / answer.sample_rate:.1f} s)\n")
+
+
 def cmd_chat(args: argparse.Namespace) -> None:
-    if not args.text:
-        raise StepAudioError("only text chat exists so far: run `stepaudio chat --text`")
-    run_text_chat(args)
+    if args.text == (args.audio is not None):
+        raise OptionError("give a spoken question (stepaudio chat IN.wav -o OUT.wav) or --text, not both")
+    if args.text:
+        run_text_chat(args)
+        return
+    if not args.output:
+        raise OptionError("say where the spoken answer goes: -o OUT.wav")
+    run_voice_turn(args)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     chat = commands.add_parser(
         "chat",
-        help="talk with a chat model in the terminal",
-        description="An interactive conversation with history. " + HELP + ".",
+        help="answer a spoken question in speech, or chat in text in the terminal",
+        description=__doc__.split("\n\n", 1)[1] + "\nIn text chat: " + HELP + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    chat.add_argument("audio", nargs="?", help="a spoken question (wav, flac, ogg, mp3)")
+    chat.add_argument("-o", "--output", help="where the spoken answer goes (.wav, .flac)")
     chat.add_argument("--text", action="store_true", help="type and read text (no audio)")
     add_model_args(chat)
+    add_voice_args(chat)
     add_sampling_args(chat, temperature=0.7, top_p=0.9)
     chat.set_defaults(run=cmd_chat)

@@ -53,11 +53,15 @@ def config_from_dict(cls: type[C], data: dict) -> C:
         raise CheckpointError(f"bad {cls.__name__}: {error}") from error
 
 
-def save_model(model: torch.nn.Module, config, directory: Path, name: str) -> None:
-    """Write `name.safetensors` (weights) and `name.json` (config) into directory."""
+def save_model(model: torch.nn.Module, config, directory: Path, name: str, dtype: torch.dtype | None = None) -> None:
+    """Write `name.safetensors` (weights, floating ones as dtype if given) and `name.json` (config) into
+    directory. Loading casts the weights to the model's dtype."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
+        for k, v in model.state_dict().items()
+    }
     save_file(state, str(directory / f"{name}.safetensors"))
     (directory / f"{name}.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 

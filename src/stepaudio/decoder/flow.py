@@ -21,7 +21,7 @@ from stepaudio.audio.decoder_mel import HOP_LENGTH, N_MELS, SAMPLE_RATE
 from stepaudio.decoder.conformer import ConformerEncoder, EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig, UNetEstimator
 from stepaudio.errors import TokenError
-from stepaudio.tokenizer.interleave import AUDIO_VOCAB, GROUP_SECONDS, GROUP_SIZE
+from stepaudio.tokenizer.interleave import AUDIO_VOCAB, GROUP_SECONDS, GROUP_SIZE, SEMANTIC_PER_GROUP
 
 TOKENS_PER_SECOND = GROUP_SIZE / GROUP_SECONDS  # 5 tokens (2 semantic + 3 acoustic) per 120 ms: about 41.67
 
@@ -43,13 +43,35 @@ class FlowConfig:
     spk_embed_dim: int = 192
     input_frame_rate: float = TOKENS_PER_SECOND
     sampling_ratios: tuple[int, ...] = (1, 1, 1, 1)  # one conv/GroupNorm/Mish per entry in the regulator
+    # "interleaved": the encoder reads the ids as they come, 5 per 120 ms (official). "time_aligned": one
+    # step per 40 ms acoustic token, its embedding plus that of the semantic token(s) of the same time,
+    # so each code sits where its sound is: a short CPU training cannot learn that reordering (mini).
+    token_layout: str = "interleaved"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     cfm: CFMConfig = field(default_factory=CFMConfig)
 
+    def __post_init__(self):
+        if self.token_layout not in ("interleaved", "time_aligned"):
+            raise ValueError(f"token_layout must be interleaved or time_aligned, not {self.token_layout!r}")
+
     def mel_frames(self, n_tokens: int) -> int:
         """Mel frames for n tokens, as the official length regulator counts them."""
         return int(n_tokens / self.input_frame_rate * SAMPLE_RATE / HOP_LENGTH)
+
+
+# Per 40 ms acoustic slot of a group [s0 s1 a0 a1 a2]: its position, and the positions of the semantic
+# (60 ms) tokens it overlaps: slot 0 (0-40 ms) s0, slot 1 (40-80 ms) s0 and s1, slot 2 (80-120 ms) s1.
+_SLOTS = torch.tensor([[2, 0, 0], [3, 0, 1], [4, 1, 1]])
+
+
+def time_aligned(tokens: torch.Tensor) -> torch.Tensor:
+    """Interleaved ids [N] -> [M, 3] (acoustic id, semantic id, semantic id) per 40 ms slot; a last,
+    partial group keeps the slots whose acoustic token has arrived."""
+    groups, rest = divmod(len(tokens), GROUP_SIZE)
+    slots = tokens[: groups * GROUP_SIZE].view(groups, GROUP_SIZE)[:, _SLOTS].reshape(-1, 3)
+    partial = max(0, rest - SEMANTIC_PER_GROUP)
+    return torch.cat([slots, tokens[groups * GROUP_SIZE :][_SLOTS[:partial]]])
 
 
 class LengthRegulator(nn.Module):
@@ -156,12 +178,33 @@ class FlowModel(nn.Module):
         """[B, spk_embed_dim] -> [B, 80]: L2-normalised, then projected (zeros stay a bias only)."""
         return self.spk_embed_affine_layer(F.normalize(embedding, dim=1))
 
+    def encoded_length(self, n_tokens: int) -> int:
+        """Encoder steps for n tokens of the layout's input."""
+        return len(time_aligned(torch.zeros(n_tokens, dtype=torch.long))) if self.aligned else n_tokens
+
+    @property
+    def aligned(self) -> bool:
+        return self.config.token_layout == "time_aligned"
+
+    def _embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.aligned:
+            return self.input_embedding(tokens), lengths
+        rows = [time_aligned(row[:n]) for row, n in zip(tokens, lengths.tolist(), strict=True)]
+        lengths = torch.tensor([len(r) for r in rows])
+        slots = torch.zeros(len(rows), int(lengths.max()), 3, dtype=torch.long)
+        for i, r in enumerate(rows):
+            slots[i, : len(r)] = r
+        e = self.input_embedding(slots)  # [B, M, 3, C]
+        return e[:, :, 0] + (e[:, :, 1] + e[:, :, 2]) / 2, lengths
+
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, N] ids -> [B, N, 80]; padded ids are zeroed before the encoder as in training."""
-        h = self.input_embedding(tokens)
-        if lengths is not None:
-            h = h * (torch.arange(tokens.shape[1])[None] < lengths[:, None])[..., None].to(h)
-        return self.encoder_proj(self.encoder(h, lengths))
+        """[B, N] ids -> [B, M, 80] (M = N, or the 40 ms slots when time-aligned); padded steps are
+        zeroed before the encoder as in training."""
+        given = lengths is not None
+        lengths = lengths if given else torch.full((tokens.shape[0],), tokens.shape[1])
+        h, lengths = self._embed(tokens, lengths)
+        h = h * (torch.arange(h.shape[1])[None] < lengths[:, None])[..., None].to(h)
+        return self.encoder_proj(self.encoder(h, lengths if given else None))
 
     @torch.inference_mode()
     def generate(
@@ -182,12 +225,14 @@ class FlowModel(nn.Module):
             raise TokenError("no speech tokens to decode")
         frames = self.config.mel_frames(len(tokens)) if frames is None else frames
         prompt_frames = prompt_mel.shape[1]
+        if self.aligned and len(prompt_tokens) % GROUP_SIZE:
+            raise TokenError(f"a voice prompt needs whole groups of {GROUP_SIZE} tokens, got {len(prompt_tokens)}")
         if (len(prompt_tokens) == 0) != (prompt_frames == 0):
             raise ValueError("a voice prompt needs both its tokens and its mel (or neither)")
         if noise.shape != (self.config.output_size, prompt_frames + frames):
             raise ValueError(f"noise must be [{self.config.output_size}, {prompt_frames + frames}], got {noise.shape}")
-        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None])  # [1, P_tok + N, 80]
-        split = len(prompt_tokens)
+        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None])  # [1, P_tok + N, 80] (interleaved)
+        split = self.encoded_length(len(prompt_tokens))
         parts = [(h[:, :split], prompt_frames), (h[:, split:], frames)]
         mu = self.length_regulator(parts)  # [1, 80, P + frames]
         cond = torch.zeros_like(mu)
@@ -218,6 +263,7 @@ class FlowModel(nn.Module):
         trains without it, but it makes mu a rough mel early on, which a short CPU training needs.
         -> (total loss, its parts)."""
         h = self.encode(tokens, token_lengths)
+        token_lengths = torch.tensor([self.encoded_length(n) for n in token_lengths.tolist()])
         frames = mel.shape[2]
         mu = torch.stack(
             [

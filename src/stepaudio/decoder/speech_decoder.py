@@ -29,6 +29,7 @@ from stepaudio.decoder.official import load_official
 from stepaudio.decoder.speaker import GE2E, CAMPPlus
 from stepaudio.decoder.speaker import SAMPLE_RATE as SPEAKER_RATE
 from stepaudio.errors import AudioError, TokenError
+from stepaudio.tokenizer.interleave import GROUP_SIZE
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,10 @@ class DecoderStream:
         if end <= done and not final:
             return np.zeros(0, dtype=np.float32)
         # Flow window: up to context_tokens back, but never starting after the first frame still needed.
-        start = max(0, n - s.context_tokens)
+        # Windows start on a group boundary, where the interleaving starts over.
+        start = max(0, n - s.context_tokens) // GROUP_SIZE * GROUP_SIZE
         while start > 0 and config.mel_frames(start) > done:
-            start -= 1
+            start -= GROUP_SIZE
         first = config.mel_frames(start)
         noise = torch.cat([self.prompt_noise, self.target_noise(first, frames)], dim=1)
         v = self.voice

@@ -35,6 +35,7 @@ from stepaudio.train.loop import TrainOptions, train
 
 # Sized for RTF < 0.5 on 2 cores with 10 flow steps and an hour of CPU training (see the bench).
 MINI_FLOW = FlowConfig(
+    token_layout="time_aligned",
     input_size=192,
     spk_embed_dim=256,  # GE2E
     encoder=EncoderConfig(input_size=192, output_size=192, attention_heads=4, linear_units=768, num_blocks=3),
@@ -53,6 +54,7 @@ MINI_HIFT = HiFTConfig(
     f0_cond_channels=128,
     phase_range=math.pi,
 )
+PACKAGED_DTYPE = torch.float16  # exported weights: half the size on disk; the decoder runs in float32
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 
 
@@ -125,8 +127,9 @@ def train_flow(
     flow = FlowModel(config)
     objective = FlowObjective(flow, prior_weight)
     data = _Mapped(dataset, lambda example: crop_flow_example(example, max_tokens, None))
+    export = export_dir or options.out
     return train(
-        objective, data, collate_flow, options, lambda: save_model(flow, config, export_dir or options.out, "flow")
+        objective, data, collate_flow, options, lambda: save_model(flow, config, export, "flow", PACKAGED_DTYPE)
     )
 
 
@@ -141,6 +144,7 @@ def train_vocoder(
     hift = HiFT(config)
     objective = VocoderObjective(hift)
     data = _Mapped(dataset, lambda example: vocoder_segment(example, segment_frames, None))
+    export = export_dir or options.out
     return train(
-        objective, data, _collate_segments, options, lambda: save_model(hift, config, export_dir or options.out, "hift")
+        objective, data, _collate_segments, options, lambda: save_model(hift, config, export, "hift", PACKAGED_DTYPE)
     )

@@ -1,0 +1,151 @@
+"""`stepaudio simulate CONVERSATION`: replay a spoken conversation against the real-time pipeline.
+
+The user's recordings stream in like a live microphone (real time, silence between turns, optional
+barge-ins); the assistant's audio is recorded as a player would play it. Writes timeline.json (every
+event, per-turn latencies, and Whisper tiny.en transcripts of the answers as heard), assistant.wav
+and conversation.wav (user left, assistant right).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stepaudio.audio.vad import VADParams
+
+TTS_CHOICES = ("auto", "model", "piper")
+
+
+def add_voice_args(parser: argparse.ArgumentParser) -> None:
+    """Who speaks the answers."""
+    parser.add_argument(
+        "--tts",
+        choices=TTS_CHOICES,
+        default="auto",
+        help="who speaks: the model's TTS, a Piper voice (the `train` extra), or auto: the model's TTS "
+        "when its weights are installed, else Piper (default: auto)",
+    )
+    parser.add_argument("--voice", help="voice name (of the TTS, or of Piper)")
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """The options of the live voice-chat commands: models, voice and the turn-taking settings."""
+    defaults = VADParams(pause_ms=200, end_ms=500)
+    parser.add_argument("--model", default="mini", help="mini, or a directory of official checkpoints (default: mini)")
+    add_voice_args(parser)
+    parser.add_argument("--system", help="instructions for the assistant (system prompt)")
+    parser.add_argument("--no-speculation", action="store_true", help="do not start answering at pauses")
+    parser.add_argument(
+        "--pause-ms",
+        type=int,
+        default=defaults.pause_ms,
+        help="pause that starts a speculative answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--end-ms", type=int, default=defaults.end_ms, help="silence that ends a turn (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--barge-in-ms", type=int, default=250, help="speech over an answer that interrupts it (default: %(default)s)"
+    )
+
+
+def session_config(args: argparse.Namespace):
+    from stepaudio.realtime.session import SessionConfig
+
+    return SessionConfig(
+        voice=args.voice,
+        instructions=args.system,
+        vad=VADParams(pause_ms=min(args.pause_ms, args.end_ms), end_ms=args.end_ms),
+        speculative=not args.no_speculation,
+        speculate_after_ms=args.pause_ms,
+        barge_in_ms=args.barge_in_ms,
+    )
+
+
+def load_engine(args: argparse.Namespace, say=print):
+    """The ChatEngine of --model with the speaker --tts asks for."""
+    from stepaudio.errors import ModelNotFound
+    from stepaudio.realtime.engine import ChatEngine
+    from stepaudio.realtime.piper_speaker import PiperSpeaker
+
+    if args.tts == "piper":
+        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
+    try:
+        return ChatEngine.load(args.model)
+    except (ModelNotFound, ImportError) as missing:
+        if args.tts == "model":
+            raise
+        say(f"(the model's TTS is not available: {missing}; speaking with Piper)")
+        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    import asyncio
+
+    import numpy as np
+
+    from stepaudio.asr import Transcriber
+    from stepaudio.audio import save_audio
+    from stepaudio.audio.vad import SAMPLE_RATE
+    from stepaudio.realtime.session import RealtimeSession
+    from stepaudio.realtime.simulate import load_conversation, simulate, speech_span_by_vad
+
+    conversation = load_conversation(args.conversation)
+    write = sys.stdout.write
+    write("loading models...\n")
+    engine = load_engine(args, lambda line: write(line + "\n"))
+
+    async def run():
+        session = RealtimeSession(engine, session_config(args))
+        result = await simulate(session, conversation, speech_span_by_vad(engine.vad))
+        return session, result
+
+    session, result = asyncio.run(run())
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    transcriber = Transcriber.load("mini")
+    for turn in result.turns:
+        if "response_id" in turn:
+            heard = result.player.track(result.seconds, SAMPLE_RATE, turn["response_id"])
+            voiced = np.flatnonzero(np.abs(heard) > 1e-4)
+            if len(voiced):
+                turn["whisper"] = transcriber.transcribe(heard[voiced[0] : voiced[-1] + 1]).text
+    assistant = result.player.track(result.seconds, SAMPLE_RATE)
+    user = np.zeros_like(assistant)
+    user[: min(len(user), len(result.user_track))] = result.user_track[: len(user)]
+    save_audio(out / "assistant.wav", assistant, SAMPLE_RATE)
+    save_audio(out / "conversation.wav", np.stack([user, assistant], axis=1), SAMPLE_RATE)
+    metrics = session.metrics
+    summary = {
+        "seconds": round(result.seconds, 2),
+        "speculations": metrics.speculations,
+        "committed": metrics.committed,
+        "compression_ratio": round(session.context.compression_ratio(), 2),
+        "barge_in_ms": [round(ms) for ms in metrics.barge_in_ms],
+        "listen_after_end_ms": [round(ms) for ms in metrics.listen_after_end_ms],
+    }
+    report = {"summary": summary, "turns": result.turns, "timeline": result.timeline}
+    (out / "timeline.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    for number, turn in enumerate(result.turns, start=1):
+        write(f"turn {number}: {turn.get('transcript', '')!r}\n")
+        status, latency = turn.get("status", "none"), turn.get("latency_ms", "-")
+        write(f"  answer ({status}, {latency} ms after the speech ended): {turn.get('response_text', '')!r}\n")
+        write(f"  heard: {turn.get('whisper', '')!r}\n")
+    write(f"{json.dumps(summary)}\nwrote {out}/timeline.json, assistant.wav, conversation.wav\n")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    simulate = commands.add_parser(
+        "simulate",
+        help="replay a spoken conversation against the real-time pipeline and record it",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.add_argument("conversation", help="a conversation JSON file, or a folder with conversation.json")
+    simulate.add_argument(
+        "-o", "--output", default="simulation", help="folder for the recording (default: %(default)s)"
+    )
+    add_engine_args(simulate)
+    simulate.set_defaults(run=cmd_simulate)

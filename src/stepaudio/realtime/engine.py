@@ -1,0 +1,83 @@
+"""The shared models of voice chat: VAD, listener (tokenizer + ASR), responder (chat LM), speaker
+(TTS). Loaded once and shared by every session (each session keeps its own streams and KV cache).
+
+Which path a model takes follows from its parts, not from branches in the controller:
+- `mini`: Whisper tiny.en tokenizes and transcribes the turn in one encoder pass, SmolLM2 answers
+  the transcript, the mini TTS speaks;
+- official: the dual tokenizer streams, Step-Audio-Chat reads the turn's audio tokens (and writes
+  the transcript kept in the history), Step-Audio-TTS-3B speaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from stepaudio.audio.vad import SileroVAD
+from stepaudio.models.store import MINI, resolve_model
+from stepaudio.realtime.listen import Heard
+from stepaudio.realtime.respond import ChatResponder
+
+
+class ListenStream(Protocol):
+    def step(self, samples: np.ndarray) -> None: ...  # 16 kHz mono, as the user speaks
+    def hear(self) -> Heard: ...  # everything so far (blocking; may be called from another thread)
+
+
+class Listener(Protocol):
+    def stream(self) -> ListenStream: ...
+
+
+class Speaker(Protocol):
+    """The part of `stepaudio.tts.TTS` a conversation uses."""
+
+    sample_rate: int
+
+    def stream(self, text: str, voice=None, tags=(), cancel=None) -> Iterator[np.ndarray]: ...
+
+
+@dataclass
+class ChatEngine:
+    vad: SileroVAD
+    listener: Listener
+    responder: ChatResponder
+    speaker: Speaker
+
+    @classmethod
+    def load(cls, model: str | Path = MINI, speaker: Speaker | None = None) -> ChatEngine:
+        """`mini` or a directory of official checkpoints; `speaker` replaces the model's own TTS
+        (e.g. `PiperSpeaker` while the mini TTS is still training). Mini answers greedily and short
+        (a spoken answer); official uses the release's sampling."""
+        from stepaudio.lm.quantize import int4_supported, quantize_int4
+        from stepaudio.lm.sampling import Sampling
+
+        resolved = resolve_model(model)
+        vad = SileroVAD.load(MINI)  # Silero serves both paths
+        if resolved.kind == "mini":
+            from stepaudio.lm.loaders import MINI_CHAT, load_lm
+            from stepaudio.realtime.listen import WhisperListener
+
+            lm = load_lm(MINI_CHAT)
+            if int4_supported(str(lm.model.device)):
+                quantize_int4(lm.model)
+            listener = WhisperListener.load()
+            responder = ChatResponder(lm, Sampling(temperature=0.0, max_new_tokens=64), reads_audio=False)
+        else:
+            import torch
+
+            from stepaudio.lm.loaders import load_lm
+            from stepaudio.realtime.listen import StepAudioListener
+            from stepaudio.tokenizer.dual import DualTokenizer
+
+            lm = load_lm(resolved.require("chat"), torch.bfloat16, "cuda" if torch.cuda.is_available() else "cpu")
+            listener = StepAudioListener(DualTokenizer.load(model), lm)
+            responder = ChatResponder(lm, Sampling.official_chat(max_new_tokens=512), reads_audio=True)
+        if speaker is None:
+            from stepaudio.tts import TTS
+
+            speaker = TTS.load(model=model)
+        return cls(vad, listener, responder, speaker)

@@ -1,0 +1,62 @@
+"""Answering: the conversation so far (text) plus the user's new turn -> the answer's text, streamed.
+
+What the model can read decides what the new turn is: a text chat model (mini: SmolLM2) answers the
+transcript; Step-Audio-Chat reads the turn's audio tokens directly (`<audio_K>` in the user message).
+One class serves both; `reads_audio` is the capability the controller asks about.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+from stepaudio.lm.generate import Session, stream_text
+from stepaudio.lm.loaders import LanguageModel
+from stepaudio.lm.prompts import Message, audio_text
+from stepaudio.lm.sampling import Sampling
+from stepaudio.realtime.listen import Heard
+
+CONTEXT_TOKENS = 2048  # per-session KV cache: history + new turn + answer
+
+
+class ChatResponder:
+    def __init__(self, lm: LanguageModel, sampling: Sampling, reads_audio: bool, max_len: int = CONTEXT_TOKENS):
+        self.lm, self.reads_audio, self.max_len = lm, reads_audio, max_len
+        self.sampling = replace(sampling, stop_ids=tuple(sampling.stop_ids) or lm.stop_ids())
+
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self.lm.chat.encode(self.lm.tokenizer, messages))
+
+    def user_content(self, heard: Heard) -> str:
+        """What the model reads for a spoken turn."""
+        return audio_text(heard.audio.tolist()) if self.reads_audio else heard.transcript
+
+    def session(self) -> ResponderSession:
+        return ResponderSession(self)
+
+
+class ResponderSession:
+    """One conversation's KV cache (the history prefix is reused from turn to turn, and a committed
+    speculative answer costs nothing more); one answer at a time."""
+
+    def __init__(self, responder: ChatResponder):
+        self.responder = responder
+        self._decoder = Session(
+            responder.lm.model, max_len=min(responder.max_len, responder.lm.model.config.max_seq_len)
+        )
+        self._busy = threading.Lock()  # a cancelled answer still finishing holds the cache
+
+    @property
+    def capacity(self) -> int:
+        return self._decoder.capacity
+
+    def reply(self, messages: list[Message], cancel: threading.Event) -> Iterator[str]:
+        lm = self.responder.lm
+        with self._busy:
+            prompt = lm.chat.encode(lm.tokenizer, messages)
+            room = self._decoder.capacity - len(prompt)
+            sampling = replace(
+                self.responder.sampling, max_new_tokens=min(self.responder.sampling.max_new_tokens, room)
+            )
+            yield from stream_text(self._decoder.stream(prompt, sampling, cancel), lm.tokenizer)

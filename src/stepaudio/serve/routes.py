@@ -1,0 +1,317 @@
+"""The OpenAI-compatible HTTP routes: speech, transcriptions, chat completions, models, health.
+
+Request and response shapes follow OpenAI's API, so its clients (the `openai` package, agent
+frameworks) work when pointed at this server. Differences: `pcm` speech is 24 kHz 16-bit mono as
+OpenAI's, `wav` is at the model's own rate; `tags` (TTS style tags) is an extra field of speech
+requests and of chat `audio`; GET /v1/voices lists the voices and tags for the web page.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import io
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Literal, TypeVar
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from stepaudio.errors import OptionError
+from stepaudio.serve.models import STYLE_TAGS, Models
+from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler, pcm16_bytes
+from stepaudio.serve.security import bearer_token, key_matches
+
+LISTEN_RATE = 16_000  # what the listeners (Whisper, the official tokenizer) read
+T = TypeVar("T")
+
+
+def models_of(request: Request) -> Models:
+    return request.app.state.models
+
+
+def require_key(request: Request) -> None:
+    if not key_matches(request.app.state.settings.api_key, bearer_token(request.headers)):
+        raise HTTPException(401, "missing or wrong API key: send `Authorization: Bearer KEY`")
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+public = APIRouter()
+ModelsDep = Annotated[Models, Depends(models_of)]
+
+
+def _max_chars(request: Request) -> int:
+    return request.app.state.settings.limits.max_text_chars
+
+
+def _check_length(text: str, what: str, limit: int) -> str:
+    if not text.strip():
+        raise OptionError(f"{what} is empty: give some text")
+    if len(text) > limit:
+        raise OptionError(f"{what} is {len(text)} characters, over the limit of {limit}: send less")
+    return text
+
+
+# --- health and models -------------------------------------------------------------------------
+
+
+@public.get("/health")
+async def health(request: Request) -> dict:
+    slots = request.app.state.slots
+    settings = request.app.state.settings
+    return {
+        "status": "ok",
+        "model": settings.model,
+        "sessions": slots.active,
+        "max_sessions": slots.limit,
+        "api_key_required": settings.api_key is not None,
+    }
+
+
+@router.get("/models")
+async def list_models(models: ModelsDep) -> dict:
+    return {"object": "list", "data": [{"id": models.name, "object": "model", "created": 0, "owned_by": "stepaudio"}]}
+
+
+@router.get("/voices")
+async def voices(models: ModelsDep) -> dict:
+    """Voices and style tags (for speech requests), and whether real-time sessions take tags too."""
+    session_tags = "tags" in {f.name for f in dataclasses.fields(models.realtime.new_config())}
+    return {
+        "voices": models.voice_names(),
+        "default": models.speaker.default_voice,
+        "tags": STYLE_TAGS,
+        "session_tags": session_tags,
+    }
+
+
+# --- speech ------------------------------------------------------------------------------------
+
+
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None  # any name: the server speaks with the model it loaded
+    input: str
+    voice: str | None = None
+    response_format: Literal["wav", "pcm"] = "wav"
+    tags: list[str] = Field(default_factory=list)
+    speed: float | None = None
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    import soundfile
+
+    out = io.BytesIO()
+    soundfile.write(out, np.clip(samples, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+@router.post("/audio/speech")
+async def speech(body: SpeechRequest, request: Request, models: ModelsDep) -> Response:
+    text = _check_length(body.input, "input", _max_chars(request))
+    if body.speed not in (None, 1.0):
+        raise OptionError("speed is set with tags: 慢速1, 慢速2, 快速1, 快速2")
+    chunks = _speak(models, text, body.voice, tuple(body.tags))
+    first = await _first(chunks)
+    if first is None:
+        raise OptionError("the text has nothing to speak")
+    rate = models.speaker.sample_rate
+    if body.response_format == "pcm":
+        return StreamingResponse(_pcm_stream(first, chunks, rate), media_type="audio/pcm")
+    async with contextlib.aclosing(chunks):
+        pcm = np.concatenate([first] + [chunk async for chunk in chunks])
+    return Response(wav_bytes(pcm, rate), media_type="audio/wav")
+
+
+async def _first(stream: AsyncIterator[T]) -> T | None:
+    """The first item of a model's stream, awaited before answering, so that a bad voice, tag or
+    prompt fails while a 4xx can still be sent; the stream is closed (its work stopped) if it fails."""
+    try:
+        return await anext(stream, None)
+    except BaseException:
+        await stream.aclose()
+        raise
+
+
+def _speak(models: Models, text: str, voice: str | None, tags: tuple[str, ...]) -> AsyncIterator[np.ndarray]:
+    speaker = models.speaker
+    return models.speaker_worker.stream(lambda cancel: speaker.stream(text, voice=voice, tags=tags, cancel=cancel))
+
+
+async def _pcm_stream(first: np.ndarray, rest: AsyncIterator[np.ndarray], rate: int) -> AsyncIterator[bytes]:
+    resampler = StreamResampler(rate, DEFAULT_RATE)
+    try:
+        yield pcm16_bytes(resampler.step(first))
+        async for chunk in rest:
+            yield pcm16_bytes(resampler.step(chunk))
+        yield pcm16_bytes(resampler.flush())
+    finally:
+        await rest.aclose()  # the client left early: stop synthesis
+
+
+# --- transcriptions ----------------------------------------------------------------------------
+
+
+@router.post("/audio/transcriptions", response_model=None)
+async def transcriptions(
+    models: ModelsDep,
+    file: Annotated[UploadFile, File()],
+    model: Annotated[str | None, Form()] = None,
+    language: Annotated[str | None, Form()] = None,
+    response_format: Annotated[Literal["json", "text"], Form()] = "json",
+) -> dict | PlainTextResponse:
+    from stepaudio.audio import load_audio
+
+    if language not in (None, "", "en"):
+        raise OptionError(f"language {language!r}: this server transcribes English (en) only")
+    samples, _ = load_audio(await file.read(), LISTEN_RATE)
+    heard = await models.listener_worker.run(_hear, models.listener, samples)
+    if response_format == "text":
+        return PlainTextResponse(heard.transcript)
+    return {"text": heard.transcript}
+
+
+def _hear(listener, samples: np.ndarray):
+    """A whole file through the real-time listener: the same models and path as a spoken turn."""
+    stream = listener.stream()
+    stream.step(samples)
+    return stream.hear()
+
+
+# --- chat completions --------------------------------------------------------------------------
+
+
+class ChatAudio(BaseModel):
+    voice: str | None = None
+    format: Literal["wav", "pcm16"] = "wav"
+    tags: list[str] = Field(default_factory=list)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    messages: list[dict]
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    seed: int | None = None
+    stream: bool = False
+    modalities: list[Literal["text", "audio"]] = Field(default_factory=lambda: ["text"])
+    audio: ChatAudio | None = None
+
+
+def _message_text(message: dict, limit: int) -> tuple[str, str]:
+    role, content = message.get("role"), message.get("content")
+    if role not in ("system", "developer", "user", "assistant"):
+        raise OptionError(f"message role {role!r}: use system, user or assistant")
+    if isinstance(content, list):
+        if not all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+            raise OptionError("only text content parts are understood; send speech to /v1/audio/transcriptions")
+        content = "".join(str(p.get("text", "")) for p in content)
+    if not isinstance(content, str):
+        raise OptionError(f"a {role} message needs text content")
+    return ("system" if role == "developer" else role), _check_length(content, f"a {role} message", limit)
+
+
+def _conversation(body: ChatRequest, limit: int) -> tuple[str | None, list[dict], str]:
+    """(system prompt, earlier turns, the user message to answer)."""
+    if not body.messages:
+        raise OptionError("messages is empty: send at least one user message")
+    parsed = [_message_text(m, limit) for m in body.messages]
+    system = "\n".join(text for role, text in parsed if role == "system") or None
+    turns = [{"role": role, "content": text} for role, text in parsed if role != "system"]
+    if not turns or turns[-1]["role"] != "user":
+        raise OptionError("the last message must be the user's")
+    return system, turns[:-1], turns[-1]["content"]
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(body: ChatRequest, request: Request, models: ModelsDep) -> dict | StreamingResponse:
+    from stepaudio.lm.sampling import Sampling
+
+    system, history, question = _conversation(body, _max_chars(request))
+    wants_audio = "audio" in body.modalities
+    if wants_audio and body.stream:
+        raise OptionError("streamed audio answers come from the real-time WebSocket /v1/realtime; use stream=false")
+    sampling = Sampling(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        max_new_tokens=body.max_completion_tokens or body.max_tokens or 256,
+    )
+    chat = models.chat
+
+    def reply(cancel) -> Iterator[str]:
+        return _conversation_for(chat, sampling, system, history).reply(question, cancel)
+
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    pieces = models.chat_worker.stream(reply)
+    if body.stream:
+        first = await _first(pieces) or ""
+        sse = _sse(first, pieces, completion_id, created, models.name)
+        return StreamingResponse(sse, media_type="text/event-stream")
+    async with contextlib.aclosing(pieces):
+        text = "".join([piece async for piece in pieces])
+    message: dict = {"role": "assistant", "content": text}
+    if wants_audio:
+        message["audio"] = await _spoken(models, text, body.audio or ChatAudio())
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": models.name,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+    }
+
+
+def _conversation_for(chat, sampling, system: str | None, history: list[dict]):
+    from stepaudio.lm.conversation import Conversation
+
+    conversation = Conversation(chat, sampling, system, max_len=2048)
+    conversation.history = list(history)
+    return conversation
+
+
+async def _spoken(models: Models, text: str, audio: ChatAudio) -> dict:
+    if not text.strip():
+        raise HTTPException(500, "the model gave an empty answer; there is nothing to speak")
+    async with contextlib.aclosing(_speak(models, text, audio.voice, tuple(audio.tags))) as stream:
+        chunks = [chunk async for chunk in stream]
+    pcm, rate = np.concatenate(chunks or [np.zeros(0, np.float32)]), models.speaker.sample_rate
+    if audio.format == "wav":
+        data = wav_bytes(pcm, rate)
+    else:
+        resampler = StreamResampler(rate, DEFAULT_RATE)
+        data = pcm16_bytes(np.concatenate([resampler.step(pcm), resampler.flush()]))
+    return {
+        "id": f"audio_{uuid.uuid4().hex[:24]}",
+        "data": base64.b64encode(data).decode("ascii"),
+        "transcript": text,
+        "expires_at": int(time.time()) + 3600,
+    }
+
+
+async def _sse(
+    first: str, pieces: AsyncIterator[str], completion_id: str, created: int, model: str
+) -> AsyncIterator[str]:
+    import json
+
+    def chunk(delta: dict, finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+        return f"data: {json.dumps({**body, 'choices': [choice]}, ensure_ascii=False)}\n\n"
+
+    try:
+        yield chunk({"role": "assistant", "content": first})
+        async for piece in pieces:
+            yield chunk({"content": piece})
+        yield chunk({}, "stop")
+        yield "data: [DONE]\n\n"
+    finally:
+        await pieces.aclose()

@@ -1,0 +1,16 @@
+"""The voice commands' argument checks (the model runs are in the slow tests)."""
+
+from stepaudio.cli import main
+
+
+def test_chat_wants_audio_or_text_and_an_output(tmp_path, capsys):
+    assert main(["chat"]) == 1
+    assert "give a spoken question" in capsys.readouterr().err
+    assert main(["chat", str(tmp_path / "q.wav")]) == 1
+    assert "-o OUT.wav" in capsys.readouterr().err
+
+
+def test_talk_without_an_audio_device_says_what_to_install(capsys):
+    assert main(["talk"]) == 1
+    err = capsys.readouterr().err
+    assert "stepaudio talk: error:" in err and ("stepaudio[talk]" in err or "microphone" in err)

@@ -1,0 +1,12 @@
+from stepaudio.cli import main
+
+
+def test_bad_limits_are_clean_errors_before_anything_loads(capsys):
+    assert main(["serve", "--max-sessions", "0"]) == 1
+    assert "max-sessions must be positive" in capsys.readouterr().err
+
+
+def test_bad_session_defaults_fail_before_loading(capsys):
+    assert main(["serve", "--end-ms", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert "bad VAD settings" in err and "loading" not in err
