@@ -25,6 +25,7 @@ from stepaudio.audio import resample
 from stepaudio.models import resolve_model
 from stepaudio.tts import TTS, expected_seconds
 from stepaudio.tts.text import normalize as normalize_text
+from stepaudio.tts.text import split_sentences
 
 
 def load_tts(args) -> TTS:
@@ -94,7 +95,9 @@ def main() -> None:
         spent += time.perf_counter() - start
         seconds = len(pcm) / tts.sample_rate
         spoken += seconds
-        ratios.append(seconds / expected_seconds(normalize_text(text, "en"), "en"))
+        # the pipeline caps each sentence at twice its own expected duration
+        expected = sum(expected_seconds(normalize_text(part, "en"), "en") for part in split_sentences(text))
+        ratios.append(seconds / expected)
         hypothesis = transcribe(pcm) if len(pcm) else ""
         references.append(english(text))
         hypotheses.append(hypothesis)

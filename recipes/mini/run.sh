@@ -9,7 +9,8 @@
 # Stage 5: the speech decoder's flow (tokens -> mel), on the utterances that have token files
 # Stage 6: the decoder's evaluation set: the 30 held-out English sentences read by training voices that
 #          Whisper tiny.en understands (then: python bench/decoder.py --corpus data/eval-en)
-# Stage 7: the TTS LM, trained on the utterances with token files; one process, OMP_NUM_THREADS=1
+# Stage 7: the TTS LM, on the utterances that have token files (one process, OMP_NUM_THREADS=1; then
+#          python bench/tts.py --corpus data/corpus-v1)
 # The codebooks' usage reports are written beside them (*.report.json).
 set -euo pipefail
 stage=${1:-0}
@@ -46,7 +47,9 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     --voices 'piper:*,flite:awb,flite:slt,flite:rms,festival:cmu*'
 fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  # The packaged weights: TTS_RECIPE_NOTE
+  # 1200 steps of 8 examples (~2 epochs), 1-4 s a step on one core. The packaged weights were made in three
+  # legs on a shared machine: --steps 2000 stopped after step 300, then --resume --steps 800, then --resume
+  # --steps 1200 (so the learning rate restarted twice); this single run is the intended recipe.
   OMP_NUM_THREADS=1 "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" \
-    --export "$assets/tts" --steps TTS_STEPS --batch-size 8 --lr 1e-3 --warmup 100 --save-every 100
+    --export "$assets/tts" --steps 1200 --batch-size 8 --lr 1e-3 --warmup 100 --save-every 100
 fi

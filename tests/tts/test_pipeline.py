@@ -135,3 +135,23 @@ def test_an_incomplete_export_says_what_is_missing(tmp_path):
     (tmp_path / "lm.json").write_text("{}")
     with pytest.raises(ModelNotFound, match="lm.safetensors, tokenizer.model, tts.json"):
         SpeechLM.from_mini(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="the packaged mini TTS LM is undertrained: some outputs end before 0.5x", strict=False)
+def test_mini_speaks_every_test_sentence_within_half_to_twice_its_expected_duration():
+    from stepaudio.errors import ModelNotFound
+    from stepaudio.tts import TTS
+
+    try:
+        mini = TTS.load("mini")
+    except ModelNotFound as error:
+        pytest.skip(str(error))
+    for text in (
+        "Hello there, how are you today?",
+        "The train to the station is forty minutes late.",
+        "你好，今天天气很好。",
+    ):
+        pcm, rate = mini.synthesize(text, seed=0)
+        ratio = len(pcm) / rate / expected_seconds(normalize(text), "zh" if "你" in text else "en")
+        assert 0.5 <= ratio <= MAX_DURATION_FACTOR, (text, ratio)
