@@ -24,8 +24,8 @@ def add_voice_args(parser: argparse.ArgumentParser) -> None:
         "--tts",
         choices=TTS_CHOICES,
         default="auto",
-        help="who speaks: the model's TTS, a Piper voice (the `train` extra), or auto: the model's TTS "
-        "when its weights are installed, else Piper (default: auto)",
+        help="who speaks: the model's TTS, a Piper voice (the `train` extra), or auto: the official TTS with "
+        "official weights; with mini, Piper while the mini TTS is not yet intelligible (default: auto)",
     )
     parser.add_argument("--voice", help="voice name (of the TTS, or of Piper)")
 
@@ -65,20 +65,21 @@ def session_config(args: argparse.Namespace):
 
 
 def load_engine(args: argparse.Namespace, say=print):
-    """The ChatEngine of --model with the speaker --tts asks for."""
-    from stepaudio.errors import ModelNotFound
+    """The ChatEngine of --model with the speaker --tts asks for. `auto`: with official weights their TTS;
+    with mini a Piper voice while the mini TTS is not yet intelligible (issue #6), else the mini TTS."""
+    from stepaudio.models import resolve_model
     from stepaudio.realtime.engine import ChatEngine
     from stepaudio.realtime.piper_speaker import PiperSpeaker
+    from stepaudio.train.data.engines import EngineUnavailable
 
     if args.tts == "piper":
         return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
-    try:
-        return ChatEngine.load(args.model)
-    except (ModelNotFound, ImportError) as missing:
-        if args.tts == "model":
-            raise
-        say(f"(the model's TTS is not available: {missing}; speaking with Piper)")
-        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
+    if args.tts == "auto" and resolve_model(args.model).kind == "mini":
+        try:
+            return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
+        except EngineUnavailable as missing:
+            say(f"(no Piper voice: {missing}; speaking with the mini TTS, which is not yet intelligible)")
+    return ChatEngine.load(args.model)
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
