@@ -35,12 +35,17 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   "$stepaudio" data tokenize "$corpus"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  # The packaged vocoder was made on a shared machine as --steps 6000 stopped after step 500, then --resume
+  # --steps 2800 (~1.5 h in all); this single run is the intended recipe.
   "$stepaudio" train vocoder --manifest "$corpus/manifest.jsonl" --out "$runs/vocoder" --export "$assets/decoder" \
-    --steps 6000 --batch-size 16 --segment-frames 64 --lr 1e-3 --warmup 200
+    --steps 2800 --batch-size 16 --segment-frames 64 --lr 1e-3 --warmup 200
 fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  # The packaged flow (not intelligible yet) was made while its recipe changed: steps 1-800 interleaved
+  # tokens and --prior-weight 0, 800-1600 with the prior loss, 1600-3300 time-aligned tokens (the schedule's
+  # base lr raised to 1e-3 at step 1900, --steps 3300). This single run is the intended recipe.
   "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow" --export "$assets/decoder" \
-    --steps 3000 --batch-size 8 --max-tokens 200 --lr 5e-4 --warmup 100
+    --steps 3300 --batch-size 8 --max-tokens 200 --lr 1e-3 --warmup 100
 fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   "$stepaudio" data synth data/eval-en --max-utterances 0 --mix en=1 --test-voices 1 --seed 0 \
