@@ -51,13 +51,14 @@ def evaluation_sets(corpus: Path | None) -> dict[str, list[tuple[np.ndarray, str
     librivox = [(load_audio(LIBRIVOX / f"{name}.wav")[0], text) for name, text in human_transcripts().items()]
     sets = {"LibriVox (real)": librivox}
     if corpus:
-        from stepaudio.train.data.manifest import manifest_dir, read_split
+        from stepaudio.train.data.manifest import manifest_dir, read_manifest
 
-        train_voices = {u.voice for u in read_split(corpus, "train")}
+        utterances = read_manifest(corpus)
+        train_voices = {u.voice for u in utterances if u.split == "train"}
         tests = [
             u
-            for u in read_split(corpus, "test")
-            if u.language == "en" and (not train_voices or u.voice in train_voices)
+            for u in utterances
+            if u.split == "test" and u.language == "en" and (not train_voices or u.voice in train_voices)
         ]
         root = manifest_dir(corpus)
         sets[f"{Path(corpus).name} test, en"] = [(load_audio(root / u.audio, 16000)[0], u.text) for u in tests]
