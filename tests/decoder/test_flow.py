@@ -146,3 +146,9 @@ def test_time_aligned_flow_trains_and_generates_with_a_prompt():
     assert mel.shape == (80, frames)
     with pytest.raises(TokenError, match="whole groups"):
         flow.generate(tokens, prompt[:7], torch.randn(80, 20), torch.randn(16), torch.randn(80, 20 + frames))
+
+
+def test_encoded_length_counts_the_time_aligned_slots():
+    flow = FlowModel(replace(TINY_FLOW, token_layout="time_aligned"))
+    for n in range(0, 23):
+        assert flow.encoded_length(n) == len(time_aligned(torch.zeros(n, dtype=torch.long)))

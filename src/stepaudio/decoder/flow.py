@@ -180,7 +180,10 @@ class FlowModel(nn.Module):
 
     def encoded_length(self, n_tokens: int) -> int:
         """Encoder steps for n tokens of the layout's input."""
-        return len(time_aligned(torch.zeros(n_tokens, dtype=torch.long))) if self.aligned else n_tokens
+        if not self.aligned:
+            return n_tokens
+        groups, rest = divmod(n_tokens, GROUP_SIZE)
+        return groups * len(_SLOTS) + max(0, rest - SEMANTIC_PER_GROUP)
 
     @property
     def aligned(self) -> bool:
