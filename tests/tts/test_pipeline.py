@@ -138,7 +138,6 @@ def test_an_incomplete_export_says_what_is_missing(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the packaged mini TTS LM is undertrained: some outputs end before 0.5x", strict=False)
 def test_mini_speaks_every_test_sentence_within_half_to_twice_its_expected_duration():
     from stepaudio.errors import ModelNotFound
     from stepaudio.tts import TTS
