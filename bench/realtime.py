@@ -38,7 +38,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep (see bench/asr.py)
 
-from stepaudio.commands.simulate import TTS_CHOICES, load_engine  # noqa: E402
+from stepaudio.commands.voice_chat_options import TTS_CHOICES, load_engine  # noqa: E402
 from stepaudio.realtime.session import RealtimeSession, SessionConfig  # noqa: E402
 from stepaudio.realtime.simulate import load_conversation, simulate, speech_span_by_vad  # noqa: E402
 

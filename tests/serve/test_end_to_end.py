@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server():
-    from stepaudio.commands.simulate import load_engine
+    from stepaudio.commands.voice_chat_options import load_engine
 
     try:
         engine = load_engine(argparse.Namespace(model="mini", tts="auto", voice=None), say=lambda line: None)

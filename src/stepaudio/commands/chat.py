@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from stepaudio.commands.generate import add_model_args, add_sampling_args, load_for_cli, sampling_from_args
-from stepaudio.commands.simulate import add_voice_args
+from stepaudio.commands.voice_chat_options import add_voice_args
 from stepaudio.errors import OptionError
 
 HELP = "commands: /reset (forget the conversation), /exit (or Ctrl-D); Ctrl-C stops an answer"
@@ -60,7 +60,7 @@ def run_text_chat(args: argparse.Namespace) -> None:
 
 def run_voice_turn(args: argparse.Namespace) -> None:
     from stepaudio.audio import load_audio, save_audio
-    from stepaudio.commands.simulate import load_engine
+    from stepaudio.commands.voice_chat_options import load_engine
     from stepaudio.lm.loaders import MINI_CHAT
     from stepaudio.realtime.session import SessionConfig
     from stepaudio.realtime.turn import answer_turn_sync

@@ -16,7 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from stepaudio.serve.app import create_app
     except ImportError as error:
         raise OptionError(f"the server needs its extra: pip install 'stepaudio[serve]' ({error})") from None
-    from stepaudio.commands.simulate import load_engine, session_config
+    from stepaudio.commands.voice_chat_options import load_engine, session_config
     from stepaudio.serve.models import Models
     from stepaudio.serve.settings import Limits, ServeSettings
 
@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from stepaudio.commands.simulate import add_engine_args
+    from stepaudio.commands.voice_chat_options import add_engine_args
     from stepaudio.serve.settings import API_KEY_ENV, Limits
 
     defaults = Limits()

@@ -13,73 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from stepaudio.audio.vad import VADParams
-
-TTS_CHOICES = ("auto", "model", "piper")
-
-
-def add_voice_args(parser: argparse.ArgumentParser) -> None:
-    """Who speaks the answers."""
-    parser.add_argument(
-        "--tts",
-        choices=TTS_CHOICES,
-        default="auto",
-        help="who speaks: the model's TTS, a Piper voice (the `train` extra), or auto: the official TTS with "
-        "official weights; with mini, Piper while the mini TTS is not yet intelligible (default: auto)",
-    )
-    parser.add_argument("--voice", help="voice name (of the TTS, or of Piper)")
-
-
-def add_engine_args(parser: argparse.ArgumentParser) -> None:
-    """The options of the live voice-chat commands: models, voice and the turn-taking settings."""
-    defaults = VADParams(pause_ms=200, end_ms=500)
-    parser.add_argument("--model", default="mini", help="mini, or a directory of official checkpoints (default: mini)")
-    add_voice_args(parser)
-    parser.add_argument("--system", help="instructions for the assistant (system prompt)")
-    parser.add_argument("--no-speculation", action="store_true", help="do not start answering at pauses")
-    parser.add_argument(
-        "--pause-ms",
-        type=int,
-        default=defaults.pause_ms,
-        help="pause that starts a speculative answer (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--end-ms", type=int, default=defaults.end_ms, help="silence that ends a turn (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--barge-in-ms", type=int, default=250, help="speech over an answer that interrupts it (default: %(default)s)"
-    )
-
-
-def session_config(args: argparse.Namespace):
-    from stepaudio.realtime.session import SessionConfig
-
-    return SessionConfig(
-        voice=args.voice,
-        instructions=args.system,
-        vad=VADParams(pause_ms=min(args.pause_ms, args.end_ms), end_ms=args.end_ms),
-        speculative=not args.no_speculation,
-        speculate_after_ms=args.pause_ms,
-        barge_in_ms=args.barge_in_ms,
-    )
-
-
-def load_engine(args: argparse.Namespace, say=print):
-    """The ChatEngine of --model with the speaker --tts asks for. `auto`: with official weights their TTS;
-    with mini a Piper voice while the mini TTS is not yet intelligible (issue #6), else the mini TTS."""
-    from stepaudio.models import resolve_model
-    from stepaudio.realtime.engine import ChatEngine
-    from stepaudio.realtime.piper_speaker import PiperSpeaker
-    from stepaudio.train.data.engines import EngineUnavailable
-
-    if args.tts == "piper":
-        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
-    if args.tts == "auto" and resolve_model(args.model).kind == "mini":
-        try:
-            return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
-        except EngineUnavailable as missing:
-            say(f"(no Piper voice: {missing}; speaking with the mini TTS, which is not yet intelligible)")
-    return ChatEngine.load(args.model)
+from stepaudio.commands.voice_chat_options import add_engine_args, load_engine, session_config
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stepaudio.commands.simulate import add_engine_args, load_engine, session_config
+from stepaudio.commands.voice_chat_options import add_engine_args, load_engine, session_config
 from stepaudio.errors import StepAudioError
 
 MIC_RATE = 16_000
