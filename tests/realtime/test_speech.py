@@ -23,6 +23,25 @@ def test_the_first_clause_and_long_clauses_go_before_the_full_stop():
     assert splitter.push("short, bits") == []
 
 
+def words(splitter: SentenceSplitter, text: str) -> list[str]:
+    """The pieces out when the LM writes `text` a word at a time."""
+    pieces = [piece for word in text.split(" ") for piece in splitter.push(word + " ")]
+    return pieces + splitter.flush()
+
+
+def test_a_long_first_sentence_starts_with_its_first_words_alone():
+    assert words(SentenceSplitter(), "The most famous tower in Paris is Notre Dame. It is tall.") == [
+        "The most famous tower",
+        "in Paris is Notre Dame.",
+        "It is tall.",
+    ]
+    # ending within two more words: kept whole, no word left alone after the cut
+    assert words(SentenceSplitter(), "The capital of France is Paris. It is big.") == [
+        "The capital of France is Paris.",
+        "It is big.",
+    ]
+
+
 def test_markup_is_not_read_aloud():
     assert speakable("**Paris**  is  the #capital") == "Paris is the capital"
 

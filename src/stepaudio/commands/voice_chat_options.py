@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from stepaudio.audio.vad import VADParams
+from stepaudio.audio.vad import CONVERSATION_VAD, VADParams
 
 TTS_CHOICES = ("auto", "model", "piper")
 
@@ -24,7 +24,7 @@ def add_voice_args(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
     """The options of the live voice-chat commands: models, voice and the turn-taking settings."""
-    defaults = VADParams(pause_ms=200, end_ms=500)
+    defaults = CONVERSATION_VAD
     parser.add_argument("--model", default="mini", help="mini, or a directory of official checkpoints (default: mini)")
     add_voice_args(parser)
     parser.add_argument("--system", help="instructions for the assistant (system prompt)")

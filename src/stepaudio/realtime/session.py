@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from stepaudio.audio import check_audio, to_mono
-from stepaudio.audio.vad import FRAME_SECONDS, SAMPLE_RATE, EventKind, VADEvent, VADParams
+from stepaudio.audio.vad import CONVERSATION_VAD, FRAME_SECONDS, SAMPLE_RATE, EventKind, VADEvent, VADParams
 from stepaudio.errors import OptionError, StepAudioError
 from stepaudio.realtime.context import ContextManager, Turn
 from stepaudio.realtime.events import (
@@ -80,9 +80,11 @@ class SessionConfig:
     voice: str | None = None  # a TTS voice name; None: the TTS default
     instructions: str | None = None  # the system prompt (pinned in the context); None: DEFAULT_INSTRUCTIONS
     turn_detection: bool = True  # server VAD ends turns; False: the client calls commit()
-    vad: VADParams = VADParams(pause_ms=200, end_ms=500)
+    vad: VADParams = CONVERSATION_VAD
     speculative: bool = True  # start answering at a pause, commit at end of turn
-    speculate_after_ms: int = 200  # pause length that starts a speculative answer (the VAD's pause_ms)
+    speculate_after_ms: int = (
+        CONVERSATION_VAD.pause_ms
+    )  # pause length that starts a speculative answer (the VAD's pause_ms)
     barge_in_ms: int = 250  # user speech this long during the answer interrupts it (coughs do not)
     output_lead_ms: int | None = 300  # audio sent ahead of real time; None: as fast as it is made
 

@@ -2,7 +2,9 @@
 playback clock, and which words were heard when the answer was cut.
 
 The TTS speaks one sentence at a time, so the first sentence can be spoken while the LM writes the
-second (the very first piece may be a clause, for a quicker first audio). An interrupted answer
+second. The very first piece may be shorter, for a quicker first audio: a clause of 3 words, or the
+first 4 words of a sentence still going 2 words later (so that no one or two words are left alone
+after it: "The capital of France is Paris." stays whole). An interrupted answer
 keeps in the context only the words the user heard: whole sentences played, then the share of the
 current sentence's words in proportion to its audio played.
 """
@@ -16,6 +18,8 @@ _SENTENCE_END = re.compile(r"[.!?。！？…]+[\"')\]]*\s+|\n+")
 _CLAUSE_END = re.compile(r"[,;:，；：]\s+")
 LONG_CLAUSE_WORDS = 12  # a clause this long is spoken on its own, without waiting for the full stop
 FIRST_CLAUSE_WORDS = 3  # the answer's first clause goes out at this length: the first audio comes sooner
+FIRST_WORDS = 4  # the first words of a long first sentence go out on their own
+_FIRST_WORDS = re.compile(rf"\s*(?:\S+\s+){{{FIRST_WORDS}}}(?=(?:[^\s.!?]+\s+){{2}})")
 _MARKUP = re.compile(r"[*_#`]+")
 
 
@@ -41,7 +45,8 @@ class SentenceSplitter:
 
     def _next_break(self) -> re.Match | None:
         """The earliest end of a sentence, or of a clause long enough to be spoken alone."""
-        found = [match for match in (_SENTENCE_END.search(self._text), self._long_clause()) if match]
+        first_words = _FIRST_WORDS.match(self._text) if self._first else None
+        found = [match for match in (_SENTENCE_END.search(self._text), self._long_clause(), first_words) if match]
         return min(found, key=lambda match: match.end(), default=None)
 
     def _long_clause(self) -> re.Match | None:
