@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stepaudio.lm.sampling import Sampling, ban_repeats, next_token_probs, sample
+from stepaudio.lm.sampling import Sampling, ban_repeats, next_token_probs, penalize_repeats, sample
 
 
 def official_rule(scores: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -32,6 +32,22 @@ def test_repetition_rule_bans_only_the_last_token_when_repeated():
     assert ban_repeats(logits, torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 4, 3]]), 10, 2)[0, 3] == float("-inf")
     assert ban_repeats(logits, torch.tensor([[0, 1, 2, 5, 4, 0, 1, 2, 4, 3]]), 10, 2).isfinite().all()
     assert ban_repeats(logits, torch.tensor([[3, 3]]), 10, 2).isfinite().all()  # window not full yet
+
+
+def test_repetition_penalty_equals_transformers():
+    processing = pytest.importorskip("transformers.generation.logits_process")
+    torch.manual_seed(0)
+    logits, history = torch.randn(2, 50), torch.randint(0, 50, (2, 12))
+    expected = processing.RepetitionPenaltyLogitsProcessor(1.3)(history, logits.clone())
+    torch.testing.assert_close(penalize_repeats(logits, history, 1.3), expected)
+
+
+def test_repetition_penalty_ignores_padding_and_changes_the_greedy_choice():
+    logits = torch.tensor([[2.0, 1.9, -1.0]])
+    history = torch.tensor([[-1, -1, 0]])  # padding, then token 0
+    torch.testing.assert_close(penalize_repeats(logits, history, 1.1), torch.tensor([[2.0 / 1.1, 1.9, -1.0]]))
+    assert sample(logits, Sampling(repetition_penalty=1.1), history).item() == 1
+    assert sample(logits, Sampling(), history).item() == 0
 
 
 def test_greedy_is_argmax_and_respects_the_ban():

@@ -6,7 +6,7 @@ import pytest
 from fakes import TaggedConfig
 
 from conftest import tone
-from stepaudio.audio.vad import VADParams
+from stepaudio.audio.vad import CONVERSATION_VAD, VADParams
 from stepaudio.realtime.events import AudioDelta, ResponseCreated, ResponseDone, TranscriptDone
 from stepaudio.realtime.session import SessionConfig
 from stepaudio.serve import protocol
@@ -68,7 +68,9 @@ def test_session_update_beta_and_ga_shapes():
     update = {"voice": "Alice", "instructions": "Be brief.", "tags": ["快速1"], "turn_detection": turn}
     config, audio = protocol.apply_session_update(update, config, audio, 100)
     assert (config.voice, config.instructions, config.tags) == ("Alice", "Be brief.", ("快速1",))
-    assert config.vad == VADParams(threshold=0.3, negative_threshold=0.3, pause_ms=200, end_ms=500)
+    assert config.vad == VADParams(
+        threshold=0.3, negative_threshold=0.3, pause_ms=CONVERSATION_VAD.pause_ms, end_ms=500
+    )
     assert audio == AudioFormat()
     config, audio = protocol.apply_session_update(
         {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 48000}, "turn_detection": None},

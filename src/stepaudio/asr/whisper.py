@@ -168,7 +168,6 @@ class Decoder(nn.Module):
         self.register_buffer("positions", torch.zeros(config.text_positions, config.d_model))
         self.layers = nn.ModuleList(DecoderBlock(config) for _ in range(config.decoder_layers))
         self.norm = nn.LayerNorm(config.d_model)
-        self.head: nn.Module | None = None  # see quantize_head
 
     def start(self, audio: torch.Tensor) -> DecoderState:
         """A fresh state for decoding against encoder output audio [B, T_audio, d]."""
@@ -189,15 +188,7 @@ class Decoder(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., d] -> [..., vocab]; kept apart so that only the positions needed pay for it."""
-        return hidden @ self.embed.weight.T if self.head is None else self.head(hidden)
-
-    def quantize_head(self) -> None:
-        """Score the vocabulary with 8-bit weights (one scale per row). On a CPU, reading the
-        51864 x d head is half of a decoding step; 8 bits read 4x fewer bytes (on our test clips the
-        transcripts differed at most by a comma)."""
-        from stepaudio.lm.quantize import Int8Linear
-
-        self.head = Int8Linear(self.embed.weight)
+        return hidden @ self.embed.weight.T
 
 
 class Whisper(nn.Module):

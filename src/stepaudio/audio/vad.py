@@ -38,9 +38,9 @@ class VADParams:
             raise OptionError(f"bad VAD settings {self}: need 0 < negative_threshold <= threshold < 1, pause <= end")
 
 
-# Turn-taking of a voice conversation: a 120 ms pause starts a speculative answer (it is ready sooner;
-# the answer to a turn that goes on is dropped), 500 ms of silence ends the turn.
-CONVERSATION_VAD = VADParams(pause_ms=120, end_ms=500)
+# Turn-taking of a voice conversation: a pause of two frames (64 ms) starts a speculative answer (it is
+# ready sooner; the answer to a turn that goes on is dropped), 500 ms of silence ends the turn.
+CONVERSATION_VAD = VADParams(pause_ms=64, end_ms=500)
 
 
 class EventKind(enum.Enum):

@@ -99,7 +99,7 @@ class Session:
         for step in range(sampling.max_new_tokens):
             if cancel is not None and cancel.is_set():
                 return
-            history = self.slots[:, : self.length] if sampling.repetition_window else None
+            history = self.slots[:, : self.length] if sampling.reads_history else None
             if allowed is not None:
                 logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
             token = sample(logits, sampling, history, self.generator).cpu()

@@ -26,17 +26,30 @@ class Sampling:
     seed: int | None = None
     repetition_window: int = 0  # official rule: 10 (0 turns it off)
     repetition_limit: int = 2  # a token seen this often in the window is banned next step
+    repetition_penalty: float = 1.0  # > 1: tokens already in the context are less likely (see penalize_repeats)
 
     def __post_init__(self):
-        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 0:
+        if (
+            self.temperature < 0
+            or self.top_k < 0
+            or not 0 < self.top_p <= 1
+            or self.max_new_tokens < 0
+            or self.repetition_penalty <= 0
+        ):
             raise OptionError(
                 f"bad sampling settings: temperature {self.temperature} (>= 0), top_k {self.top_k} (>= 0), "
-                f"top_p {self.top_p} (in (0, 1]), max_new_tokens {self.max_new_tokens} (>= 0)"
+                f"top_p {self.top_p} (in (0, 1]), max_new_tokens {self.max_new_tokens} (>= 0), "
+                f"repetition_penalty {self.repetition_penalty} (> 0)"
             )
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def reads_history(self) -> bool:
+        """Whether choosing a token looks at the tokens before it."""
+        return self.repetition_window > 0 or self.repetition_penalty != 1.0
 
     @classmethod
     def official_chat(cls, **overrides) -> Sampling:
@@ -66,10 +79,29 @@ def ban_repeats(logits: torch.Tensor, history: torch.Tensor, window: int, limit:
     return logits
 
 
+def penalize_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty, as in HF transformers and llama.cpp: the logit of every token already
+    in the history [B, L] (prompt included; negative ids are padding) is divided by `penalty` when
+    positive and multiplied by it when negative. A small chat model otherwise repeats its previous
+    answer to a follow-up question."""
+    if penalty == 1.0:
+        return logits
+    counts = torch.zeros_like(logits).scatter_add_(1, history.clamp(min=0), (history >= 0).to(logits.dtype))
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(counts > 0, penalized, logits)
+
+
+def shape_logits(logits: torch.Tensor, sampling: Sampling, history: torch.Tensor | None) -> torch.Tensor:
+    """The history-dependent rules, before greedy choice or sampling."""
+    if history is None:
+        return logits
+    logits = penalize_repeats(logits, history.to(logits.device), sampling.repetition_penalty)
+    return ban_repeats(logits, history, sampling.repetition_window, sampling.repetition_limit)
+
+
 def next_token_probs(logits: torch.Tensor, sampling: Sampling, history: torch.Tensor | None = None) -> torch.Tensor:
     """The distribution [B, V] sampled from; one-hot at the argmax when greedy."""
-    if history is not None:
-        logits = ban_repeats(logits, history, sampling.repetition_window, sampling.repetition_limit)
+    logits = shape_logits(logits, sampling, history)
     if sampling.greedy:
         return torch.zeros_like(logits).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
     logits = logits / sampling.temperature
@@ -98,7 +130,5 @@ def sample(
 ) -> torch.Tensor:
     """The next token [B] for logits [B, V]."""
     if sampling.greedy:
-        if history is not None:
-            logits = ban_repeats(logits, history, sampling.repetition_window, sampling.repetition_limit)
-        return logits.argmax(-1)
+        return shape_logits(logits, sampling, history).argmax(-1)
     return choose(next_token_probs(logits, sampling, history), generator)

@@ -75,7 +75,7 @@ class SpeculativeDecoder:
 
     def _probs(self, logits: torch.Tensor, sampling: Sampling, history: list[int]) -> torch.Tensor:
         """The distribution of one position, on the CPU where the acceptance test runs."""
-        past = torch.tensor([history]) if sampling.repetition_window else None
+        past = torch.tensor([history]) if sampling.reads_history else None
         return next_token_probs(logits[None].cpu(), sampling, past)[0]
 
     def _propose(self, committed: list[int], sampling: Sampling, count: int) -> tuple[list[int], torch.Tensor]:

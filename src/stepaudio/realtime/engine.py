@@ -65,7 +65,10 @@ class ChatEngine:
             if int4_supported(str(lm.model.device)):
                 quantize_int4(lm.model)
             listener = WhisperListener.load()
-            responder = ChatResponder(lm, Sampling(temperature=0.0, max_new_tokens=64), reads_audio=False)
+            # Greedy with a mild repetition penalty: without it SmolLM2 answers a follow-up question
+            # ("How tall is it?") with its previous answer.
+            sampling = Sampling(temperature=0.0, max_new_tokens=64, repetition_penalty=1.1)
+            responder = ChatResponder(lm, sampling, reads_audio=False)
         else:
             import torch
 

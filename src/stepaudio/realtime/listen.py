@@ -98,7 +98,6 @@ class WhisperListener:
         from stepaudio.tokenizer.dual import DualTokenizer
 
         tokenizer = DualTokenizer.load("mini")
-        tokenizer.semantic.transcriber.model.decoder.quantize_head()  # a turn's transcript sooner
         return cls(tokenizer.semantic.transcriber, tokenizer)
 
     def stream(self) -> WhisperListenStream:

@@ -55,6 +55,7 @@ DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant. Answer in one or two 
 ANSWER_ROOM = 256  # tokens of the KV cache kept free for the answer
 PREROLL_SECONDS = 0.3  # audio kept from before the VAD's speech start (its onset is a little late)
 AUDIO_PIECE_SECONDS = 0.1  # output audio leaves in pieces this long, so a barge-in stops it promptly
+LISTEN_THREADS = 2  # hearing a turn is one encoder pass of large matrix products: both cores help
 CLOSE_TIMEOUT_SECONDS = 5.0  # close() waits this long at most for cancelled model stages to return
 
 
@@ -372,7 +373,7 @@ class RealtimeSession:
             with self.metrics.timing("listen"):
                 return turn.stream.hear()
 
-        return asyncio.create_task(call_in_thread(hear, self._threads))
+        return asyncio.create_task(call_in_thread(hear, self._threads, LISTEN_THREADS))
 
     async def _record_user_turn(self, item_id: str, hearing: asyncio.Task) -> None:
         try:

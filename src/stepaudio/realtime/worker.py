@@ -17,8 +17,9 @@ from typing import TypeVar
 import torch
 
 T = TypeVar("T")
-# PyTorch ops called from a thread other than the main one run 2x slower on a team of 2 OpenMP threads
-# than on 1 (SmolLM2 decoding: 50 vs 23 ms a token on 2 cores); and the stages overlap on the cores.
+# PyTorch's small ops, called from a thread other than the main one, run 2x slower on a team of 2
+# OpenMP threads than on 1 (SmolLM2 decoding: 50 vs 23 ms a token on 2 cores), and the stages overlap
+# on the cores: a stage computes on one thread unless it asks for more (one big pass, e.g. an encoder).
 STAGE_THREADS = 1
 _DONE = object()
 
@@ -32,9 +33,9 @@ class StageThreads:
         self._live: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
-    def start(self, target: Callable[[], None], name: str) -> None:
+    def start(self, target: Callable[[], None], name: str, torch_threads: int = STAGE_THREADS) -> None:
         def run() -> None:
-            torch.set_num_threads(STAGE_THREADS)
+            torch.set_num_threads(torch_threads)
             try:
                 target()
             finally:
@@ -90,7 +91,9 @@ async def iterate_in_thread(
         cancel.set()
 
 
-async def call_in_thread(function: Callable[[], T], threads: StageThreads = _UNTRACKED) -> T:
+async def call_in_thread(
+    function: Callable[[], T], threads: StageThreads = _UNTRACKED, torch_threads: int = STAGE_THREADS
+) -> T:
     """`function()` in a thread of its own (a session's stages must not queue behind other sessions')."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
@@ -103,7 +106,7 @@ async def call_in_thread(function: Callable[[], T], threads: StageThreads = _UNT
         else:
             _post(loop, _settle, future, result, None)
 
-    threads.start(run, "stepaudio-call")
+    threads.start(run, "stepaudio-call", torch_threads)
     return await future
 
 
