@@ -53,6 +53,8 @@ def test_step1_tokenizer_keeps_markers_and_audio_tokens_whole(step1_dir):
     assert tokenizer.decode(ids) == text
     with pytest.raises(ValueError, match="audio tokens go up to"):
         tokenizer.encode("<audio_5120>")
+    padding = [tokenizer.vocab_size + 1, LLM_AUDIO_OFFSET + 5120]  # ids a model may have and the tokenizer has not
+    assert tokenizer.decode([*ids[:-1], *padding, ids[-1]]) == text
 
 
 def test_tts_prompt_ids_follow_the_official_construction(step1_dir):

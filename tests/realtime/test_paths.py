@@ -1,5 +1,7 @@
 """What the model can read decides what a spoken turn becomes; the official listener streams tokens."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,10 @@ from stepaudio.realtime.respond import ChatResponder
 
 class _Chat:
     """Just enough of a LanguageModel for ChatResponder's bookkeeping."""
+
+    def __init__(self, vocab: int = 10, text: int = 10):
+        self.model = SimpleNamespace(config=SimpleNamespace(vocab_size=vocab))
+        self.tokenizer = SimpleNamespace(vocab_size=text)
 
     def stop_ids(self):
         return (0,)
@@ -22,18 +28,28 @@ def test_the_user_turn_is_text_or_audio_tokens_by_capability(reads_audio, expect
     assert responder.user_content(Heard("hello", np.array([3, 1027]), 0.1)) == expected
 
 
-class _TokenStream:
-    def step(self, samples):
-        return np.arange(len(samples) // 1600, dtype=np.int64)  # 10 tokens a second
+def test_answers_are_text_even_where_the_model_has_audio_tokens():
+    from stepaudio.lm.sampling import Sampling
+
+    assert ChatResponder(_Chat(), Sampling(), reads_audio=False).text_only is None
+    mask = ChatResponder(_Chat(vocab=14, text=10), Sampling(), reads_audio=True).text_only
+    assert mask.tolist() == [True] * 10 + [False] * 4
 
 
 class _Tokenizer:
-    def stream(self):
-        return _TokenStream()
+    """10 tokens a second of audio."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, samples, sample_rate):
+        self.calls += 1
+        return SimpleNamespace(interleaved=np.arange(len(samples) // 1600, dtype=np.int64) % 2)
 
 
-def test_the_official_listener_transcribes_the_tokens_streamed_so_far():
-    listener = StepAudioListener(_Tokenizer(), asr_lm=None)
+def test_the_official_listener_transcribes_the_tokens_of_the_whole_turn_so_far():
+    tokenizer = _Tokenizer()
+    listener = StepAudioListener(tokenizer, asr_lm=None)
     seen = []
     listener.transcribe = lambda audio: seen.append(audio.tolist()) or "transcribed"
     stream = listener.stream()
@@ -42,3 +58,13 @@ def test_the_official_listener_transcribes_the_tokens_streamed_so_far():
     heard = stream.hear()
     assert heard.transcript == "transcribed" and len(heard.audio) == 6 and heard.seconds == pytest.approx(0.6)
     assert seen == [[0, 1, 0, 1, 0, 1]]
+    assert stream.hear() is heard and tokenizer.calls == 1  # nothing new heard: nothing redone
+    stream.step(np.zeros(1600, np.float32))
+    assert len(stream.hear().audio) == 7
+
+
+def test_the_official_listener_hears_nothing_in_a_blip():
+    listener = StepAudioListener(_Tokenizer(), asr_lm=None)
+    stream = listener.stream()
+    stream.step(np.zeros(100, np.float32))
+    assert stream.hear().transcript == "" and listener.tokenizer.calls == 0

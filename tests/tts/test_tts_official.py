@@ -1,52 +1,18 @@
 """The official path end to end on a tiny Step-Audio-TTS-3B in the published layout: Step1 LM,
 both CosyVoice folders, CAMPPlus, `speakers/`; RAP and humming switch to the music vocoder."""
 
-import json
-
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
-from tts_fixtures import FakePromptTokenizer, builtin_voice_dir
+from tts_fixtures import FakePromptTokenizer, write_official_tts
 
-from decoder.test_official import official_flow_shapes, official_hift_shapes, write_folder
-from lm.lm_fixtures import write_step1_checkpoint
 from stepaudio.tokenizer.dual import DualTokenizer
 from stepaudio.tts import TTS
-
-SPEAKER_DIM = 12  # the tiny CosyVoice yaml's spk_embed_dim
-
-
-def write_campplus(path) -> None:
-    """An ONNX stand-in with CAMPPlus' interface: fbank [1, T, 80] -> embedding [1, 12]."""
-    weights = np.random.default_rng(0).standard_normal((80, SPEAKER_DIM)).astype(np.float32) * 0.1
-    feats = helper.make_tensor_value_info("feats", TensorProto.FLOAT, [1, None, 80])
-    out = helper.make_tensor_value_info("embs", TensorProto.FLOAT, [1, SPEAKER_DIM])
-    w = helper.make_tensor("w", TensorProto.FLOAT, weights.shape, weights.flatten().tolist())
-    pooled = helper.make_node("ReduceMean", ["feats"], ["pooled"], axes=[1], keepdims=0)
-    graph = helper.make_graph([pooled, helper.make_node("MatMul", ["pooled", "w"], ["embs"])], "g", [feats], [out], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
 
 
 @pytest.fixture(scope="module")
 def official_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    tts = root / "Step-Audio-TTS-3B"
-    tts.mkdir()
-    write_step1_checkpoint(tts)
-    for name in ("CosyVoice-300M-25Hz", "CosyVoice-300M-25Hz-Music"):
-        folder = write_folder(tts / name, official_flow_shapes(), official_hift_shapes())
-        write_campplus(folder / "campplus.onnx")
-    speakers = tts / "speakers"
-    for name, transcript in (("Tingting", "你好，我是婷婷。"), ("TingtingRAP", "我是说唱的婷婷。")):
-        builtin_voice_dir(speakers, name, transcript)
-        (speakers / f"{name}.wav").rename(speakers / f"{name}_prompt.wav")
-        (speakers / f"{name}.json").unlink()
-    (speakers / "speakers_info.json").write_text(
-        json.dumps({"Tingting": "你好，我是婷婷。", "TingtingRAP": "我是说唱的婷婷。"}, ensure_ascii=False)
-    )
+    write_official_tts(root)
     return root
 
 

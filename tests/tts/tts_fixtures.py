@@ -88,3 +88,44 @@ def tiny_tts(tmp_path: Path, lm: SpeechLM | None = None) -> TTS:
     tts = TTS(lm or tiny_speech_lm(tmp_path), tiny_decoder(), voices, "mini", "anna", lambda: tokenizer)
     tts.fake_tokenizer = tokenizer
     return tts
+
+
+SPEAKER_DIM = 12  # the tiny CosyVoice yaml's spk_embed_dim
+
+
+def write_campplus(path: Path) -> None:
+    """An ONNX stand-in with CAMPPlus' interface: fbank [1, T, 80] -> embedding [1, 12]."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weights = np.random.default_rng(0).standard_normal((80, SPEAKER_DIM)).astype(np.float32) * 0.1
+    feats = helper.make_tensor_value_info("feats", TensorProto.FLOAT, [1, None, 80])
+    out = helper.make_tensor_value_info("embs", TensorProto.FLOAT, [1, SPEAKER_DIM])
+    w = helper.make_tensor("w", TensorProto.FLOAT, weights.shape, weights.flatten().tolist())
+    pooled = helper.make_node("ReduceMean", ["feats"], ["pooled"], axes=[1], keepdims=0)
+    graph = helper.make_graph([pooled, helper.make_node("MatMul", ["pooled", "w"], ["embs"])], "g", [feats], [out], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def write_official_tts(root: Path) -> Path:
+    """A tiny Step-Audio-TTS-3B in the published layout under root: Step1 LM, both CosyVoice folders with
+    CAMPPlus, and `speakers/` with Tingting and TingtingRAP."""
+    from decoder.test_official import official_flow_shapes, official_hift_shapes, write_folder
+    from lm.lm_fixtures import write_step1_checkpoint
+
+    tts = root / "Step-Audio-TTS-3B"
+    tts.mkdir(parents=True)
+    write_step1_checkpoint(tts)
+    for name in ("CosyVoice-300M-25Hz", "CosyVoice-300M-25Hz-Music"):
+        folder = write_folder(tts / name, official_flow_shapes(), official_hift_shapes())
+        write_campplus(folder / "campplus.onnx")
+    speakers = tts / "speakers"
+    transcripts = {"Tingting": "你好，我是婷婷。", "TingtingRAP": "我是说唱的婷婷。"}
+    for name, transcript in transcripts.items():
+        builtin_voice_dir(speakers, name, transcript)
+        (speakers / f"{name}.wav").rename(speakers / f"{name}_prompt.wav")
+        (speakers / f"{name}.json").unlink()
+    (speakers / "speakers_info.json").write_text(json.dumps(transcripts, ensure_ascii=False))
+    return tts

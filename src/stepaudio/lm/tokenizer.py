@@ -77,14 +77,15 @@ class SentencePieceTokenizer(Tokenizer):
         return ids
 
     def decode(self, ids: list[int]) -> str:
-        """Text with markers and audio tokens spelled out; BOS/EOS/padding dropped."""
+        """Text with markers and audio tokens spelled out; BOS/EOS/padding dropped, and the ids that are
+        neither text pieces nor audio tokens (a model's vocabulary padded past its tokenizer's)."""
         pieces, run = [], []
         for index in ids:
-            if index >= self.audio_offset or index in self._markers:
+            if self.audio_offset <= index < self.audio_offset + AUDIO_VOCAB or index in self._markers:
                 pieces.append(self.sp.decode(run))
                 run = []
                 pieces.append(self._markers.get(index) or f"<audio_{index - self.audio_offset}>")
-            elif not self.sp.is_control(index):
+            elif 0 <= index < self.vocab_size and not self.sp.is_control(index):
                 run.append(index)
         pieces.append(self.sp.decode(run))
         return "".join(pieces)

@@ -9,8 +9,9 @@ without more speech, nothing is left to do) and at the end of the turn.
   audio plus 1 s (10 s at least), not a zero-padded 30-s window (whisper.cpp's `audio_ctx`): several
   times less work on short turns, the same transcripts on the example conversation; the semantic codes
   of such a pass are close to, not equal to, the offline ones (mini's chat LM reads the transcript).
-- `StepAudioListener` (official): the dual tokenizer streams (Paraformer and S3 are incremental), and
-  Step-Audio-Chat transcribes the tokens with its ASR prompt (the history is kept as text).
+- `StepAudioListener` (official): at `hear()` the dual tokenizer encodes the turn so far (the official
+  S3 acoustic tokenizer encodes whole 30-s pieces, so a turn's tokens are only complete with its
+  audio), and Step-Audio-Chat transcribes the tokens with its ASR prompt (the history is kept as text).
 """
 
 from __future__ import annotations
@@ -176,24 +177,25 @@ class StepAudioListener:
 
 
 class StepAudioListenStream:
-    """Tokens stream in while the user speaks; `hear()` transcribes those made so far (the last
-    lookahead of the streaming tokenizer arrives with the next audio)."""
+    """The turn's audio is kept as it arrives; `hear()` tokenizes and transcribes all of it (called at
+    a pause, its work is done before the turn ends; the result is reused while no audio came since)."""
 
     def __init__(self, listener: StepAudioListener):
         self.listener = listener
-        self._stream = listener.tokenizer.stream()
-        self._indices: list[np.ndarray] = []
-        self._samples = 0
-        self._lock = threading.Lock()
+        self._audio = _AudioBuffer()
+        self._cached: tuple[int, Heard] | None = None  # (samples heard, result)
 
     def step(self, samples: np.ndarray) -> None:
-        with self._lock:
-            self._indices.append(self._stream.step(samples))
-            self._samples += len(samples)
+        self._audio.append(samples)
 
     def hear(self) -> Heard:
-        with self._lock:
-            audio = np.concatenate([np.zeros(0, np.int64), *self._indices])
-            seconds = self._samples / SAMPLE_RATE
-        transcript = self.listener.transcribe(audio) if len(audio) else ""
-        return Heard(transcript, audio, seconds)
+        audio = self._audio.snapshot()
+        if self._cached is not None and self._cached[0] == len(audio):
+            return self._cached[1]
+        tokens = np.zeros(0, dtype=np.int64)
+        if len(audio) >= SAMPLE_RATE // 10:
+            tokens = self.listener.tokenizer.encode(audio, SAMPLE_RATE).interleaved
+        transcript = self.listener.transcribe(tokens) if len(tokens) else ""
+        heard = Heard(transcript, tokens, len(audio) / SAMPLE_RATE)
+        self._cached = (len(audio), heard)
+        return heard

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
+import torch
+
 from stepaudio.lm.generate import Session, stream_text
 from stepaudio.lm.loaders import LanguageModel
 from stepaudio.lm.prompts import Message, audio_text
@@ -24,6 +26,7 @@ class ChatResponder:
     def __init__(self, lm: LanguageModel, sampling: Sampling, reads_audio: bool, max_len: int = CONTEXT_TOKENS):
         self.lm, self.reads_audio, self.max_len = lm, reads_audio, max_len
         self.sampling = replace(sampling, stop_ids=tuple(sampling.stop_ids) or lm.stop_ids())
+        self.text_only = text_ids(lm)
 
     def prompt_tokens(self, messages: list[Message]) -> int:
         return len(self.lm.chat.encode(self.lm.tokenizer, messages))
@@ -34,6 +37,13 @@ class ChatResponder:
 
     def session(self) -> ResponderSession:
         return ResponderSession(self)
+
+
+def text_ids(lm: LanguageModel) -> torch.Tensor | None:
+    """The answer is text for the TTS to speak: a mask of the model's ids that are text pieces when its
+    vocabulary has more (Step1: the audio tokens and unused ids after them); None when all are text."""
+    vocab, text = lm.model.config.vocab_size, lm.tokenizer.vocab_size
+    return torch.arange(vocab) < text if vocab > text else None
 
 
 class ResponderSession:
@@ -59,4 +69,5 @@ class ResponderSession:
             sampling = replace(
                 self.responder.sampling, max_new_tokens=min(self.responder.sampling.max_new_tokens, room)
             )
-            yield from stream_text(self._decoder.stream(prompt, sampling, cancel), lm.tokenizer)
+            tokens = self._decoder.stream(prompt, sampling, cancel, allowed=self.responder.text_only)
+            yield from stream_text(tokens, lm.tokenizer)
