@@ -49,13 +49,12 @@ from stepaudio.realtime.events import (
 )
 from stepaudio.realtime.listen import Heard
 from stepaudio.realtime.speech import PlaybackClock, SentenceSplitter, SpokenText
-from stepaudio.realtime.worker import StageThreads, call_in_thread, iterate_in_thread
+from stepaudio.realtime.worker import LISTEN_THREADS, StageThreads, call_in_thread, iterate_in_thread
 
 DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant. Answer in one or two short sentences."
 ANSWER_ROOM = 256  # tokens of the KV cache kept free for the answer
 PREROLL_SECONDS = 0.3  # audio kept from before the VAD's speech start (its onset is a little late)
 AUDIO_PIECE_SECONDS = 0.1  # output audio leaves in pieces this long, so a barge-in stops it promptly
-LISTEN_THREADS = 2  # hearing a turn is one encoder pass of large matrix products: both cores help
 CLOSE_TIMEOUT_SECONDS = 5.0  # close() waits this long at most for cancelled model stages to return
 
 

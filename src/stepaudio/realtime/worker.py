@@ -21,6 +21,7 @@ T = TypeVar("T")
 # OpenMP threads than on 1 (SmolLM2 decoding: 50 vs 23 ms a token on 2 cores), and the stages overlap
 # on the cores: a stage computes on one thread unless it asks for more (one big pass, e.g. an encoder).
 STAGE_THREADS = 1
+LISTEN_THREADS = 2  # hearing a turn is one encoder pass of large matrix products: both cores help
 _DONE = object()
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stepaudio.lm.prompts import EMOTION_TAGS, LANGUAGE_TAGS, MUSIC_TAGS, SPEED_TAGS
+from stepaudio.realtime.worker import LISTEN_THREADS
 from stepaudio.serve.realtime import RealtimeBackend
 from stepaudio.serve.workers import ModelWorker
 
@@ -26,7 +27,7 @@ class Models:
     chat: Any  # the engine's chat LM (stepaudio.lm.loaders.LanguageModel)
     realtime: RealtimeBackend
     speaker_worker: ModelWorker = field(default_factory=lambda: ModelWorker("speech"))
-    listener_worker: ModelWorker = field(default_factory=lambda: ModelWorker("transcribe"))
+    listener_worker: ModelWorker = field(default_factory=lambda: ModelWorker("transcribe", LISTEN_THREADS))
     chat_worker: ModelWorker = field(default_factory=lambda: ModelWorker("chat"))
 
     @classmethod

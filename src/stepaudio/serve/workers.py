@@ -11,14 +11,24 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import torch
+
+from stepaudio.realtime.worker import STAGE_THREADS
+
 T = TypeVar("T")
 _END = object()
 STALL_SECONDS = 30.0  # a consumer that takes nothing for this long is gone: the producer stops
 
 
 class ModelWorker:
-    def __init__(self, name: str):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stepaudio-{name}")
+    def __init__(self, name: str, torch_threads: int = STAGE_THREADS):
+        """torch_threads: PyTorch's threads on the worker's thread (see `stepaudio.realtime.worker`)."""
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix=f"stepaudio-{name}",
+            initializer=torch.set_num_threads,
+            initargs=(torch_threads,),
+        )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, _no_grad(fn), *args)
