@@ -12,7 +12,7 @@ What "end of user speech" means: the end of the last 32 ms frame Silero calls sp
 user's recording, at the moment the simulated microphone sent it. The VAD only declares the turn over
 after `end_ms` (500 ms) of silence, so latency from the end of speech includes that wait; latency from
 the end-of-turn decision ("after turn end") is the pipeline's own part. Speculation starts the answer
-at a `pause_ms` (200 ms) pause and can hide up to end_ms - pause_ms of the pipeline's work.
+at a `pause_ms` (64 ms) pause and can hide up to end_ms - pause_ms of the pipeline's work.
 
 - latency: end of user speech -> first assistant audio at the player, median and p90 over the turns;
 - commit rate: speculative answers committed / started (the rest were cancelled as the user went on);
