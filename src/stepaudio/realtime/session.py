@@ -82,9 +82,8 @@ class SessionConfig:
     turn_detection: bool = True  # server VAD ends turns; False: the client calls commit()
     vad: VADParams = CONVERSATION_VAD
     speculative: bool = True  # start answering at a pause, commit at end of turn
-    speculate_after_ms: int = (
-        CONVERSATION_VAD.pause_ms
-    )  # pause length that starts a speculative answer (the VAD's pause_ms)
+    # the pause that starts a speculative answer (the VAD's pause_ms)
+    speculate_after_ms: int = CONVERSATION_VAD.pause_ms
     barge_in_ms: int = 250  # user speech this long during the answer interrupts it (coughs do not)
     output_lead_ms: int | None = 300  # audio sent ahead of real time; None: as fast as it is made
 
