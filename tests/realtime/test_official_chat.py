@@ -13,6 +13,8 @@ from stepaudio.realtime.listen import StepAudioListener
 from tokenizer.official_reference import write_official_dir
 from tts.tts_fixtures import write_official_tts
 
+pytest.importorskip("funasr")  # writes the tiny Paraformer
+pytest.importorskip("onnxruntime")  # runs the tiny S3 tokenizer and CAMPPlus
 pytestmark = pytest.mark.slow  # ~40 s: the random chat model answers at its full length, and all of it is spoken
 
 
