@@ -1,10 +1,9 @@
 import numpy as np
-import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
 
 from conftest import speechlike
+from decoder.tiny import write_campplus
 from stepaudio.audio import kaldi_fbank, load_audio
 from stepaudio.decoder.speaker import GE2E, CAMPPlus
 from stepaudio.errors import AudioError, CheckpointError
@@ -45,21 +44,9 @@ def test_ge2e_rejects_bad_audio(ge2e):
         ge2e(np.full(16_000, np.nan, dtype=np.float32))
 
 
-def _tiny_campplus(path, weights: np.ndarray) -> None:
-    """An ONNX stand-in with CAMPPlus' interface: feats [1, T, 80] -> embedding [1, 192]."""
-    feats = helper.make_tensor_value_info("feats", TensorProto.FLOAT, [1, None, 80])
-    out = helper.make_tensor_value_info("embs", TensorProto.FLOAT, [1, 192])
-    w = helper.make_tensor("w", TensorProto.FLOAT, weights.shape, weights.flatten().tolist())
-    pooled = helper.make_node("ReduceMax", ["feats"], ["pooled"], axes=[1], keepdims=0)
-    graph = helper.make_graph([pooled, helper.make_node("MatMul", ["pooled", "w"], ["embs"])], "g", [feats], [out], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-
-
 def test_campplus_runs_the_official_front_end(tmp_path):
     weights = np.random.default_rng(0).standard_normal((80, 192)).astype(np.float32)
-    _tiny_campplus(tmp_path / "campplus.onnx", weights)
+    write_campplus(tmp_path / "campplus.onnx", weights)
     model = CAMPPlus(tmp_path / "campplus.onnx")
     samples = speechlike(1.5, 16_000)
     feats = kaldi_fbank(samples, 80, window="povey")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from conftest import speechlike
-from decoder.tiny import TINY_FLOW, tiny_flow, tiny_hift
+from decoder.tiny import TINY_FLOW, tiny_flow, tiny_hift, write_campplus
 from stepaudio.audio import save_audio
 from stepaudio.decoder.speech_decoder import SpeechDecoder
 from stepaudio.lm.model import Transformer
@@ -93,22 +93,6 @@ def tiny_tts(tmp_path: Path, lm: SpeechLM | None = None) -> TTS:
 SPEAKER_DIM = 12  # the tiny CosyVoice yaml's spk_embed_dim
 
 
-def write_campplus(path: Path) -> None:
-    """An ONNX stand-in with CAMPPlus' interface: fbank [1, T, 80] -> embedding [1, 12]."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    weights = np.random.default_rng(0).standard_normal((80, SPEAKER_DIM)).astype(np.float32) * 0.1
-    feats = helper.make_tensor_value_info("feats", TensorProto.FLOAT, [1, None, 80])
-    out = helper.make_tensor_value_info("embs", TensorProto.FLOAT, [1, SPEAKER_DIM])
-    w = helper.make_tensor("w", TensorProto.FLOAT, weights.shape, weights.flatten().tolist())
-    pooled = helper.make_node("ReduceMean", ["feats"], ["pooled"], axes=[1], keepdims=0)
-    graph = helper.make_graph([pooled, helper.make_node("MatMul", ["pooled", "w"], ["embs"])], "g", [feats], [out], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-
-
 def write_official_tts(root: Path) -> Path:
     """A tiny Step-Audio-TTS-3B in the published layout under root: Step1 LM, both CosyVoice folders with
     CAMPPlus, and `speakers/` with Tingting and TingtingRAP."""
@@ -118,9 +102,10 @@ def write_official_tts(root: Path) -> Path:
     tts = root / "Step-Audio-TTS-3B"
     tts.mkdir(parents=True)
     write_step1_checkpoint(tts)
+    speaker = np.random.default_rng(0).standard_normal((80, SPEAKER_DIM)).astype(np.float32) * 0.1
     for name in ("CosyVoice-300M-25Hz", "CosyVoice-300M-25Hz-Music"):
         folder = write_folder(tts / name, official_flow_shapes(), official_hift_shapes())
-        write_campplus(folder / "campplus.onnx")
+        write_campplus(folder / "campplus.onnx", speaker)
     speakers = tts / "speakers"
     transcripts = {"Tingting": "你好，我是婷婷。", "TingtingRAP": "我是说唱的婷婷。"}
     for name, transcript in transcripts.items():
