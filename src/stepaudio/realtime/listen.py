@@ -25,6 +25,7 @@ import numpy as np
 from stepaudio.tokenizer.input import SAMPLE_RATE
 from stepaudio.tokenizer.interleave import GROUP_SECONDS, interleave
 
+MIN_TURN_SAMPLES = SAMPLE_RATE // 10  # less audio than this (a click, a blip) holds no words
 TAIL_SECONDS = 1.0  # silence after the turn in the encoder's window
 MIN_WINDOW_SECONDS = 10.0
 _REPEATED = re.compile(r"^(.+?)((?:\s*\1)+)\s*(.*)$")  # a phrase, its further copies, what follows
@@ -133,7 +134,7 @@ class WhisperListenStream:
             audio, acoustic = self._audio.snapshot(), np.concatenate([np.zeros(0, np.int64), *self._acoustic])
         if self._cached is not None and self._cached[0] == len(audio):
             return self._cached[1]
-        if len(audio) < SAMPLE_RATE // 10:
+        if len(audio) < MIN_TURN_SAMPLES:
             heard = Heard("", np.zeros(0, dtype=np.int64), len(audio) / SAMPLE_RATE)
         else:
             encoded = self.listener.encode(audio)  # the one encoder pass
@@ -193,7 +194,7 @@ class StepAudioListenStream:
         if self._cached is not None and self._cached[0] == len(audio):
             return self._cached[1]
         tokens = np.zeros(0, dtype=np.int64)
-        if len(audio) >= SAMPLE_RATE // 10:
+        if len(audio) >= MIN_TURN_SAMPLES:
             tokens = self.listener.tokenizer.encode(audio, SAMPLE_RATE).interleaved
         transcript = self.listener.transcribe(tokens) if len(tokens) else ""
         heard = Heard(transcript, tokens, len(audio) / SAMPLE_RATE)
