@@ -6,7 +6,7 @@ import torch
 from tiny import TINY_FLOW, tiny_flow, tiny_hift
 
 from stepaudio.decoder.conformer import EncoderConfig, RelPositionAttention, relative_positions
-from stepaudio.decoder.flow import TOKENS_PER_SECOND, FlowModel, time_aligned, time_grid
+from stepaudio.decoder.flow import TOKENS_PER_SECOND, FlowConfig, FlowModel, place, time_aligned, time_grid
 from stepaudio.errors import TokenError
 
 
@@ -152,3 +152,31 @@ def test_encoded_length_counts_the_time_aligned_slots():
     flow = FlowModel(replace(TINY_FLOW, token_layout="time_aligned"))
     for n in range(0, 23):
         assert flow.encoded_length(n) == len(time_aligned(torch.zeros(n, dtype=torch.long)))
+
+
+def test_placing_gives_each_mel_frame_the_vector_of_its_place_in_its_slot():
+    slots, per_slot = 30, 4
+    h = torch.arange(slots * per_slot, dtype=torch.float32).view(1, slots, per_slot, 1).repeat(1, 1, 1, 2)
+    frames = 103  # 30 slots of 40 ms at 22.05 kHz / 256: 103.4 frames
+    placed = place(h.view(1, slots, -1), frames, per_slot)[0, 0]  # [frames]: slot * per_slot + place
+    seconds = torch.arange(frames) * 256 / 22050
+    expected = (seconds / 0.04 * per_slot).floor()  # the quarter of a 40 ms slot each frame starts in
+    assert (placed - expected).abs().max() <= 1  # the frames are stretched over the slots (103 for 103.4)
+    assert placed[0] == 0 and placed[-1] // per_slot == slots - 1  # from the first slot to the last
+    assert (placed.diff() > 0).all()  # 11.6 ms frames, 10 ms places: forward, never the same place twice
+
+
+def test_slot_frames_flow_trains_and_generates_with_a_prompt():
+    flow = FlowModel(replace(TINY_FLOW, token_layout="time_aligned", slot_frames=4, sampling_ratios=()))
+    loss, parts = flow.loss(
+        torch.randint(0, 5120, (2, 30)), torch.tensor([30, 22]), torch.randn(2, 80, 62), torch.tensor([62, 45]),
+        torch.randn(2, 16), prior_weight=1.0,
+    )  # fmt: skip
+    loss.backward()
+    assert torch.isfinite(parts["prior"]) and flow.encoder_proj.weight.grad.abs().sum() > 0
+    prompt, tokens = torch.randint(0, 5120, (10,)), torch.randint(0, 5120, (23,))
+    frames = flow.config.mel_frames(23)
+    mel = flow.generate(tokens, prompt, torch.randn(80, 20), torch.randn(16), torch.randn(80, 20 + frames))
+    assert mel.shape == (80, frames) and torch.isfinite(mel).all()
+    with pytest.raises(ValueError, match="time_aligned"):
+        FlowConfig(slot_frames=4)

@@ -1,7 +1,8 @@
 """Tokens -> mel by conditional flow matching: CosyVoice-1's `MaskedDiffWithXvec`.
 
 tokens (41.67 Hz interleaved dual-codebook ids) -> embedding -> Conformer encoder -> linear to 80
--> length regulator (linear interpolation to the mel frame rate, then a conv stack) = mu. A U-Net
+-> length regulator (linear interpolation to the mel frame rate, then a conv stack) = mu. (The mini
+model's encoder predicts several mel frames per 40 ms token instead, which the regulator places.) A U-Net
 estimator predicts the velocity that carries Gaussian noise to the mel, conditioned on mu, the
 projected speaker embedding and the prompt mel (`cond`: the prompt frames, zeros after). Sampling
 is Euler on a cosine time grid with classifier-free guidance; the prompt frames are cut from the
@@ -47,6 +48,10 @@ class FlowConfig:
     # step per 40 ms acoustic token, its embedding plus that of the semantic token(s) of the same time,
     # so each code sits where its sound is: a short CPU training cannot learn that reordering (mini).
     token_layout: str = "interleaved"
+    # 0: mu is interpolated between encoder steps (official). N > 0 (time-aligned only): the encoder
+    # predicts N mel vectors per 40 ms slot and each mel frame takes the one of its place in its slot, so
+    # mu can follow sound changes inside a token, as the acoustic codes (4 mel frames each) do (mini).
+    slot_frames: int = 0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     cfm: CFMConfig = field(default_factory=CFMConfig)
@@ -54,6 +59,8 @@ class FlowConfig:
     def __post_init__(self):
         if self.token_layout not in ("interleaved", "time_aligned"):
             raise ValueError(f"token_layout must be interleaved or time_aligned, not {self.token_layout!r}")
+        if self.slot_frames and self.token_layout != "time_aligned":
+            raise ValueError("slot_frames needs the time_aligned token layout")
 
     def mel_frames(self, n_tokens: int) -> int:
         """Mel frames for n tokens, as the official length regulator counts them."""
@@ -74,11 +81,23 @@ def time_aligned(tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([slots, tokens[groups * GROUP_SIZE :][_SLOTS[:partial]]])
 
 
-class LengthRegulator(nn.Module):
-    """[B, T_tokens, C] -> [B, C, T_mel]: linear interpolation, then conv + GroupNorm + Mish per ratio."""
+def place(h: torch.Tensor, frames: int, per_slot: int) -> torch.Tensor:
+    """[1, T, per_slot * C] -> [1, C, frames]: frame f lies at slot coordinate f * T / frames and takes
+    the vector of its place (of per_slot) in that slot."""
+    slots = h.shape[1]
+    where = torch.arange(frames, dtype=torch.float64) * slots / frames
+    slot = where.floor().long().clamp(max=slots - 1)
+    place = ((where - slot) * per_slot).floor().long().clamp(0, per_slot - 1)
+    return h.view(1, slots, per_slot, -1)[:, slot, place].transpose(1, 2)
 
-    def __init__(self, channels: int, sampling_ratios: tuple[int, ...]):
+
+class LengthRegulator(nn.Module):
+    """[B, T_tokens, C] -> [B, C, T_mel]: linear interpolation (or placing, with slot_frames), then
+    conv + GroupNorm + Mish per ratio."""
+
+    def __init__(self, channels: int, sampling_ratios: tuple[int, ...], slot_frames: int = 0):
         super().__init__()
+        self.slot_frames = slot_frames
         layers: list[nn.Module] = []
         for _ in sampling_ratios:
             layers += [nn.Conv1d(channels, channels, 3, 1, 1), nn.GroupNorm(1, channels), nn.Mish()]
@@ -88,7 +107,11 @@ class LengthRegulator(nn.Module):
     def forward(self, parts: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
         """parts: (h [1, T_i, C], frames_i) stretched one by one and joined in time (prompt, then target)."""
         stretched = [
-            F.interpolate(h.transpose(1, 2), size=frames, mode="linear") for h, frames in parts if h.shape[1] > 0
+            place(h, frames, self.slot_frames)
+            if self.slot_frames
+            else F.interpolate(h.transpose(1, 2), size=frames, mode="linear")
+            for h, frames in parts
+            if h.shape[1] > 0
         ]
         return self.model(torch.cat(stretched, dim=2))
 
@@ -162,8 +185,8 @@ class FlowModel(nn.Module):
         self.input_embedding = nn.Embedding(config.vocab_size, config.input_size)
         self.spk_embed_affine_layer = nn.Linear(config.spk_embed_dim, config.output_size)
         self.encoder = ConformerEncoder(config.encoder)
-        self.encoder_proj = nn.Linear(config.encoder.output_size, config.output_size)
-        self.length_regulator = LengthRegulator(config.output_size, config.sampling_ratios)
+        self.encoder_proj = nn.Linear(config.encoder.output_size, config.output_size * max(1, config.slot_frames))
+        self.length_regulator = LengthRegulator(config.output_size, config.sampling_ratios, config.slot_frames)
         self.decoder = FlowMatching(config.cfm, UNetEstimator(config.estimator))
 
     def check_tokens(self, tokens: torch.Tensor) -> None:
@@ -201,8 +224,8 @@ class FlowModel(nn.Module):
         return e[:, :, 0] + (e[:, :, 1] + e[:, :, 2]) / 2, lengths
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, N] ids -> [B, M, 80] (M = N, or the 40 ms slots when time-aligned); padded steps are
-        zeroed before the encoder as in training."""
+        """[B, N] ids -> [B, M, 80 x max(1, slot_frames)] (M = N, or the 40 ms slots when time-aligned);
+        padded steps are zeroed before the encoder as in training."""
         given = lengths is not None
         lengths = lengths if given else torch.full((tokens.shape[0],), tokens.shape[1])
         h, lengths = self._embed(tokens, lengths)
