@@ -180,3 +180,16 @@ def test_slot_frames_flow_trains_and_generates_with_a_prompt():
     assert mel.shape == (80, frames) and torch.isfinite(mel).all()
     with pytest.raises(ValueError, match="time_aligned"):
         FlowConfig(slot_frames=4)
+
+
+def test_a_new_slot_frames_flow_starts_with_mu_at_the_mel_of_its_acoustic_codes():
+    flow = FlowModel(replace(TINY_FLOW, token_layout="time_aligned", slot_frames=4, sampling_ratios=())).eval()
+    torch.nn.init.normal_(flow.code_mel.weight)
+    tokens = torch.tensor([0, 1, 1024, 1025, 1026])  # one group: acoustic codes 0, 1, 2
+    h = flow.encode(tokens[None])  # [1, 3 slots, 4 x 80]
+    assert torch.equal(h[0], flow.code_mel.weight[:3])
+    mu = flow.length_regulator([(h, 10)])[0]  # 10 frames over 3 slots of 4 places
+    assert torch.allclose(mu[:, 0], flow.code_mel.weight[0, :80]) and torch.allclose(
+        mu[:, -1],
+        flow.code_mel.weight[2, 160:240],  # frame 9 at 2.7: third place of slot 2
+    )

@@ -88,7 +88,8 @@ def test_voice_prompt_conditions_the_decode(flow, hift, tokens):
     decoder = SpeechDecoder(flow, hift, speaker=speaker, seed=7)
     rng = np.random.default_rng(0)
     voice = decoder.voice(rng.standard_normal(16_000).astype(np.float32) * 0.1, 16_000, tokens[:40])
-    assert voice.mel.shape == (80, 22050 // 256) and voice.embedding.shape == (16,)
+    # 1 s of audio, 40 tokens (0.96 s): the prompt mel is cut to the frames its tokens cover
+    assert voice.mel.shape == (80, flow.config.mel_frames(40)) == (80, 82) and voice.embedding.shape == (16,)
     prompted, _ = decoder.decode(tokens[:50], voice)
     plain, _ = decoder.decode(tokens[:50])
     assert len(prompted) == len(plain) and not np.allclose(prompted, plain)

@@ -22,7 +22,14 @@ from stepaudio.audio.decoder_mel import HOP_LENGTH, N_MELS, SAMPLE_RATE
 from stepaudio.decoder.conformer import ConformerEncoder, EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig, UNetEstimator
 from stepaudio.errors import TokenError
-from stepaudio.tokenizer.interleave import AUDIO_VOCAB, GROUP_SECONDS, GROUP_SIZE, SEMANTIC_PER_GROUP
+from stepaudio.tokenizer.interleave import (
+    ACOUSTIC_CODES,
+    ACOUSTIC_OFFSET,
+    AUDIO_VOCAB,
+    GROUP_SECONDS,
+    GROUP_SIZE,
+    SEMANTIC_PER_GROUP,
+)
 
 TOKENS_PER_SECOND = GROUP_SIZE / GROUP_SECONDS  # 5 tokens (2 semantic + 3 acoustic) per 120 ms: about 41.67
 
@@ -81,14 +88,18 @@ def time_aligned(tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([slots, tokens[groups * GROUP_SIZE :][_SLOTS[:partial]]])
 
 
-def place(h: torch.Tensor, frames: int, per_slot: int) -> torch.Tensor:
-    """[1, T, per_slot * C] -> [1, C, frames]: frame f lies at slot coordinate f * T / frames and takes
-    the vector of its place (of per_slot) in that slot."""
-    slots = h.shape[1]
+def slot_places(slots: int, frames: int, per_slot: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(slot, place) of each of `frames` mel frames stretched over `slots` slots of per_slot places:
+    frame f lies at slot coordinate f * slots / frames."""
     where = torch.arange(frames, dtype=torch.float64) * slots / frames
     slot = where.floor().long().clamp(max=slots - 1)
-    place = ((where - slot) * per_slot).floor().long().clamp(0, per_slot - 1)
-    return h.view(1, slots, per_slot, -1)[:, slot, place].transpose(1, 2)
+    return slot, ((where - slot) * per_slot).floor().long().clamp(0, per_slot - 1)
+
+
+def place(h: torch.Tensor, frames: int, per_slot: int) -> torch.Tensor:
+    """[1, T, per_slot * C] -> [1, C, frames]: each frame takes the vector of its place in its slot."""
+    slot, where = slot_places(h.shape[1], frames, per_slot)
+    return h.view(1, h.shape[1], per_slot, -1)[:, slot, where].transpose(1, 2)
 
 
 class LengthRegulator(nn.Module):
@@ -103,6 +114,9 @@ class LengthRegulator(nn.Module):
             layers += [nn.Conv1d(channels, channels, 3, 1, 1), nn.GroupNorm(1, channels), nn.Mish()]
         layers.append(nn.Conv1d(channels, channels, 1, 1))
         self.model = nn.Sequential(*layers)
+        if slot_frames and not sampling_ratios:  # a placing regulator starts by passing the encoder's mel on
+            nn.init.eye_(layers[-1].weight[:, :, 0])
+            nn.init.zeros_(layers[-1].bias)
 
     def forward(self, parts: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
         """parts: (h [1, T_i, C], frames_i) stretched one by one and joined in time (prompt, then target)."""
@@ -187,6 +201,13 @@ class FlowModel(nn.Module):
         self.encoder = ConformerEncoder(config.encoder)
         self.encoder_proj = nn.Linear(config.encoder.output_size, config.output_size * max(1, config.slot_frames))
         self.length_regulator = LengthRegulator(config.output_size, config.sampling_ratios, config.slot_frames)
+        if config.slot_frames:
+            # The mean mel of each acoustic code's slot (the codes are k-means centroids of 40 ms mel slices,
+            # so this is the best guess without context; training starts it from the data): mu starts there,
+            # as the projection starts at zero, and the encoder learns what context changes.
+            self.code_mel = nn.Embedding(ACOUSTIC_CODES, config.slot_frames * config.output_size)
+            nn.init.zeros_(self.encoder_proj.weight)
+            nn.init.zeros_(self.encoder_proj.bias)
         self.decoder = FlowMatching(config.cfm, UNetEstimator(config.estimator))
 
     def check_tokens(self, tokens: torch.Tensor) -> None:
@@ -212,25 +233,30 @@ class FlowModel(nn.Module):
     def aligned(self) -> bool:
         return self.config.token_layout == "time_aligned"
 
-    def _embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed(
+        self, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """-> (embeddings [B, M, C], lengths [B], the acoustic code of each slot [B, M] when time-aligned)."""
         if not self.aligned:
-            return self.input_embedding(tokens), lengths
+            return self.input_embedding(tokens), lengths, None
         rows = [time_aligned(row[:n]) for row, n in zip(tokens, lengths.tolist(), strict=True)]
         lengths = torch.tensor([len(r) for r in rows])
         slots = torch.zeros(len(rows), int(lengths.max()), 3, dtype=torch.long)
         for i, r in enumerate(rows):
             slots[i, : len(r)] = r
         e = self.input_embedding(slots)  # [B, M, 3, C]
-        return e[:, :, 0] + (e[:, :, 1] + e[:, :, 2]) / 2, lengths
+        acoustic = (slots[:, :, 0] - ACOUSTIC_OFFSET).clamp(min=0)  # padding (and stray semantic ids): code 0
+        return e[:, :, 0] + (e[:, :, 1] + e[:, :, 2]) / 2, lengths, acoustic
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """[B, N] ids -> [B, M, 80 x max(1, slot_frames)] (M = N, or the 40 ms slots when time-aligned);
         padded steps are zeroed before the encoder as in training."""
         given = lengths is not None
         lengths = lengths if given else torch.full((tokens.shape[0],), tokens.shape[1])
-        h, lengths = self._embed(tokens, lengths)
+        h, lengths, acoustic = self._embed(tokens, lengths)
         h = h * (torch.arange(h.shape[1])[None] < lengths[:, None])[..., None].to(h)
-        return self.encoder_proj(self.encoder(h, lengths if given else None))
+        out = self.encoder_proj(self.encoder(h, lengths if given else None))
+        return out + self.code_mel(acoustic) if self.config.slot_frames else out
 
     @torch.inference_mode()
     def generate(

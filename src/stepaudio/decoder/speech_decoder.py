@@ -110,7 +110,10 @@ class SpeechDecoder:
         self.flow.check_tokens(tokens)
         if len(tokens) == 0:
             raise TokenError("a voice prompt needs its tokens")
+        # Cut to the time its tokens cover (a tokenizer drops a last partial group): the regulator
+        # stretches the prompt's tokens over the prompt's frames.
         mel = mel_spectrogram(resample(samples, sample_rate, SAMPLE_RATE))
+        mel = mel[:, : self.flow.config.mel_frames(len(tokens))]
         if embedding is None:
             embedding = self.speaker(resample(samples, sample_rate, SPEAKER_RATE))
         elif embedding.shape != (self.flow.config.spk_embed_dim,):

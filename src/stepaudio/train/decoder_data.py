@@ -133,14 +133,17 @@ class DecoderDataset(torch.utils.data.Dataset):
         return features
 
 
-def crop_flow_example(example: dict, max_tokens: int, generator: torch.Generator) -> dict:
-    """A random run of whole 5-token groups, at most max_tokens, with the mel frames it spans."""
+def crop_flow_example(example: dict, max_tokens: int | None, generator: torch.Generator | None) -> dict:
+    """A random run of whole 5-token groups, at most max_tokens (None: all), with the mel frames it spans.
+    The mel is cut to its tokens' time even when they all fit: the tokenizer drops a last partial group,
+    and the regulator stretches tokens over the frames it is given."""
     tokens, mel = example["tokens"], example["mel"]
-    groups, keep = len(tokens) // 5, max(1, max_tokens // 5)
-    if len(tokens) <= max_tokens:
-        return example
-    start = int(torch.randint(0, groups - keep + 1, (1,), generator=generator)) * 5
-    stop = start + keep * 5
+    groups, keep = len(tokens) // 5, max(1, (max_tokens or len(tokens)) // 5)
+    if len(tokens) <= (max_tokens or len(tokens)):
+        start, stop = 0, len(tokens)
+    else:
+        start = int(torch.randint(0, groups - keep + 1, (1,), generator=generator)) * 5
+        stop = start + keep * 5
 
     def frame(n):
         return min(mel.shape[1], int(n / TOKENS_PER_SECOND * SAMPLE_RATE / HOP_LENGTH))
