@@ -124,3 +124,25 @@ def test_training_refuses_an_existing_run_without_resume(corpus):
     (corpus / "r" / "checkpoint.pt").write_bytes(b"x")
     with pytest.raises(StepAudioError, match="--resume"):
         train_flow(corpus / "manifest.jsonl", TrainOptions(out=corpus / "r", steps=1), FLOW)
+
+
+def test_mean_code_mel_recovers_a_mel_made_of_per_code_slices():
+    from stepaudio.decoder.flow import place, time_aligned
+    from stepaudio.train.decoder_recipes import mean_code_mel
+
+    torch.manual_seed(0)
+    table = torch.randn(4096, 4 * 80)
+    examples = []
+    for n_groups in (10, 7):
+        semantic, acoustic = torch.randint(0, 1024, (n_groups, 2)), torch.randint(1024, 5120, (n_groups, 3))
+        tokens = torch.cat([semantic, acoustic], 1).reshape(-1)  # [s0 s1 a0 a1 a2] per group
+        acoustic = time_aligned(tokens)[:, 0] - 1024
+        frames = FLOW.mel_frames(len(tokens))
+        mel = place(table[acoustic][None], frames, 4)[0]
+        examples.append({"tokens": tokens, "mel": torch.cat([mel, torch.randn(80, 9)], 1)})  # + audio past the tokens
+    means = mean_code_mel(examples, 4)
+    for example in examples:
+        tokens = example["tokens"]
+        acoustic = time_aligned(tokens)[:, 0] - 1024
+        frames = FLOW.mel_frames(len(tokens))
+        assert torch.allclose(place(means[acoustic][None], frames, 4)[0], example["mel"][:, :frames])
