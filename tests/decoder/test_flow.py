@@ -6,16 +6,7 @@ import torch
 from tiny import TINY_FLOW, tiny_flow, tiny_hift
 
 from stepaudio.decoder.conformer import EncoderConfig, RelPositionAttention, relative_positions
-from stepaudio.decoder.flow import (
-    TOKENS_PER_SECOND,
-    CFMConfig,
-    FlowConfig,
-    FlowMatching,
-    FlowModel,
-    place,
-    time_aligned,
-    time_grid,
-)
+from stepaudio.decoder.flow import TOKENS_PER_SECOND, FlowConfig, FlowModel, place, time_aligned, time_grid
 from stepaudio.errors import TokenError
 
 
@@ -202,13 +193,3 @@ def test_a_new_slot_frames_flow_starts_with_mu_at_the_mel_of_its_acoustic_codes(
         mu[:, -1],
         flow.code_mel.weight[2, 160:240],  # frame 9 at 2.7: third place of slot 2
     )
-
-
-def test_sampling_from_a_prior_start_begins_at_noise_and_mu_mixed(flow):
-    matching = FlowMatching(CFMConfig(prior_start=0.6), flow.decoder.estimator)
-    matching.estimator.forward = lambda x, *rest: torch.zeros_like(x)  # no velocity: x stays where it starts
-    noise, mu = torch.randn(1, 80, 7), torch.randn(1, 80, 7)
-    x = matching.sample(noise, mu, torch.zeros(1, 80), torch.zeros(1, 80, 7), n_steps=3, cfg_rate=0.0)
-    assert torch.allclose(x, (1 - (1 - 1e-6) * 0.6) * noise + 0.6 * mu)
-    with pytest.raises(ValueError, match="prior_start"):
-        CFMConfig(prior_start=1.0)

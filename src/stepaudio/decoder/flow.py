@@ -41,13 +41,6 @@ class CFMConfig:
     training_cfg_rate: float = 0.2  # share of training examples with every condition dropped
     inference_cfg_rate: float = 0.7  # guidance weight
     n_timesteps: int = 10
-    # 0: sampling starts from noise at time 0 (official). s > 0: from time s, at (1 - s) noise + s mu, as
-    # DiffSinger's shallow diffusion does, for a prior mu close to the mel and a young estimator (mini).
-    prior_start: float = 0.0
-
-    def __post_init__(self):
-        if not 0.0 <= self.prior_start < 1.0:
-            raise ValueError(f"prior_start must be in [0, 1), not {self.prior_start}")
 
 
 @dataclass(frozen=True)
@@ -161,9 +154,8 @@ class FlowMatching(nn.Module):
         cfg_rate: float,
     ) -> torch.Tensor:
         mask = torch.ones_like(mu[:, :1])
-        start = self.config.prior_start
-        t_span = (start + (1 - start) * time_grid(n_steps, self.config.t_scheduler)).to(mu)
-        x = (1 - (1 - self.config.sigma_min) * start) * noise + start * mu
+        t_span = time_grid(n_steps, self.config.t_scheduler).to(mu)
+        x = noise
         if cfg_rate > 0:  # conditional and unconditional velocity in one batch of two
             mu, spks, cond = (torch.cat([c, torch.zeros_like(c)]) for c in (mu, spks, cond))
             mask = torch.cat([mask, mask])
