@@ -138,8 +138,9 @@ def crop_flow_example(example: dict, max_tokens: int | None, generator: torch.Ge
     The mel is cut to its tokens' time even when they all fit: the tokenizer drops a last partial group,
     and the regulator stretches tokens over the frames it is given."""
     tokens, mel = example["tokens"], example["mel"]
-    groups, keep = len(tokens) // 5, max(1, (max_tokens or len(tokens)) // 5)
-    if len(tokens) <= (max_tokens or len(tokens)):
+    limit = max_tokens or len(tokens)
+    groups, keep = len(tokens) // 5, max(1, limit // 5)
+    if len(tokens) <= limit:
         start, stop = 0, len(tokens)
     else:
         start = int(torch.randint(0, groups - keep + 1, (1,), generator=generator)) * 5

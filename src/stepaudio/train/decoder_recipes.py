@@ -36,7 +36,7 @@ from stepaudio.train.decoder_data import (
 )
 from stepaudio.train.loop import TrainOptions, train
 
-# Sized for RTF < 0.5 on 2 cores with 10 flow steps and an hour of CPU training (see the bench).
+# Sized for RTF < 0.5 on 2 cores with 10 flow steps and 90 minutes of CPU training (see the bench).
 # Its encoder predicts 4 mel frames per 40 ms token (a linear regulator places them): mu is then a usable
 # mel after minutes of training, where interpolating one vector per token never got there.
 MINI_FLOW = FlowConfig(
