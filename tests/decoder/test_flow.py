@@ -189,7 +189,5 @@ def test_a_new_slot_frames_flow_starts_with_mu_at_the_mel_of_its_acoustic_codes(
     h = flow.encode(tokens[None])  # [1, 3 slots, 4 x 80]
     assert torch.equal(h[0], flow.code_mel.weight[:3])
     mu = flow.length_regulator([(h, 10)])[0]  # 10 frames over 3 slots of 4 places
-    assert torch.allclose(mu[:, 0], flow.code_mel.weight[0, :80]) and torch.allclose(
-        mu[:, -1],
-        flow.code_mel.weight[2, 160:240],  # frame 9 at 2.7: third place of slot 2
-    )
+    assert torch.allclose(mu[:, 0], flow.code_mel.weight[0, :80])  # frame 0: first place of slot 0
+    assert torch.allclose(mu[:, -1], flow.code_mel.weight[2, 160:240])  # frame 9 at 2.7: third place of slot 2

@@ -88,6 +88,12 @@ def time_aligned(tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([slots, tokens[groups * GROUP_SIZE :][_SLOTS[:partial]]])
 
 
+def acoustic_codes(slots: torch.Tensor) -> torch.Tensor:
+    """[..., 3] time-aligned slots -> [...] the acoustic code (0..4095) of each; a stray semantic id (or
+    padding) counts as code 0."""
+    return (slots[..., 0] - ACOUSTIC_OFFSET).clamp(min=0)
+
+
 def slot_places(slots: int, frames: int, per_slot: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(slot, place) of each of `frames` mel frames stretched over `slots` slots of per_slot places:
     frame f lies at slot coordinate f * slots / frames."""
@@ -245,8 +251,7 @@ class FlowModel(nn.Module):
         for i, r in enumerate(rows):
             slots[i, : len(r)] = r
         e = self.input_embedding(slots)  # [B, M, 3, C]
-        acoustic = (slots[:, :, 0] - ACOUSTIC_OFFSET).clamp(min=0)  # padding (and stray semantic ids): code 0
-        return e[:, :, 0] + (e[:, :, 1] + e[:, :, 2]) / 2, lengths, acoustic
+        return e[:, :, 0] + (e[:, :, 1] + e[:, :, 2]) / 2, lengths, acoustic_codes(slots)
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """[B, N] ids -> [B, M, 80 x max(1, slot_frames)] (M = N, or the 40 ms slots when time-aligned);

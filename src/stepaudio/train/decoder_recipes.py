@@ -23,9 +23,9 @@ from stepaudio.audio.decoder_mel import N_MELS
 from stepaudio.decoder.checkpoint import save_model
 from stepaudio.decoder.conformer import EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig
-from stepaudio.decoder.flow import FlowConfig, FlowModel, slot_places, time_aligned
+from stepaudio.decoder.flow import FlowConfig, FlowModel, acoustic_codes, slot_places, time_aligned
 from stepaudio.decoder.hift import HiFT, HiFTConfig
-from stepaudio.tokenizer.interleave import ACOUSTIC_CODES, ACOUSTIC_OFFSET
+from stepaudio.tokenizer.interleave import ACOUSTIC_CODES
 from stepaudio.train.decoder_data import (
     DecoderDataset,
     Embed,
@@ -128,7 +128,7 @@ def mean_code_mel(dataset: DecoderDataset, per_slot: int) -> torch.Tensor:
         example = crop_flow_example(dataset[index], None, None)
         slots, mel = time_aligned(example["tokens"]), example["mel"]
         slot, where = slot_places(len(slots), mel.shape[1], per_slot)
-        rows = (slots[slot, 0] - ACOUSTIC_OFFSET).clamp(min=0) * per_slot + where
+        rows = acoustic_codes(slots)[slot] * per_slot + where
         sums.index_add_(0, rows, mel.T)
         counts.index_add_(0, rows, torch.ones(len(rows)))
     means = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], sums.sum(0) / counts.sum())
