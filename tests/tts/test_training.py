@@ -43,13 +43,14 @@ def test_speed_bands():
     assert [speed_tag(s) for s in (0.85, 0.9, 1.0, 1.1, 1.2)] == ["慢速2", "慢速1", None, "快速1", "快速2"]
 
 
-def test_examples_score_only_the_speech_of_both_assistant_turns(corpus, tmp_path):
+def test_examples_score_only_the_speech_of_both_assistant_turns_and_locate_its_text(corpus, tmp_path):
     tokenizer_file = train_vocabulary([u[0] for u in UTTERANCES], tmp_path / "t.model", 700)
     tokenizer = SentencePieceTokenizer(tokenizer_file, audio_offset=700)
     dataset = TTSDataset(corpus, tokenizer)
     assert len(dataset) == 7  # the utterance without token files is left out
     for index, target in enumerate(dataset.targets):
-        ids, labels = (x.tolist() for x in dataset[index])
+        ids, labels, spans = dataset[index]
+        ids, labels = ids.tolist(), labels.tolist()
         text = tokenizer.decode(ids)
         target_tokens = np.load(corpus.parent / target.tokens).tolist()
         assert ids[-len(target_tokens) - 1 : -1] == [700 + k for k in target_tokens] and ids[-1] == tokenizer.eos_id
@@ -60,6 +61,13 @@ def test_examples_score_only_the_speech_of_both_assistant_turns(corpus, tmp_path
         same_voice = [u.text for u in dataset.targets if u.voice == target.voice and u is not target]
         assert any(prompt.rstrip("。.") in t.replace("5", "five") for t in same_voice)  # another utterance, same voice
         request = text.split("<|BOT|>human\n")[2]
+        (prompt_text, prompt_speech), (request_text, speech) = (
+            (tokenizer.decode(ids[a:b]), ids[c:d]) for a, b, c, d in spans
+        )
+        assert prompt_text == f"<|BOT|>human\n{prompt}<|EOT|>"
+        assert request_text == f"<|BOT|>human\n{request.split('<|EOT|>')[0]}<|EOT|>"
+        assert speech == [700 + k for k in target_tokens] and min(prompt_speech) >= 700
+        assert ids[spans[0][3]] == tokenizer.eos_id  # the example turn's speech ends at its end of turn
         if target.language == "yue":
             assert request.startswith(("(粤语)", "(广东话)"))
         if speed_tag(target.speed):

@@ -3,7 +3,8 @@
 Each example is one utterance of the corpus spoken in the voice of another utterance of the same
 voice: the prompt is built exactly as at inference (system turn, the other utterance's transcript and
 audio tokens as the example turn pair, this utterance's tagged text), and the targets are the audio
-tokens and end-of-turn tokens of both assistant turns. Tags come from the manifest: the language tag
+tokens and end-of-turn tokens of both assistant turns, and the positions of each transcript and its
+speech (for the attention guide, `stepaudio.train.attention_guide`). Tags come from the manifest: the language tag
 (always for Cantonese, which shares its script with Mandarin, half of the time otherwise) and a
 speed tag when the utterance was synthesised clearly faster or slower than the voice's natural rate.
 """
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stepaudio.lm.tokenizer import Tokenizer
+from stepaudio.lm.tokenizer import BOT, Tokenizer
 from stepaudio.tokenizer.interleave import AUDIO_VOCAB
+from stepaudio.train.attention_guide import Span
 from stepaudio.train.data.manifest import Utterance, manifest_dir, read_split
 from stepaudio.train.decoder_data import tokenized
 from stepaudio.tts.prompt import CANTONESE_TAGS, LANGUAGE_TAG, request_ids
@@ -38,7 +40,8 @@ def speed_tag(speed: float) -> str | None:
 
 
 class TTSDataset(torch.utils.data.Dataset):
-    """Utterance i -> (ids [L], labels [L]); labels are IGNORE except on audio tokens and their EOT."""
+    """Utterance i -> (ids [L], labels [L], spans); labels are IGNORE except on audio tokens and their
+    EOT; spans: where the example turn's and the request's transcripts and speech lie."""
 
     def __init__(
         self,
@@ -72,7 +75,7 @@ class TTSDataset(torch.utils.data.Dataset):
         speed = speed_tag(utterance.speed)
         return tags + ([speed] if speed else [])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, list[Span]]:
         target = self.targets[index]
         prompt = self.random.choice([p for p in self.prompts[target.voice] if p is not target])
         offset, eot = self.tokenizer.audio_offset, self.tokenizer.eos_id
@@ -87,16 +90,23 @@ class TTSDataset(torch.utils.data.Dataset):
         # The example turn's audio is speech for its transcript too: scored as well, it doubles the
         # supervised tokens per sequence at no extra cost.
         labels = [i if offset <= i < offset + AUDIO_VOCAB else IGNORE for i in ids]
-        labels[max(p for p, i in enumerate(labels) if i != IGNORE) + 1] = eot
-        return torch.tensor(ids + audio), torch.tensor(labels + audio)
+        prompt_speech = [p for p, i in enumerate(labels) if i != IGNORE]
+        labels[prompt_speech[-1] + 1] = eot
+        # turns: system, human (prompt transcript), assistant (its speech), human (request), assistant
+        turns = [p for p, i in enumerate(ids) if i == self.tokenizer.token_id(BOT)]
+        spans = [
+            (turns[1], turns[2], prompt_speech[0], prompt_speech[-1] + 1),
+            (turns[3], turns[4], len(ids), len(ids) + len(audio) - 1),
+        ]
+        return torch.tensor(ids + audio), torch.tensor(labels + audio), spans
 
 
-def collate_tts(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Right-padded ids [B, L] and labels [B, L] (IGNORE on padding)."""
-    width = max(len(ids) for ids, _ in examples)
+def collate_tts(examples: list[tuple[torch.Tensor, torch.Tensor, list[Span]]]) -> dict:
+    """Right-padded ids [B, L] and labels [B, L] (IGNORE on padding), and each row's spans."""
+    width = max(len(ids) for ids, _, _ in examples)
     ids = torch.zeros(len(examples), width, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    for row, (example_ids, example_labels) in enumerate(examples):
+    for row, (example_ids, example_labels, _) in enumerate(examples):
         ids[row, : len(example_ids)] = example_ids
         labels[row, : len(example_labels)] = example_labels
-    return {"ids": ids, "labels": labels}
+    return {"ids": ids, "labels": labels, "spans": [spans for _, _, spans in examples]}

@@ -1,5 +1,6 @@
 """`stepaudio train tts`: the mini TTS LM, a small Step1 model (square-root ALiBi, GQA, SwiGLU)
-trained on the corpus in the official TTS prompt format, loss on the audio tokens and the end token.
+trained on the corpus in the official TTS prompt format, loss on the audio tokens and the end token,
+plus the attention guide that teaches it to read the text (`stepaudio.train.attention_guide`).
 
 The run directory holds the text vocabulary (trained first, `tokenizer.model`), the checkpoint and
 the log; the export directory gets what `stepaudio.tts` loads: `tokenizer.model`, `lm.json`,
@@ -19,6 +20,7 @@ from torch import nn
 from stepaudio.lm.model import LMConfig, Transformer
 from stepaudio.lm.tokenizer import SentencePieceTokenizer
 from stepaudio.tokenizer.interleave import AUDIO_VOCAB
+from stepaudio.train.attention_guide import AttentionGuide
 from stepaudio.train.data.manifest import read_split
 from stepaudio.train.loop import TrainOptions, train
 from stepaudio.train.tts_data import IGNORE, TTSDataset, collate_tts
@@ -30,11 +32,13 @@ MINI_TTS = dict(hidden_size=256, intermediate_size=704, num_layers=6, num_heads=
 
 
 class TTSObjective(nn.Module):
-    """Cross-entropy of the next token where a label is given; the head runs only there."""
+    """Cross-entropy of the next token where a label is given (the head runs only there), plus
+    `guide_weight` x the attention guide's loss."""
 
-    def __init__(self, model: Transformer):
+    def __init__(self, model: Transformer, guide_weight: float = 1.0):
         super().__init__()
-        self.model = model
+        self.model, self.guide_weight = model, guide_weight
+        self.guide = AttentionGuide(model)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         hidden = self.model.hidden_states(batch["ids"][:, :-1])
@@ -43,7 +47,12 @@ class TTSObjective(nn.Module):
         logits = self.model.lm_head(hidden[scored])
         loss = F.cross_entropy(logits, labels[scored])
         accuracy = (logits.argmax(-1) == labels[scored]).float().mean()
-        return loss, {"accuracy": accuracy.detach()}
+        guide = self.guide.loss(batch["spans"])
+        return loss + self.guide_weight * guide, {
+            "cross_entropy": loss.detach(),
+            "accuracy": accuracy.detach(),
+            "guide": guide.detach(),
+        }
 
 
 def export_tts(model: Transformer, tokenizer_file: Path, audio_offset: int, directory: Path) -> None:

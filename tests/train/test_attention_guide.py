@@ -1,0 +1,52 @@
+"""The TTS attention guide: its loss rewards the diagonal, and it records the attention the model uses."""
+
+import pytest
+import torch
+
+from lm.lm_fixtures import tiny_model
+from stepaudio.train.attention_guide import AttentionGuide, diagonal_band, guide_loss
+
+
+def test_band_peaks_on_the_diagonal():
+    band = diagonal_band(12, 4)
+    assert band.shape == (12, 4)
+    assert band.argmax(-1).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_loss_is_lowest_for_attention_along_the_diagonal():
+    speech, text = 12, 4
+    spans = [[(2, 2 + text, 8, 8 + speech)]]
+
+    def loss_of(rows: torch.Tensor) -> float:  # rows [speech, text]: attention of each speech token on the text
+        probs = torch.zeros(1, 1, 20, 20)
+        probs[0, 0, 8:20, 2:6] = rows
+        return guide_loss(probs, spans).item()
+
+    diagonal = torch.eye(text).repeat_interleave(speech // text, dim=0)
+    reversed_order = diagonal.flip(-1)
+    uniform = torch.full((speech, text), 1 / text)
+    elsewhere = torch.zeros(speech, text)  # all attention outside the text
+    assert loss_of(diagonal) < 0.1
+    assert loss_of(diagonal) < loss_of(uniform) < loss_of(reversed_order) < loss_of(elsewhere) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("position", ["rope", "sqrt_alibi"])
+def test_recorded_probabilities_are_the_attention_the_layer_applies(position):
+    model = tiny_model(position=position, num_layers=3)
+    guide = AttentionGuide(model)
+    attention = model.layers[1].attn
+    head_dim = attention.head_dim
+    seen = {}
+    attention.register_forward_hook(lambda module, args, output: seen.update(x=args[0]))
+    attention.out.register_forward_hook(lambda module, args, output: seen.update(mixed=args[0]))
+    model.hidden_states(torch.randint(0, 96, (2, 10)))
+
+    probs = guide.probs
+    assert probs.shape == (2, 3, 10, 10) and guide.heads == [3, 4, 5] and guide.kv_heads == [1, 1, 1]
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 3, 10))
+    assert (probs.triu(1) == 0).all()  # nothing from the future
+    # probs @ values must be what the layer passed to its output projection for those heads
+    values = attention.qkv(seen["x"])[..., -attention.num_kv_heads * head_dim :]
+    values = values.view(2, 10, attention.num_kv_heads, head_dim).transpose(1, 2)[:, guide.kv_heads]
+    expected = seen["mixed"].view(2, 10, attention.num_heads, head_dim).transpose(1, 2)[:, guide.heads]
+    assert torch.allclose(probs @ values, expected, atol=1e-5)
