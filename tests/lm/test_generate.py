@@ -35,6 +35,8 @@ def test_stop_ids_and_max_tokens():
         assert stopped == free[: free.index(stop)]
         assert Session(model).generate([[3, 4, 5]], Sampling(max_new_tokens=3))[0] == free[:3]
         assert Session(model).generate([[3, 4, 5]], Sampling(max_new_tokens=0))[0] == []
+        floored = Session(model).generate([[3, 4, 5]], Sampling(max_new_tokens=10, min_new_tokens=6, stop_ids=(stop,)))
+        assert len(floored[0]) >= 6 and stop not in floored[0][:6]
 
 
 def test_batch_generation_equals_each_row_alone():

@@ -11,7 +11,7 @@ from tts_fixtures import tiny_speech_lm, tiny_tts
 
 from conftest import speechlike
 from stepaudio.errors import OptionError
-from stepaudio.tts.pipeline import MAX_DURATION_FACTOR, TOKENS_PER_SECOND, expected_seconds
+from stepaudio.tts.pipeline import MAX_DURATION_FACTOR, MIN_DURATION_FACTOR, TOKENS_PER_SECOND, expected_seconds
 from stepaudio.tts.text import normalize
 
 
@@ -29,9 +29,9 @@ def spy_generation(monkeypatch, tts):
     """Record each prompt and the audio indices the LM gives for it."""
     calls, generate = [], tts.lm.generate
 
-    def recording(prompt, max_new_tokens, cancel=None, seed=None):
-        calls.append({"prompt": prompt, "cap": max_new_tokens, "tokens": []})
-        for token in generate(prompt, max_new_tokens, cancel, seed):
+    def recording(prompt, max_new_tokens, cancel=None, seed=None, min_new_tokens=0):
+        calls.append({"prompt": prompt, "cap": max_new_tokens, "floor": min_new_tokens, "tokens": []})
+        for token in generate(prompt, max_new_tokens, cancel, seed, min_new_tokens):
             calls[-1]["tokens"].append(token)
             yield token
 
@@ -57,7 +57,9 @@ def test_sentences_are_spoken_one_by_one_in_the_voice_prompt_format(tts, monkeyp
     assert text[0].endswith("<|BOT|>human\n(快速1)One.<|EOT|><|BOT|>assistant\n")
     assert text[1].endswith("<|BOT|>human\n(快速1)Two!<|EOT|><|BOT|>assistant\n")
     for call, sentence in zip(calls, ("One.", "Two!"), strict=True):
-        assert call["cap"] == int(MAX_DURATION_FACTOR * expected_seconds(sentence, "en", ["快速1"]) * TOKENS_PER_SECOND)
+        expected_tokens = expected_seconds(sentence, "en", ["快速1"]) * TOKENS_PER_SECOND
+        assert call["cap"] == int(MAX_DURATION_FACTOR * expected_tokens)
+        assert call["floor"] == int(MIN_DURATION_FACTOR * expected_tokens) <= len(call["tokens"])
     total = sum(len(call["tokens"]) for call in calls)
     assert abs(sum(map(len, chunks)) / 22050 - total / TOKENS_PER_SECOND) < 0.1  # every token was voiced
 

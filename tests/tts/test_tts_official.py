@@ -25,9 +25,9 @@ def official_tts(official_root, monkeypatch, tmp_path):
     prompts = []
     generate = tts.lm.generate
 
-    def recording(prompt, max_new_tokens, cancel=None, seed=None):
+    def recording(prompt, max_new_tokens, cancel=None, seed=None, min_new_tokens=0):
         prompts.append(tts.lm.tokenizer.decode(prompt))
-        yield from generate(prompt, max_new_tokens, cancel, seed)
+        yield from generate(prompt, max_new_tokens, cancel, seed, min_new_tokens)
 
     monkeypatch.setattr(tts.lm, "generate", recording)
     return tts, prompts

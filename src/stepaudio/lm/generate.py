@@ -102,6 +102,8 @@ class Session:
             history = self.slots[:, : self.length] if sampling.reads_history else None
             if allowed is not None:
                 logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+            if step < sampling.min_new_tokens:
+                logits = logits.index_fill(-1, stop.to(logits.device), float("-inf"))
             token = sample(logits, sampling, history, self.generator).cpu()
             done |= torch.isin(token, stop)
             token = token.masked_fill(done, PAD)

@@ -22,6 +22,7 @@ class Sampling:
     top_k: int = 0  # 0: no limit
     top_p: float = 1.0
     max_new_tokens: int = 256
+    min_new_tokens: int = 0  # the stop ids cannot be chosen before this many new tokens
     stop_ids: tuple[int, ...] = ()
     seed: int | None = None
     repetition_window: int = 0  # official rule: 10 (0 turns it off)
@@ -34,11 +35,13 @@ class Sampling:
             or self.top_k < 0
             or not 0 < self.top_p <= 1
             or self.max_new_tokens < 0
+            or self.min_new_tokens < 0
             or self.repetition_penalty <= 0
         ):
             raise OptionError(
                 f"bad sampling settings: temperature {self.temperature} (>= 0), top_k {self.top_k} (>= 0), "
                 f"top_p {self.top_p} (in (0, 1]), max_new_tokens {self.max_new_tokens} (>= 0), "
+                f"min_new_tokens {self.min_new_tokens} (>= 0), "
                 f"repetition_penalty {self.repetition_penalty} (> 0)"
             )
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from stepaudio.errors import OptionError
 from stepaudio.lm.generate import Session
 from stepaudio.lm.model import Transformer
 from stepaudio.lm.sampling import Sampling, choose, next_token_probs
@@ -98,6 +99,8 @@ class SpeculativeDecoder:
 
     def stream(self, prompt: list[int], sampling: Sampling, cancel: threading.Event | None = None) -> Iterator[int]:
         """New tokens, as `Session.stream` gives them (stop ids end the stream and are not given)."""
+        if sampling.min_new_tokens:
+            raise OptionError("speculative decoding has no minimum length: leave min_new_tokens at 0")
         if sampling.seed is not None:
             self.generator.manual_seed(sampling.seed)
         committed, emitted = list(prompt), 0

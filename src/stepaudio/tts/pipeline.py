@@ -1,8 +1,8 @@
 """Text-to-speech: text (+ style tags, + a voice) -> 22.05 kHz speech, sentence by sentence.
 
 For each sentence: normalise it, build the official TTS prompt with the voice's transcript and
-tokens as the example turn, sample speech tokens from the LM (official sampling, at most twice the
-sentence's expected duration), and hand every token to a streaming speech decoder conditioned on
+tokens as the example turn, sample speech tokens from the LM (official sampling, between half and
+twice the sentence's expected duration), and hand every token to a streaming speech decoder conditioned on
 the same voice, so audio leaves while the LM is still speaking. RAP and humming use the official
 music vocoder (and the voice's music prompt, e.g. `TingtingRAP`, where one is registered).
 """
@@ -32,6 +32,9 @@ from stepaudio.tts.voices import MAX_PROMPT_SECONDS, VoiceEntry, VoiceRegistry, 
 
 TOKENS_PER_SECOND = GROUP_SIZE / GROUP_SECONDS
 MAX_DURATION_FACTOR = 2.0  # speech longer than this times the expected duration is cut (no runaway)
+# and the end of turn is not taken before this times the expected duration (as CosyVoice's LM floors its
+# output length by the text's), so a model that stops early does not swallow the end of a sentence
+MIN_DURATION_FACTOR = 0.5
 MINI_DEFAULT_VOICE = "joe"
 OFFICIAL_DEFAULT_VOICE = "Tingting"
 
@@ -203,10 +206,11 @@ class TTS:
             if not re.search(r"\w", spoken):
                 continue  # punctuation only
             prompt = self.lm.prompt(spoken, tags, prepared.transcript, prepared.tokens.tolist(), prepared.speaker)
-            cap = int(MAX_DURATION_FACTOR * expected_seconds(spoken, language, tags) * TOKENS_PER_SECOND)
+            expected_tokens = expected_seconds(spoken, language, tags) * TOKENS_PER_SECOND
+            cap, floor = int(MAX_DURATION_FACTOR * expected_tokens), int(MIN_DURATION_FACTOR * expected_tokens)
             stream = decoder.stream(prepared.decoder_voice)
             spoke = False
-            for token in self.lm.generate(prompt, cap, cancel, seed):
+            for token in self.lm.generate(prompt, cap, cancel, seed, min_new_tokens=floor):
                 spoke = True
                 chunk = stream.step([token])
                 if len(chunk):

@@ -3,7 +3,7 @@
 Two sources behind one class: the mini model (our Step1 network with a compact vocabulary whose audio
 ids start at `audio_offset`) and Step-Audio-TTS-3B (official Step1 directory, audio ids from 65 536).
 Generation may only choose audio tokens or the end of turn, so nothing but speech can come out,
-and it stops at a cap derived from the text's expected duration (no runaway).
+and the pipeline bounds its length by the text's expected duration (no runaway, no cut-off speech).
 """
 
 from __future__ import annotations
@@ -83,15 +83,19 @@ class SpeechLM:
         max_new_tokens: int,
         cancel: threading.Event | None = None,
         seed: int | None = None,
+        min_new_tokens: int = 0,
     ) -> Iterator[int]:
-        """Audio indices (0..5119) as they are sampled, until the end of turn or the cap; official
-        sampling (temperature 0.7, top-k 50, the repetition-aware rule)."""
+        """Audio indices (0..5119) as they are sampled, until the end of turn (not before
+        `min_new_tokens`) or the cap; official sampling (temperature 0.7, top-k 50, the
+        repetition-aware rule)."""
         max_new_tokens = min(max_new_tokens, self.max_len - len(prompt))
         if max_new_tokens <= 0:
             raise OptionError(
                 f"the prompt takes {len(prompt)} of the model's {self.max_len} positions: use a shorter voice prompt"
             )
-        sampling = Sampling.official_tts(max_new_tokens=max_new_tokens, stop_ids=(self.tokenizer.eos_id,), seed=seed)
+        sampling = Sampling.official_tts(
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, stop_ids=(self.tokenizer.eos_id,), seed=seed
+        )
         try:
             session = self._sessions.get_nowait()
         except queue.Empty:
