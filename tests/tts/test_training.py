@@ -93,6 +93,7 @@ def test_train_tts_exports_a_model_the_pipeline_loads(corpus, tmp_path):
     assert main(args) == 0
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+    assert all(0 <= r["guide"] <= 1 and r["loss"] == pytest.approx(r["cross_entropy"] + r["guide"]) for r in log)
     lm = SpeechLM.from_mini(tmp_path / "tts")
     assert lm.tokenizer.audio_offset == 700 and lm.model.config.vocab_size == 700 + 5120
     assert lm.model.config.position == "sqrt_alibi"
