@@ -50,9 +50,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     --voices 'piper:*,flite:awb,flite:slt,flite:rms,festival:cmu*'
 fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  # 1200 steps of 8 examples (~2 epochs), 1-4 s a step on one core. The packaged weights were made in three
-  # legs on a shared machine: --steps 2000 stopped after step 300, then --resume --steps 800, then --resume
-  # --steps 1200 (so the learning rate restarted twice); this single run is the intended recipe.
+  # 4000 steps of 8 examples, 1-4 s a step on one core, with the attention guide (stepaudio.train.attention_guide).
+  # The packaged weights were made in legs on a shared machine: --steps 1200 without the guide (the earlier
+  # recipe), --resume --steps 4000 without it to step 1900, then with the guide to step 2300 on one process
+  # and from there to 4000 under `torchrun --nproc-per-node 2` (16 examples a step); this single run is the
+  # intended recipe and has not been run end to end.
   OMP_NUM_THREADS=1 "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" \
-    --export "$assets/tts" --steps 1200 --batch-size 8 --lr 1e-3 --warmup 100 --save-every 100
+    --export "$assets/tts" --steps 4000 --batch-size 8 --lr 1e-3 --warmup 100 --save-every 100
 fi

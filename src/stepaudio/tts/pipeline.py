@@ -9,6 +9,7 @@ music vocoder (and the voice's music prompt, e.g. `TingtingRAP`, where one is re
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -207,7 +208,8 @@ class TTS:
                 continue  # punctuation only
             prompt = self.lm.prompt(spoken, tags, prepared.transcript, prepared.tokens.tolist(), prepared.speaker)
             expected_tokens = expected_seconds(spoken, language, tags) * TOKENS_PER_SECOND
-            cap, floor = int(MAX_DURATION_FACTOR * expected_tokens), int(MIN_DURATION_FACTOR * expected_tokens)
+            cap = int(MAX_DURATION_FACTOR * expected_tokens)
+            floor = GROUP_SIZE * math.ceil(MIN_DURATION_FACTOR * expected_tokens / GROUP_SIZE)  # whole groups
             stream = decoder.stream(prepared.decoder_voice)
             spoke = False
             for token in self.lm.generate(prompt, cap, cancel, seed, min_new_tokens=floor):
