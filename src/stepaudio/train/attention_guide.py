@@ -2,10 +2,11 @@
 
 A small decoder-only TTS model trained on a few hours of speech first learns to continue speech from
 speech alone and may take very long to start reading the text (measured on the mini model: after
-1800 steps its loss on a target was 3.02 with the right transcript and 3.06 with another one). The
-guide of DC-TTS (Tachibana et al., 2017) fixes this: the attention of speech token n of N onto text
-token t of T should lie near t/T = n/N, so some heads get a loss on the attention mass they put
-outside that band. Only training uses it; the model and its inference are unchanged.
+1900 steps its loss on a target was 2.84 with the right transcript and 2.89 with another one). The
+guide of DC-TTS (Tachibana et al., 2017) speeds this up: the attention of speech token n of N onto
+text token t of T should lie near t/T = n/N, so some heads get a loss on the attention mass they put
+outside that band (1600 steps later, with the guide: 1.91 against 2.12). Only training uses it; the
+model and its inference are unchanged.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def guide_loss(probs: torch.Tensor, spans: Sequence[Sequence[Span]], width: floa
             attention = probs[row, :, speech_start:speech_end, text_start:text_end]  # [heads, N, T]
             band = diagonal_band(speech_end - speech_start, text_end - text_start, width).to(probs)
             losses.append(1 - (attention * band).sum(-1).mean())
-    return torch.stack(losses).mean() if losses else probs.new_zeros(())
+    return torch.stack(losses).mean()
 
 
 class AttentionGuide:
