@@ -97,4 +97,7 @@ def test_train_tts_exports_a_model_the_pipeline_loads(corpus, tmp_path):
     lm = SpeechLM.from_mini(tmp_path / "tts")
     assert lm.tokenizer.audio_offset == 700 and lm.model.config.vocab_size == 700 + 5120
     assert lm.model.config.position == "sqrt_alibi"
-    assert main([*args[:-6], "--steps", "3", "--text-vocab", "700", "--resume"]) == 0  # same vocabulary on resume
+    resumed = [*args[:-6], "--steps", "3", "--text-vocab", "700", "--log-every", "1", "--guide-weight", "0"]
+    assert main([*resumed, "--resume"]) == 0  # same vocabulary on resume
+    last = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 3 and last["loss"] == pytest.approx(last["cross_entropy"])  # no guide

@@ -50,7 +50,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.recipe == "tts":
         from stepaudio.train import tts_recipe
 
-        step = tts_recipe.train_tts(args.manifest, options, config_data, export, args.text_vocab, args.max_seconds)
+        step = tts_recipe.train_tts(
+            args.manifest, options, config_data, export, args.text_vocab, args.max_seconds, args.guide_weight
+        )
     elif args.recipe == "flow":
         config = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
         embed = None
@@ -123,6 +125,9 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     elif recipe == "tts":
         parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")
         parser.add_argument("--max-seconds", type=float, default=10.0, help="skip longer utterances")
+        parser.add_argument(
+            "--guide-weight", type=float, default=1.0, help="weight of the attention guide's loss (0: no guide)"
+        )
     else:
         parser.add_argument("--segment-frames", type=int, default=32, help="mel frames per training segment")
     parser.set_defaults(run=cmd_train)

@@ -85,6 +85,7 @@ def train_tts(
     export_dir: Path | None = None,
     text_vocab: int = TEXT_VOCAB,
     max_seconds: float = 10.0,
+    guide_weight: float = 1.0,
 ) -> int:
     out = Path(options.out)
     tokenizer_file = out / "tokenizer.model"
@@ -99,7 +100,7 @@ def train_tts(
             if param.dim() == 2:
                 param.normal_(0, 0.02)
     return train(
-        TTSObjective(model),
+        TTSObjective(model, guide_weight),
         dataset,
         collate_tts,
         options,
