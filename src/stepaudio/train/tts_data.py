@@ -2,11 +2,12 @@
 
 Each example is one utterance of the corpus spoken in the voice of another utterance of the same
 voice: the prompt is built exactly as at inference (system turn, the other utterance's transcript and
-audio tokens as the example turn pair, this utterance's tagged text), and the targets are the audio
-tokens and end-of-turn tokens of both assistant turns, and the positions of each transcript and its
-speech (for the attention guide, `stepaudio.train.attention_guide`). Tags come from the manifest: the language tag
-(always for Cantonese, which shares its script with Mandarin, half of the time otherwise) and a
-speed tag when the utterance was synthesised clearly faster or slower than the voice's natural rate.
+audio tokens as the example turn pair, this utterance's tagged text); the targets are the audio
+tokens and end-of-turn tokens of both assistant turns, and each transcript's and its speech's
+positions go to the attention guide (`stepaudio.train.attention_guide`). Tags come from the manifest:
+the language tag (always for Cantonese, which shares its script with Mandarin, half of the time
+otherwise) and a speed tag when the utterance was synthesised clearly faster or slower than the
+voice's natural rate.
 """
 
 from __future__ import annotations
