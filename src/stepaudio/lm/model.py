@@ -122,6 +122,22 @@ class Attention(nn.Module):
         )
         self.out = nn.Linear(config.num_heads * self.head_dim, config.hidden_size, bias=False)
 
+    def project(
+        self, x: torch.Tensor, start: int, rotary: Rotary | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, T, hidden] at positions start.. -> q [B, H, T, D], k and v [B, Hkv, T, D] (RoPE applied)."""
+        batch, steps, _ = x.shape
+        q, k, v = self.qkv(x).split(
+            [self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.num_kv_heads * self.head_dim], -1
+        )
+        q = q.view(batch, steps, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(batch, steps, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, steps, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if rotary is not None:
+            positions = torch.arange(start, start + steps, device=x.device)
+            q, k = rotary(q, positions), rotary(k, positions)
+        return q, k, v
+
     def forward(
         self,
         x: torch.Tensor,  # [B, T, hidden]
@@ -132,15 +148,7 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,  # [B or 1, H or 1, T, start + T], additive or boolean
     ) -> torch.Tensor:
         batch, steps, _ = x.shape
-        q, k, v = self.qkv(x).split(
-            [self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, self.num_kv_heads * self.head_dim], -1
-        )
-        q = q.view(batch, steps, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
-        k = k.view(batch, steps, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
-        v = v.view(batch, steps, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        if rotary is not None:
-            positions = torch.arange(start, start + steps, device=x.device)
-            q, k = rotary(q, positions), rotary(k, positions)
+        q, k, v = self.project(x, start, rotary)
         keys, values = cache.write(layer, start, k, v) if cache is not None else (k, v)  # [B, Hkv, start + T, D]
         # Query head h reads kv head h // (H / Hkv), as in the official and HF checkpoints.
         y = F.scaled_dot_product_attention(
