@@ -94,7 +94,8 @@ class TTSDataset(torch.utils.data.Dataset):
         prompt_speech = [p for p, i in enumerate(labels) if i != IGNORE]
         labels[prompt_speech[-1] + 1] = eot
         # turns: system, human (prompt transcript), assistant (its speech), human (request), assistant
-        turns = [p for p, i in enumerate(ids) if i == self.tokenizer.token_id(BOT)]
+        bot = self.tokenizer.token_id(BOT)
+        turns = [p for p, i in enumerate(ids) if i == bot]
         spans = [
             (turns[1], turns[2], prompt_speech[0], prompt_speech[-1] + 1),
             (turns[3], turns[4], len(ids), len(ids) + len(audio) - 1),

@@ -33,12 +33,12 @@ MINI_TTS = dict(hidden_size=256, intermediate_size=704, num_layers=6, num_heads=
 
 class TTSObjective(nn.Module):
     """Cross-entropy of the next token where a label is given (the head runs only there), plus
-    `guide_weight` x the attention guide's loss."""
+    `guide_weight` x the attention guide's loss (no guide at weight 0)."""
 
     def __init__(self, model: Transformer, guide_weight: float = 1.0):
         super().__init__()
         self.model, self.guide_weight = model, guide_weight
-        self.guide = AttentionGuide(model)
+        self.guide = AttentionGuide(model) if guide_weight else None
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         hidden = self.model.hidden_states(batch["ids"][:, :-1])
@@ -46,13 +46,11 @@ class TTSObjective(nn.Module):
         scored = labels != IGNORE
         logits = self.model.lm_head(hidden[scored])
         loss = F.cross_entropy(logits, labels[scored])
-        accuracy = (logits.argmax(-1) == labels[scored]).float().mean()
-        guide = self.guide.loss(batch["spans"])
-        return loss + self.guide_weight * guide, {
-            "cross_entropy": loss.detach(),
-            "accuracy": accuracy.detach(),
-            "guide": guide.detach(),
-        }
+        parts = {"cross_entropy": loss.detach(), "accuracy": (logits.argmax(-1) == labels[scored]).float().mean()}
+        if self.guide is not None:
+            guide = self.guide.loss(batch["spans"])
+            loss, parts["guide"] = loss + self.guide_weight * guide, guide.detach()
+        return loss, parts
 
 
 def export_tts(model: Transformer, tokenizer_file: Path, audio_offset: int, directory: Path) -> None:
