@@ -138,12 +138,11 @@ def crop_flow_example(example: dict, max_tokens: int | None, generator: torch.Ge
     The mel is cut to its tokens' time even when they all fit: the tokenizer drops a last partial group,
     and the regulator stretches tokens over the frames it is given."""
     tokens, mel = example["tokens"], example["mel"]
-    limit = max_tokens or len(tokens)
-    groups, keep = len(tokens) // 5, max(1, limit // 5)
-    if len(tokens) <= limit:
+    if max_tokens is None or len(tokens) <= max_tokens:
         start, stop = 0, len(tokens)
     else:
-        start = int(torch.randint(0, groups - keep + 1, (1,), generator=generator)) * 5
+        keep = max(1, max_tokens // 5)
+        start = int(torch.randint(0, len(tokens) // 5 - keep + 1, (1,), generator=generator)) * 5
         stop = start + keep * 5
 
     def frame(n):
