@@ -1,6 +1,7 @@
 """Speech decoder intelligibility and speed. Intelligibility is judged by an ASR nobody here trained
 (Whisper tiny.en run by faster-whisper): word error rate of the original audio, of a Griffin-Lim
 rendering of the decoder mel (the floor any vocoder must beat), of the mini vocoder on that same mel,
+of the vocoder on the flow encoder's rough mel (mu, no flow steps: what the encoder gets from the tokens)
 and of `stepaudio resynth` with the mini model (tokens -> flow -> vocoder, the input as voice prompt).
 Speed: real-time factor of flow (10 Euler steps) + vocoder on 10 s of speech, and the latency of the
 first audio chunk of a streaming decode once its first tokens are there.
@@ -71,12 +72,23 @@ def mini_renderings(decoder, tokenizer) -> dict:
             audio, _ = decoder.hift(mel_spectrogram(resample(x, 16000, dm.SAMPLE_RATE))[None])
         return resample(audio[0].numpy(), dm.SAMPLE_RATE, 16000)
 
+    def prior(x: np.ndarray) -> np.ndarray:
+        tokens = torch.as_tensor(tokenizer.encode(x, 16000).interleaved).long()
+        with torch.inference_mode():
+            mu = decoder.flow.prior(tokens, tokens[:0], 0, decoder.flow.config.mel_frames(len(tokens)))
+            audio, _ = decoder.hift(mu)
+        return resample(audio[0].numpy(), dm.SAMPLE_RATE, 16000)
+
     def resynth(x: np.ndarray) -> np.ndarray:
         voice = decoder.voice(x, 16000, tokenizer.encode(x, 16000, prompt=True).interleaved)
         pcm, rate = decoder.decode(tokenizer.encode(x, 16000).interleaved, voice)
         return resample(pcm, rate, 16000)
 
-    return {"mini vocoder on that mel": vocoder, "stepaudio resynth (mini)": resynth}
+    return {
+        "mini vocoder on that mel": vocoder,
+        "mini vocoder on the flow's prior mu": prior,
+        "stepaudio resynth (mini)": resynth,
+    }
 
 
 def speed(decoder, tokenizer, repeat: int) -> dict:
@@ -134,9 +146,9 @@ def main() -> None:
             hypotheses = [normalize(transcribe(render(samples))) for samples, _ in items]
             results.append({"set": set_name, "audio": name, "utterances": len(items),
                             "wer": jiwer.wer(references, hypotheses)})  # fmt: skip
-    print(f"{'set':<22} {'audio':<34} {'n':>3} {'WER':>7}")
+    print(f"{'set':<22} {'audio':<36} {'n':>3} {'WER':>7}")
     for row in results:
-        print(f"{row['set']:<22} {row['audio']:<34} {row['utterances']:>3} {row['wer']:>7.3f}")
+        print(f"{row['set']:<22} {row['audio']:<36} {row['utterances']:>3} {row['wer']:>7.3f}")
     if timing:
         print(
             f"flow (10 steps) + vocoder: RTF {timing['rtf']:.3f} on {timing['threads']} threads; "

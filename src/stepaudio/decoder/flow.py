@@ -263,6 +263,13 @@ class FlowModel(nn.Module):
         out = self.encoder_proj(self.encoder(h, lengths if given else None))
         return out + self.code_mel(acoustic) if self.config.slot_frames else out
 
+    def prior(self, tokens: torch.Tensor, prompt_tokens: torch.Tensor, prompt_frames: int, frames: int) -> torch.Tensor:
+        """mu [1, 80, prompt_frames + frames]: the encoder's rough mel of the prompt's and the target's tokens,
+        which the flow refines (the vocoder on it alone tells what the encoder gets from the tokens)."""
+        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None])  # [1, P_tok + N, 80] (interleaved)
+        split = self.encoded_length(len(prompt_tokens))
+        return self.length_regulator([(h[:, :split], prompt_frames), (h[:, split:], frames)])
+
     @torch.inference_mode()
     def generate(
         self,
@@ -288,10 +295,7 @@ class FlowModel(nn.Module):
             raise ValueError("a voice prompt needs both its tokens and its mel (or neither)")
         if noise.shape != (self.config.output_size, prompt_frames + frames):
             raise ValueError(f"noise must be [{self.config.output_size}, {prompt_frames + frames}], got {noise.shape}")
-        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None])  # [1, P_tok + N, 80] (interleaved)
-        split = self.encoded_length(len(prompt_tokens))
-        parts = [(h[:, :split], prompt_frames), (h[:, split:], frames)]
-        mu = self.length_regulator(parts)  # [1, 80, P + frames]
+        mu = self.prior(tokens, prompt_tokens, prompt_frames, frames)
         cond = torch.zeros_like(mu)
         cond[0, :, :prompt_frames] = prompt_mel
         cfm = self.config.cfm
