@@ -73,7 +73,7 @@ def mini_renderings(decoder, tokenizer) -> dict:
         return resample(audio[0].numpy(), dm.SAMPLE_RATE, 16000)
 
     def prior(x: np.ndarray) -> np.ndarray:
-        tokens = torch.as_tensor(tokenizer.encode(x, 16000).interleaved).long()
+        tokens = torch.tensor(tokenizer.encode(x, 16000).interleaved).long()
         with torch.inference_mode():
             mu = decoder.flow.prior(tokens, tokens[:0], 0, decoder.flow.config.mel_frames(len(tokens)))
             audio, _ = decoder.hift(mu)
