@@ -67,17 +67,19 @@ def evaluation_sets(corpus: Path | None) -> dict[str, list[tuple[np.ndarray, str
 
 
 def mini_renderings(decoder, tokenizer) -> dict:
-    def vocoder(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            audio, _ = decoder.hift(mel_spectrogram(resample(x, 16000, dm.SAMPLE_RATE))[None])
+    @torch.inference_mode()
+    def voiced(mel: torch.Tensor) -> np.ndarray:
+        """The mini vocoder on a decoder mel [1, 80, T], back at 16 kHz."""
+        audio, _ = decoder.hift(mel)
         return resample(audio[0].numpy(), dm.SAMPLE_RATE, 16000)
 
+    def vocoder(x: np.ndarray) -> np.ndarray:
+        return voiced(mel_spectrogram(resample(x, 16000, dm.SAMPLE_RATE))[None])
+
+    @torch.inference_mode()
     def prior(x: np.ndarray) -> np.ndarray:
         tokens = torch.tensor(tokenizer.encode(x, 16000).interleaved).long()
-        with torch.inference_mode():
-            mu = decoder.flow.prior(tokens, tokens[:0], 0, decoder.flow.config.mel_frames(len(tokens)))
-            audio, _ = decoder.hift(mu)
-        return resample(audio[0].numpy(), dm.SAMPLE_RATE, 16000)
+        return voiced(decoder.flow.prior(tokens, tokens[:0], 0, decoder.flow.config.mel_frames(len(tokens))))
 
     def resynth(x: np.ndarray) -> np.ndarray:
         voice = decoder.voice(x, 16000, tokenizer.encode(x, 16000, prompt=True).interleaved)
