@@ -2,10 +2,10 @@
 
 A small decoder-only TTS model trained on a few hours of speech first learns to continue speech from
 speech alone and may take very long to start reading the text (`bench/tts_text_use.py` on the mini
-model after 1900 steps: loss 2.86 on a target's speech with its transcript, 2.90 with another one).
+model after 1900 steps: loss 3.15 on a target's speech with its transcript, 3.18 with another one).
 The guide of DC-TTS (Tachibana et al., 2017) speeds this up: the attention of speech token n of N onto
 text token t of T should lie near t/T = n/N, so some heads get a loss on the attention mass they put
-outside that band (1900 steps later, with the guide: 1.92 against 2.10). Only training uses it; the
+outside that band (1900 steps later, with the guide: 2.50 against 2.67). Only training uses it; the
 model and its inference are unchanged.
 """
 
