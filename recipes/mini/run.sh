@@ -41,10 +41,11 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     --steps 2800 --batch-size 16 --segment-frames 64 --lr 1e-3 --warmup 200
 fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  # ~90 min on 2 cores (about 1.1 s a step); the packaged flow is this single run, made when stage 3 had
-  # tokenized 4820 of the 9138 utterances (continuing it on all of them was not better on eval-en).
+  # ~75 min on 2 cores (about 1.1 s a step); the packaged flow is this single run, on all 9138 utterances. Its
+  # token embeddings start from the codebooks' centroids (--embedding-init codebooks, the default): from random
+  # ones (the flow packaged before) 4800 steps left them where they started, and resynth was less intelligible.
   "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow" --export "$assets/decoder" \
-    --steps 4800 --batch-size 8 --max-tokens 200 --lr 1e-3 --warmup 100
+    --steps 4000 --batch-size 8 --max-tokens 200 --lr 1e-3 --warmup 100
 fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   "$stepaudio" data synth data/eval-en --max-utterances 0 --mix en=1 --test-voices 1 --seed 0 \

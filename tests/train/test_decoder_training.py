@@ -19,7 +19,7 @@ from stepaudio.decoder.conformer import EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig
 from stepaudio.decoder.flow import FlowConfig, FlowModel
 from stepaudio.decoder.hift import HiFT, HiFTConfig
-from stepaudio.errors import DataError, StepAudioError
+from stepaudio.errors import CheckpointError, DataError, StepAudioError
 from stepaudio.train.data.manifest import read_split
 from stepaudio.train.decoder_data import estimate_f0
 
@@ -146,3 +146,31 @@ def test_mean_code_mel_recovers_a_mel_made_of_per_code_slices():
         acoustic = time_aligned(tokens)[:, 0] - 1024
         frames = FLOW.mel_frames(len(tokens))
         assert torch.allclose(place(means[acoustic][None], frames, 4)[0], example["mel"][:, :frames])
+
+
+def test_codebook_embedding_starts_neighbouring_codes_near():
+    from stepaudio.train.decoder_recipes import codebook_embedding
+
+    torch.manual_seed(0)
+    base = torch.randn(32, 12) * 5
+    centroids = torch.cat([base, base + 0.01 * torch.randn(32, 12)])  # code i and i + 32 are neighbours
+    for dim in (8, 16):  # fewer components than features, and more (padded)
+        rows = codebook_embedding(centroids, dim)
+        assert rows.shape == (64, dim)
+        assert rows.norm(dim=1).mean() == pytest.approx(dim**0.5, rel=1e-4)
+        distances = torch.cdist(rows, rows).fill_diagonal_(float("inf"))
+        assert torch.equal(distances.argmin(dim=1), torch.arange(64).roll(32))
+
+
+def test_fresh_flow_run_takes_its_token_embeddings_from_the_codebooks(corpus):
+    from stepaudio.train.decoder_recipes import codebook_embedding, train_flow
+    from stepaudio.train.loop import TrainOptions
+
+    semantic, acoustic = torch.randn(1024, 6), torch.randn(4096, 5)
+    options = TrainOptions(out=corpus / "r", steps=1, batch_size=2, lr=1e-9)
+    train_flow(corpus / "manifest.jsonl", options, FLOW, codebooks=(semantic, acoustic))
+    start = torch.cat([codebook_embedding(c, FLOW.input_size) for c in (semantic, acoustic)])
+    trained = load_model(FlowModel, FlowConfig, corpus / "r", "flow").input_embedding.weight
+    assert torch.allclose(trained, start, atol=1e-2)  # float16 export
+    with pytest.raises(CheckpointError, match="1024 \\+ 4095 codes for 5120"):
+        train_flow(corpus / "manifest.jsonl", options, FLOW, codebooks=(semantic, acoustic[1:]))

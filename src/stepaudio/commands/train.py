@@ -54,15 +54,23 @@ def cmd_train(args: argparse.Namespace) -> None:
             args.manifest, options, config_data, export, args.text_vocab, args.max_seconds, args.guide_weight
         )
     elif args.recipe == "flow":
+        from safetensors.torch import load_file
+
+        from stepaudio.models.store import resolve_model
+
         config = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
+        mini = resolve_model("mini")
         embed = None
         if args.speaker == "ge2e":
             from stepaudio.decoder.speaker import GE2E
-            from stepaudio.models.store import resolve_model
 
-            embed = GE2E.from_resemblyzer(resolve_model("mini").require("speaker"))
+            embed = GE2E.from_resemblyzer(mini.require("speaker"))
+        codebooks = None
+        if args.embedding_init == "codebooks":
+            streams = ("semantic_codebook", "acoustic_codebook")
+            codebooks = tuple(load_file(mini.require(stream))["centroids"] for stream in streams)
         step = decoder_recipes.train_flow(
-            args.manifest, options, config, embed, None, export, args.max_tokens, args.prior_weight
+            args.manifest, options, config, embed, None, export, args.max_tokens, args.prior_weight, codebooks
         )
     else:
         config = config_from_dict(HiFTConfig, config_data) if config_data else decoder_recipes.MINI_HIFT
@@ -122,6 +130,13 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         parser.add_argument("--speaker", choices=("ge2e", "none"), default="ge2e", help="speaker embedding")
         parser.add_argument("--max-tokens", type=int, default=250, help="crop utterances to this many tokens")
         parser.add_argument("--prior-weight", type=float, default=1.0, help="weight of the prior loss (mu -> mel)")
+        parser.add_argument(
+            "--embedding-init",
+            choices=("codebooks", "random"),
+            default="codebooks",
+            help="token embeddings of a fresh run: from the mini tokenizer's centroids (the tokens must come from "
+            "it) or random",
+        )
     elif recipe == "tts":
         parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")
         parser.add_argument("--max-seconds", type=float, default=10.0, help="skip longer utterances")

@@ -25,6 +25,7 @@ from stepaudio.decoder.conformer import EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig
 from stepaudio.decoder.flow import FlowConfig, FlowModel, acoustic_codes, slot_places, time_aligned
 from stepaudio.decoder.hift import HiFT, HiFTConfig
+from stepaudio.errors import CheckpointError
 from stepaudio.tokenizer.interleave import ACOUSTIC_CODES
 from stepaudio.train.decoder_data import (
     DecoderDataset,
@@ -135,6 +136,18 @@ def mean_code_mel(dataset: DecoderDataset, per_slot: int) -> torch.Tensor:
     return means.view(ACOUSTIC_CODES, per_slot * N_MELS)
 
 
+def codebook_embedding(centroids: torch.Tensor, dim: int) -> torch.Tensor:
+    """[K, D] k-means centroids -> [K, dim] token embeddings: the centroids' top principal components,
+    scaled to the row norm of a default (standard normal) embedding. Codes whose features are near
+    start near, so what the encoder learns about one code carries over to its neighbours; from random
+    rows it must learn every code on its own, which a short CPU training does not (a flow trained so,
+    the one packaged before, ended with its embeddings where they started)."""
+    centred = centroids.float() - centroids.float().mean(dim=0)
+    components = torch.linalg.svd(centred, full_matrices=False).Vh[:dim]
+    projected = F.pad(centred @ components.T, (0, max(0, dim - len(components))))
+    return projected * (math.sqrt(dim) / projected.norm(dim=1).mean())
+
+
 def train_flow(
     manifest: Path,
     options: TrainOptions,
@@ -144,9 +157,19 @@ def train_flow(
     export_dir: Path | None = None,
     max_tokens: int = 250,
     prior_weight: float = 1.0,
+    codebooks: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> int:
+    """codebooks: the (semantic, acoustic) centroids of the tokenizer that made the tokens; a fresh run
+    starts the token embeddings from them (`codebook_embedding`)."""
     dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", tokenize, embed, config.spk_embed_dim)
     flow = FlowModel(config)
+    if codebooks and not options.resume:
+        semantic, acoustic = codebooks
+        if len(semantic) + len(acoustic) != config.vocab_size:
+            sizes = f"{len(semantic)} + {len(acoustic)}"
+            raise CheckpointError(f"codebooks of {sizes} codes for {config.vocab_size} token ids")
+        rows = [codebook_embedding(c, config.input_size) for c in (semantic, acoustic)]
+        flow.input_embedding.weight.data = torch.cat(rows)
     if config.slot_frames and not options.resume:
         flow.code_mel.weight.data = mean_code_mel(dataset, config.slot_frames)
     objective = FlowObjective(flow, prior_weight)
