@@ -54,9 +54,10 @@ fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   # 1200 steps of 8 examples (~2 epochs), 1-4 s a step on one core, without the attention guide: the packaged
   # weights (made in three legs on a shared machine, on the 4820 utterances stage 3 had tokenized then: --steps
-  # 2000 stopped after step 300, then --resume --steps 800, then --resume --steps 1200). They do not read their text; a run with the guide (the default,
-  # --guide-weight 1) continued from them to step 3800 of --steps 4000 learned to (bench/tts_text_use.py: loss
-  # 2.50 with the right transcript, 2.67 with another) but is not more intelligible yet, so it is not packaged.
+  # 2000 stopped after step 300, then --resume --steps 800, then --resume --steps 1200). They do not read their
+  # text; a run with the guide (the default, --guide-weight 1) continued from them to step 3800 of --steps 4000
+  # learned to (bench/tts_text_use.py: loss 2.50 with the right transcript, 2.67 with another) but is not more
+  # intelligible yet, so it is not packaged.
   OMP_NUM_THREADS=1 "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" \
     --export "$assets/tts" --steps 1200 --batch-size 8 --lr 1e-3 --warmup 100 --save-every 100 --guide-weight 0
 fi

@@ -172,5 +172,6 @@ def test_fresh_flow_run_takes_its_token_embeddings_from_the_codebooks(corpus):
     start = torch.cat([codebook_embedding(c, FLOW.input_size) for c in (semantic, acoustic)])
     trained = load_model(FlowModel, FlowConfig, corpus / "r", "flow").input_embedding.weight
     assert torch.allclose(trained, start, atol=1e-2)  # float16 export
-    with pytest.raises(CheckpointError, match="1024 \\+ 4095 codes for 5120"):
-        train_flow(corpus / "manifest.jsonl", options, FLOW, codebooks=(semantic, acoustic[1:]))
+    for wrong in ((semantic, acoustic[1:]), (semantic[:1000], torch.randn(4120, 5))):  # the split matters too
+        with pytest.raises(CheckpointError, match=f"codebooks of {len(wrong[0])} \\+ {len(wrong[1])} codes"):
+            train_flow(corpus / "manifest.jsonl", options, FLOW, codebooks=wrong)

@@ -26,7 +26,7 @@ from stepaudio.decoder.estimator import EstimatorConfig
 from stepaudio.decoder.flow import FlowConfig, FlowModel, acoustic_codes, slot_places, time_aligned
 from stepaudio.decoder.hift import HiFT, HiFTConfig
 from stepaudio.errors import CheckpointError
-from stepaudio.tokenizer.interleave import ACOUSTIC_CODES
+from stepaudio.tokenizer.interleave import ACOUSTIC_CODES, AUDIO_VOCAB, SEMANTIC_CODES
 from stepaudio.train.decoder_data import (
     DecoderDataset,
     Embed,
@@ -165,9 +165,11 @@ def train_flow(
     flow = FlowModel(config)
     if codebooks and not options.resume:
         semantic, acoustic = codebooks
-        if len(semantic) + len(acoustic) != config.vocab_size:
-            sizes = f"{len(semantic)} + {len(acoustic)}"
-            raise CheckpointError(f"codebooks of {sizes} codes for {config.vocab_size} token ids")
+        if (len(semantic), len(acoustic), config.vocab_size) != (SEMANTIC_CODES, ACOUSTIC_CODES, AUDIO_VOCAB):
+            raise CheckpointError(
+                f"codebooks of {len(semantic)} + {len(acoustic)} codes for {config.vocab_size} token ids; "
+                f"the audio ids are {SEMANTIC_CODES} semantic + {ACOUSTIC_CODES} acoustic codes"
+            )
         rows = [codebook_embedding(c, config.input_size) for c in (semantic, acoustic)]
         flow.input_embedding.weight.data = torch.cat(rows)
     if config.slot_frames and not options.resume:
