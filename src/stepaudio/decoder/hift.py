@@ -59,8 +59,11 @@ class HiFTConfig:
         return math.prod(self.upsample_rates) * self.istft_hop
 
 
-def _split_weight_norm(conv: nn.Module) -> None:
-    """Replace `weight` by magnitude `weight_g` (norm over all but dim 0) and direction `weight_v`."""
+def _split_weight_norm(conv: nn.Module, init_std: float | None) -> None:
+    """Replace `weight` (first drawn from N(0, init_std) if given) by magnitude `weight_g` (norm over
+    all but dim 0) and direction `weight_v`."""
+    if init_std is not None:
+        nn.init.normal_(conv.weight, 0.0, init_std)
     weight = conv.weight.detach().clone()
     del conv.weight
     conv.weight_g = nn.Parameter(weight.norm(dim=tuple(range(1, weight.ndim)), keepdim=True))
@@ -77,9 +80,7 @@ class WNConv1d(nn.Conv1d):
 
     def __init__(self, *args, init_std: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        if init_std is not None:
-            nn.init.normal_(self.weight, 0.0, init_std)
-        _split_weight_norm(self)
+        _split_weight_norm(self, init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, _joined_weight(self), self.bias)
@@ -88,9 +89,7 @@ class WNConv1d(nn.Conv1d):
 class WNConvTranspose1d(nn.ConvTranspose1d):
     def __init__(self, *args, init_std: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        if init_std is not None:
-            nn.init.normal_(self.weight, 0.0, init_std)
-        _split_weight_norm(self)
+        _split_weight_norm(self, init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose1d(
