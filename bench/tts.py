@@ -6,7 +6,8 @@
 - intelligibility: the held-out English test sentences of the corpus (30 texts), spoken in the default
   voice, transcribed by Whisper tiny.en (faster-whisper): WER (target <= 15 %);
 - duration: each output against the expected duration of its text (target: within 0.5x-2x), and
-  the mean duration with the speed tags against untagged (target: 快速 >= 20 % shorter, 慢速 >= 20 % longer);
+  the mean duration with the speed tags against untagged (target: 快速 >= 20 % shorter, 慢速 >= 20 % longer),
+  next to that of the decoder's speed option at 0.8 and 1.25;
 - prompt leakage: outputs whose transcript holds three words in a row of the voice's prompt transcript;
 - cloning: GE2E similarity of cloned speech to its prompt and to another built-in voice's prompt;
 - speed on this CPU: real-time factor and time to the first audio chunk (target RTF < 1, < 500 ms).
@@ -98,6 +99,9 @@ def main() -> None:
     results["tag_duration_vs_untagged"] = {
         tag: float(np.mean([len(speak(t, tags=[tag])) for t in tagged]) / base)
         for tag in ("快速1", "快速2", "慢速1", "慢速2")
+    }
+    results["speed_option_vs_normal"] = {  # the decoder's time-scaling (--speed), for comparison
+        str(speed): float(np.mean([len(speak(t, speed=speed)) for t in tagged]) / base) for speed in (0.8, 1.25)
     }
 
     # cloning: each English voice's prompt cloned, against another built-in voice

@@ -6,7 +6,7 @@ import torch
 from tiny import tiny_flow, tiny_hift
 
 from stepaudio.decoder.speech_decoder import SpeechDecoder, StreamSchedule
-from stepaudio.errors import TokenError
+from stepaudio.errors import OptionError, TokenError
 
 SCHEDULE = StreamSchedule(first_chunk_tokens=20, growth=2.0, max_chunk_tokens=60, context_tokens=120)
 
@@ -31,8 +31,8 @@ def tokens() -> torch.Tensor:
     return torch.randint(0, 5120, (160,), generator=torch.Generator().manual_seed(0))
 
 
-def streamed(decoder, tokens, step=7):
-    stream = decoder.stream(schedule=SCHEDULE)
+def streamed(decoder, tokens, step=7, speed=1.0):
+    stream = decoder.stream(schedule=SCHEDULE, speed=speed)
     pieces = [stream.step(tokens[i : i + step]) for i in range(0, len(tokens), step)]
     return pieces + [stream.flush()]
 
@@ -43,6 +43,22 @@ def test_offline_decode_shape_and_reproducibility(decoder, tokens):
     assert len(pcm) == decoder.flow.config.mel_frames(len(tokens)) * 256  # 256 samples per mel frame
     again, _ = decoder.decode(tokens)
     assert np.array_equal(pcm, again)
+
+
+@pytest.mark.parametrize("speed", [0.8, 1.25])
+def test_speed_stretches_the_tokens_and_streams_like_offline(decoder, tokens, speed):
+    pcm, _ = decoder.decode(tokens, speed=speed)
+    frames = decoder.flow.config.mel_frames(len(tokens), speed)
+    assert len(pcm) == frames * 256 and abs(frames - decoder.flow.config.mel_frames(len(tokens)) / speed) <= 1
+    online = np.concatenate(streamed(decoder, tokens, speed=speed))
+    assert len(online) == len(pcm)
+    assert np.sqrt(np.mean((online - pcm) ** 2)) < 0.01 * np.sqrt(np.mean(pcm**2))
+
+
+@pytest.mark.parametrize("speed", [0.2, 3.0])
+def test_a_speed_out_of_range_is_refused(decoder, speed):
+    with pytest.raises(OptionError, match="speed must be between 0.5 and 2.0"):
+        decoder.stream(speed=speed)
 
 
 def test_one_chunk_stream_is_the_offline_output(decoder, tokens):

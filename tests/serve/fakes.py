@@ -43,7 +43,7 @@ class FakeVoices:
 
 
 class FakeSpeaker:
-    """0.05 s of a 440 Hz tone per character; unknown voices and tags are OptionErrors."""
+    """0.05 s of a 440 Hz tone per character (over `speed`); unknown voices and tags are OptionErrors."""
 
     sample_rate = TTS_RATE
     default_voice = "Tingting"
@@ -52,16 +52,16 @@ class FakeSpeaker:
     def __init__(self):
         self.voices = FakeVoices()
 
-    def stream(self, text, voice=None, tags=(), cancel=None):
+    def stream(self, text, voice=None, tags=(), cancel=None, speed=1.0):
         if not text.strip():
             raise OptionError("empty text")
         if voice is not None and voice not in self.voices.names():
             raise OptionError(f"unknown voice {voice!r}")
         if unknown := [tag for tag in tags if tag not in self.tags]:
             raise OptionError(f"unknown tags {unknown}")
-        return self._tone(len(text), cancel)
+        return self._tone(len(text) / speed, cancel)
 
-    def _tone(self, characters: int, cancel):
+    def _tone(self, characters: float, cancel):
         total = int(0.05 * characters * self.sample_rate)
         t = np.arange(total) / self.sample_rate
         wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

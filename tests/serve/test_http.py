@@ -52,6 +52,8 @@ def test_speech_wav_and_streamed_pcm():
     assert pcm.status_code == 200 and pcm.headers["content-type"] == "audio/pcm"
     seconds = len(pcm.content) / 2 / 24000  # OpenAI's pcm: 24 kHz s16le
     assert seconds == pytest.approx(len(samples) / TTS_RATE, abs=0.01)
+    faster = http.post("/v1/audio/speech", json={"input": "Hello there.", "speed": 2.0})
+    assert len(soundfile.read(io.BytesIO(faster.content))[0]) == int(0.05 * len("Hello there.") / 2 * TTS_RATE)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +66,7 @@ def test_speech_wav_and_streamed_pcm():
         ({"input": "   "}, 400, "empty"),
         ({"input": "x" * 101}, 400, "over the limit of 100"),
         ({"input": "hi", "response_format": "mp3"}, 400, "response_format"),
-        ({"input": "hi", "speed": 1.5}, 400, "tags"),
+        ({"input": "hi", "speed": 4.0}, 400, "speed must be between 0.5 and 2.0"),
         ({"voice": "Alice"}, 400, "input"),
     ],
 )

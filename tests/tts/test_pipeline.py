@@ -109,11 +109,18 @@ def test_builtin_voice_features_are_cached(tts):
     assert len(tts.fake_tokenizer.calls) == 1  # tokens and embedding came from the cache
 
 
+def test_speed_time_scales_the_same_speech(tts):
+    normal, _ = tts.synthesize("Hi there.", seed=3)
+    faster, _ = tts.synthesize("Hi there.", seed=3, speed=1.25)
+    assert abs(len(faster) - len(normal) / 1.25) <= 2 * 256  # the same tokens over 1/1.25 of the mel frames
+
+
 def test_bad_requests_are_option_errors(tts, tmp_path):
     for kwargs, message in [
         ({"text": " "}, "no text"),
         ({"text": "Hi.", "voice": "nobody"}, "unknown voice"),
         ({"text": "Hi.", "tags": ["loud"]}, "unknown style tag"),
+        ({"text": "Hi.", "speed": 4.0}, "speed must be between"),
         ({"text": "Hi.", "prompt_text": "words"}, "both the prompt wav"),
         ({"text": "Hi.", "voice": "anna", "prompt_wav": tmp_path / "x.wav", "prompt_text": "x"}, "not both"),
     ]:

@@ -69,9 +69,10 @@ class FlowConfig:
         if self.slot_frames and self.token_layout != "time_aligned":
             raise ValueError("slot_frames needs the time_aligned token layout")
 
-    def mel_frames(self, n_tokens: int) -> int:
-        """Mel frames for n tokens, as the official length regulator counts them."""
-        return int(n_tokens / self.input_frame_rate * SAMPLE_RATE / HOP_LENGTH)
+    def mel_frames(self, n_tokens: int, speed: float = 1.0) -> int:
+        """Mel frames for n tokens, as the official length regulator counts them; `speed` > 1 gives fewer
+        (the regulator stretches the tokens over them: faster speech, as CosyVoice's speed option)."""
+        return int(n_tokens / self.input_frame_rate * SAMPLE_RATE / HOP_LENGTH / speed)
 
 
 # Per 40 ms acoustic slot of a group [s0 s1 a0 a1 a2]: its position, and the positions of the semantic

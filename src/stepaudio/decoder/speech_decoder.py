@@ -28,8 +28,18 @@ from stepaudio.decoder.noise import NoiseTape
 from stepaudio.decoder.official import load_official
 from stepaudio.decoder.speaker import GE2E, CAMPPlus
 from stepaudio.decoder.speaker import SAMPLE_RATE as SPEAKER_RATE
-from stepaudio.errors import AudioError, TokenError
+from stepaudio.errors import AudioError, OptionError, TokenError
 from stepaudio.tokenizer.interleave import GROUP_SIZE
+
+# Speaking rates the decoder renders by stretching the tokens over fewer or more mel frames; the flow is
+# trained at rate 1 only, so this stays near it.
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+
+
+def check_speed(speed: float) -> float:
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise OptionError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
+    return float(speed)
 
 
 @dataclass(frozen=True)
@@ -126,12 +136,15 @@ class SpeechDecoder:
         dim = self.flow.config.spk_embed_dim
         return Voice(torch.zeros(0, dtype=torch.long), torch.zeros(self.flow.config.output_size, 0), torch.zeros(dim))
 
-    def stream(self, voice: Voice | None = None, schedule: StreamSchedule | None = None) -> DecoderStream:
-        return DecoderStream(self, voice or self.no_voice(), schedule or StreamSchedule())
+    def stream(
+        self, voice: Voice | None = None, schedule: StreamSchedule | None = None, speed: float = 1.0
+    ) -> DecoderStream:
+        """speed: speaking rate relative to the tokens' own (2 = twice as fast), MIN_SPEED..MAX_SPEED."""
+        return DecoderStream(self, voice or self.no_voice(), schedule or StreamSchedule(), check_speed(speed))
 
-    def decode(self, tokens, voice: Voice | None = None) -> tuple[np.ndarray, int]:
+    def decode(self, tokens, voice: Voice | None = None, speed: float = 1.0) -> tuple[np.ndarray, int]:
         """All tokens at once -> (float32 PCM, 22050)."""
-        stream = self.stream(voice)
+        stream = self.stream(voice, speed=speed)
         stream.add(tokens)
         return stream.flush(), SAMPLE_RATE
 
@@ -139,8 +152,9 @@ class SpeechDecoder:
 class DecoderStream:
     """step(tokens) -> PCM ready so far (maybe empty); flush() -> the rest. One per utterance."""
 
-    def __init__(self, decoder: SpeechDecoder, voice: Voice, schedule: StreamSchedule):
+    def __init__(self, decoder: SpeechDecoder, voice: Voice, schedule: StreamSchedule, speed: float = 1.0):
         self.flow, self.hift, self.voice, self.schedule = decoder.flow, decoder.hift, voice, schedule
+        self.speed = speed
         seed, harmonics = decoder.seed, decoder.hift.config.nb_harmonics + 1
         self.prompt_noise = NoiseTape(seed, self.flow.config.output_size)(0, voice.mel.shape[1])
         self.target_noise = NoiseTape(seed + 1, self.flow.config.output_size)
@@ -184,16 +198,16 @@ class DecoderStream:
     def _run(self, final: bool) -> np.ndarray:
         s, config = self.schedule, self.flow.config
         n, done = len(self.tokens), self.frames_done
-        frames = config.mel_frames(n)
+        frames = config.mel_frames(n, self.speed)
         end = frames if final else frames - s.lookahead_frames
         if end <= done and not final:
             return np.zeros(0, dtype=np.float32)
         # Flow window: up to context_tokens back, but never starting after the first frame still needed.
         # Windows start on a group boundary, where the interleaving starts over.
         start = max(0, n - s.context_tokens) // GROUP_SIZE * GROUP_SIZE
-        while start > 0 and config.mel_frames(start) > done:
+        while start > 0 and config.mel_frames(start, self.speed) > done:
             start -= GROUP_SIZE
-        first = config.mel_frames(start)
+        first = config.mel_frames(start, self.speed)
         noise = torch.cat([self.prompt_noise, self.target_noise(first, frames)], dim=1)
         v = self.voice
         window = torch.tensor(self.tokens[start:], dtype=torch.long)

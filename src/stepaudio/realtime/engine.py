@@ -37,7 +37,7 @@ class Speaker(Protocol):
 
     sample_rate: int
 
-    def stream(self, text: str, voice=None, tags=(), cancel=None) -> Iterator[np.ndarray]: ...
+    def stream(self, text: str, voice=None, tags=(), cancel=None, speed: float = 1.0) -> Iterator[np.ndarray]: ...
 
 
 @dataclass

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError
 
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
@@ -23,15 +24,19 @@ class PiperSpeaker:
         # One short rendering loads the voice (the first answer should not pay for it) and gives its rate.
         self.sample_rate = self.engine.render(self.voices[self.default_voice], "Hello.", 1.0, seed=0)[1]
 
-    def stream(self, text: str, voice: str | None = None, tags=(), cancel=None) -> Iterator[np.ndarray]:
-        """One chunk per sentence (Piper renders a sentence at once); `voice`: a Piper voice name."""
+    def stream(
+        self, text: str, voice: str | None = None, tags=(), cancel=None, speed: float = 1.0
+    ) -> Iterator[np.ndarray]:
+        """One chunk per sentence (Piper renders a sentence at once); `voice`: a Piper voice name; `speed`:
+        Piper's own rate control (its phoneme durations), in the TTS pipeline's range."""
         if not text.strip():
             raise OptionError("nothing to say: empty text")
+        speed = check_speed(speed)
         chosen = self._voice(voice)
         for sentence in _SENTENCES.split(text.strip()):
             if cancel is not None and cancel.is_set():
                 return
-            yield self.engine.render(chosen, sentence, 1.0, seed=0)[0].astype(np.float32)
+            yield self.engine.render(chosen, sentence, speed, seed=0)[0].astype(np.float32)
 
     def _voice(self, name: str | None):
         if name is None:

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError
 from stepaudio.serve.models import STYLE_TAGS, Models
 from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler, pcm16_bytes
@@ -114,9 +115,8 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 @router.post("/audio/speech")
 async def speech(body: SpeechRequest, request: Request, models: ModelsDep) -> Response:
     text = _check_length(body.input, "input", _max_chars(request))
-    if body.speed not in (None, 1.0):
-        raise OptionError("speed is set with tags: 慢速1, 慢速2, 快速1, 快速2")
-    chunks = _speak(models, text, body.voice, tuple(body.tags))
+    speed = check_speed(1.0 if body.speed is None else body.speed)
+    chunks = _speak(models, text, body.voice, tuple(body.tags), speed)
     first = await _first(chunks)
     if first is None:
         raise OptionError("the text has nothing to speak")
@@ -138,9 +138,13 @@ async def _first(stream: AsyncIterator[T]) -> T | None:
         raise
 
 
-def _speak(models: Models, text: str, voice: str | None, tags: tuple[str, ...]) -> AsyncIterator[np.ndarray]:
+def _speak(
+    models: Models, text: str, voice: str | None, tags: tuple[str, ...], speed: float = 1.0
+) -> AsyncIterator[np.ndarray]:
     speaker = models.speaker
-    return models.speaker_worker.stream(lambda cancel: speaker.stream(text, voice=voice, tags=tags, cancel=cancel))
+    return models.speaker_worker.stream(
+        lambda cancel: speaker.stream(text, voice=voice, tags=tags, cancel=cancel, speed=speed)
+    )
 
 
 async def _pcm_stream(first: np.ndarray, rest: AsyncIterator[np.ndarray], rate: int) -> AsyncIterator[bytes]:

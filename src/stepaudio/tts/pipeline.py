@@ -21,7 +21,7 @@ import torch
 
 from stepaudio.audio import load_audio
 from stepaudio.audio.io import AudioSource
-from stepaudio.decoder.speech_decoder import SpeechDecoder, Voice
+from stepaudio.decoder.speech_decoder import SpeechDecoder, Voice, check_speed
 from stepaudio.errors import OptionError
 from stepaudio.lm.prompts import MUSIC_TAGS
 from stepaudio.tokenizer.input import SAMPLE_RATE as PROMPT_RATE
@@ -191,16 +191,18 @@ class TTS:
         prompt_wav: AudioSource | None = None,
         prompt_text: str | None = None,
         seed: int | None = None,
+        speed: float = 1.0,
     ) -> Iterator[np.ndarray]:
         """float32 mono chunks at `sample_rate`, sentence by sentence, as the decoder makes them;
-        stops early (between LM steps or decoder chunks) once `cancel` is set."""
+        stops early (between LM steps or decoder chunks) once `cancel` is set. `speed` time-scales what
+        the LM says in the decoder (any model; the speed tags ask the LM itself)."""
         if not text or not text.strip():
             raise OptionError("no text to speak")
-        tags = check_tags(tags)
+        tags, speed = check_tags(tags), check_speed(speed)
         prepared, decoder = self._voice(voice, tags, prompt_wav, prompt_text)
-        return self._stream(split_sentences(text.strip()), tags, prepared, decoder, cancel, seed)
+        return self._stream(split_sentences(text.strip()), tags, prepared, decoder, cancel, seed, speed)
 
-    def _stream(self, sentences, tags, prepared, decoder, cancel, seed) -> Iterator[np.ndarray]:
+    def _stream(self, sentences, tags, prepared, decoder, cancel, seed, speed) -> Iterator[np.ndarray]:
         for sentence in sentences:
             language = sentence_language(sentence, tags)
             spoken = normalize(sentence, language)
@@ -210,7 +212,7 @@ class TTS:
             expected_tokens = expected_seconds(spoken, language, tags) * TOKENS_PER_SECOND
             cap = int(MAX_DURATION_FACTOR * expected_tokens)
             floor = GROUP_SIZE * math.ceil(MIN_DURATION_FACTOR * expected_tokens / GROUP_SIZE)  # whole groups
-            stream = decoder.stream(prepared.decoder_voice)
+            stream = decoder.stream(prepared.decoder_voice, speed=speed)
             spoke = False
             for token in self.lm.generate(prompt, cap, cancel, seed, min_new_tokens=floor):
                 spoke = True
@@ -232,8 +234,11 @@ class TTS:
         prompt_wav: AudioSource | None = None,
         prompt_text: str | None = None,
         seed: int | None = None,
+        speed: float = 1.0,
     ) -> tuple[np.ndarray, int]:
         """The whole speech of `text` as (float32 mono PCM, sample_rate)."""
-        chunks = list(self.stream(text, voice, tags, prompt_wav=prompt_wav, prompt_text=prompt_text, seed=seed))
+        chunks = list(
+            self.stream(text, voice, tags, prompt_wav=prompt_wav, prompt_text=prompt_text, seed=seed, speed=speed)
+        )
         pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
         return pcm.astype(np.float32, copy=False), self.sample_rate
