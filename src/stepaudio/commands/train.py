@@ -44,6 +44,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         save_every=args.save_every,
         seed=args.seed,
         resume=args.resume,
+        precision=args.precision,
     )
     export = Path(args.export) if args.export else None
     config_data = json.loads(Path(args.config).read_text()) if args.config else None
@@ -126,6 +127,13 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="bf16: forward passes under bfloat16 autocast (float32 weights); auto (default): bf16 where the CPU "
+        "computes it natively (AMX, AVX512-BF16), else fp32",
+    )
     if recipe == "flow":
         parser.add_argument("--speaker", choices=("ge2e", "none"), default="ge2e", help="speaker embedding")
         parser.add_argument("--max-tokens", type=int, default=250, help="crop utterances to this many tokens")

@@ -41,6 +41,20 @@ class TrainOptions:
     save_every: int = 200
     seed: int = 0
     resume: bool = False
+    # "bf16": forward passes under bfloat16 autocast (weights, gradients and optimiser stay float32);
+    # "auto": bf16 where the CPU multiplies bfloat16 natively (AMX or AVX512-BF16: a TTS LM step runs ~1.9x
+    # faster on 2 such cores), float32 elsewhere
+    precision: str = "auto"
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The dtype of the training forward's autocast for a TrainOptions.precision; None: plain float32."""
+    if precision == "auto":
+        native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+        precision = "bf16" if native else "fp32"
+    if precision not in ("bf16", "fp32"):
+        raise StepAudioError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    return torch.bfloat16 if precision == "bf16" else None
 
 
 class _Distributed:
@@ -93,6 +107,7 @@ def train(
     export: Callable[[], None],
 ) -> int:
     """Run until options.steps optimiser steps are done; returns the step reached."""
+    autocast = autocast_dtype(options.precision)
     world = _Distributed()
     out = Path(options.out)
     checkpoint = out / CHECKPOINT
@@ -141,7 +156,8 @@ def train(
                 else:
                     generator.manual_seed(options.seed * 100_003 + epoch)
                 for batch in loader:
-                    loss, parts = model(batch)
+                    with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
+                        loss, parts = model(batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     grad_norm = float(nn.utils.clip_grad_norm_(objective.parameters(), options.grad_clip))
