@@ -50,7 +50,9 @@ def test_rap_uses_the_music_vocoder_and_the_rap_prompt(official_tts, monkeypatch
     for name in ("decoder", "music_decoder"):
         decoder = getattr(tts, name)
         stream = decoder.stream
-        monkeypatch.setattr(decoder, "stream", lambda voice, _s=stream, _n=name: used.append(_n) or _s(voice))
+        monkeypatch.setattr(
+            decoder, "stream", lambda voice, speed, _s=stream, _n=name: used.append(_n) or _s(voice, speed=speed)
+        )
     tts.synthesize("你好。", tags=["RAP"], seed=0)
     tts.synthesize("你好。", tags=["快速1"], seed=0)
     assert used == ["music_decoder", "decoder"]
