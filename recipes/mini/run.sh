@@ -12,6 +12,8 @@
 # Stage 7: the TTS LM, on the utterances that have token files (one process, OMP_NUM_THREADS=1; then
 #          python bench/tts.py --corpus data/corpus-v1)
 # The codebooks' usage reports are written beside them (*.report.json).
+# Training runs under bfloat16 autocast where the CPU has AMX / AVX512-BF16 (--precision auto); weights packaged
+# before that option (the vocoder, the TTS LM, the flow's first 4000 steps) were trained with --precision fp32.
 set -euo pipefail
 stage=${1:-0}
 stop_stage=${2:-7}
@@ -44,6 +46,8 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   # ~75 min on 2 cores (about 1.1 s a step); the packaged flow is this single run, on all 9138 utterances. Its
   # token embeddings start from the codebooks' centroids (--embedding-init codebooks, the default): from random
   # ones (the flow packaged before) 4800 steps left them where they started, and resynth was less intelligible.
+  # Continuing it (--resume --steps 9000, bf16, stopped after step 8000) made the encoder's mu more intelligible
+  # (bench/decoder.py on eval-en: 0.65 -> 0.55) but not resynth (0.635 both; LibriVox 0.76 -> 0.80): not packaged.
   "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow" --export "$assets/decoder" \
     --steps 4000 --batch-size 8 --max-tokens 200 --lr 1e-3 --warmup 100
 fi
@@ -56,8 +60,9 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   # weights (made in three legs on a shared machine, on the 4820 utterances stage 3 had tokenized then: --steps
   # 2000 stopped after step 300, then --resume --steps 800, then --resume --steps 1200). They do not read their
   # text; a run with the guide (the default, --guide-weight 1) continued from them to step 3800 of --steps 4000
-  # learned to (bench/tts_text_use.py: loss 2.50 with the right transcript, 2.67 with another) but is not more
-  # intelligible yet, so it is not packaged.
+  # learned to (bench/tts_text_use.py: loss 2.50 with the right transcript, 2.67 with another), and on all 9138
+  # utterances to step 4300 (--steps 8000, then 6400; bf16 from 4100), but what it generates does not follow
+  # the text either (step 4100, the first 12 test sentences: WER 1.44), so it is not packaged.
   OMP_NUM_THREADS=1 "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" \
     --export "$assets/tts" --steps 1200 --batch-size 8 --lr 1e-3 --warmup 100 --save-every 100 --guide-weight 0
 fi
