@@ -149,10 +149,11 @@ def main() -> None:
         "within_0.5_2": float(np.mean([0.5 <= r <= 2 for r in ratios])),
     }
     results["prompt_leaks"] = leaks
+    prompts = {name: speaker(tts.voices.get(name).samples()) for name in english_voices}  # once per voice
     gaps = []
     for entry, other, pcm in clones:
         embedding = speaker(resample(pcm, tts.sample_rate, 16000))
-        gaps.append(float(embedding @ speaker(entry.samples()) - embedding @ speaker(other.samples())))
+        gaps.append(float(embedding @ prompts[entry.name] - embedding @ prompts[other.name]))
     results["clone_similarity"] = {
         "own_minus_other_mean": float(np.mean(gaps)) if gaps else None,
         "own_higher": f"{sum(gap > 0 for gap in gaps)}/{len(gaps)}",

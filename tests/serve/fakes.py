@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stepaudio.audio import check_audio, resample
+from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError
 from stepaudio.realtime.events import (
     AudioDelta,
@@ -55,6 +56,7 @@ class FakeSpeaker:
     def stream(self, text, voice=None, tags=(), cancel=None, speed=1.0):
         if not text.strip():
             raise OptionError("empty text")
+        speed = check_speed(speed)  # as the real speakers do
         if voice is not None and voice not in self.voices.names():
             raise OptionError(f"unknown voice {voice!r}")
         if unknown := [tag for tag in tags if tag not in self.tags]:

@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
             embed = GE2E.from_resemblyzer(mini.require("speaker"))
         codebooks = None
-        if args.embedding_init == "codebooks":
+        if args.embedding_init == "codebooks" and not args.resume:  # a resumed run has its embeddings
             streams = ("semantic_codebook", "acoustic_codebook")
             codebooks = tuple(load_file(mini.require(stream))["centroids"] for stream in streams)
         step = decoder_recipes.train_flow(

@@ -152,7 +152,7 @@ class SpeechDecoder:
 class DecoderStream:
     """step(tokens) -> PCM ready so far (maybe empty); flush() -> the rest. One per utterance."""
 
-    def __init__(self, decoder: SpeechDecoder, voice: Voice, schedule: StreamSchedule, speed: float = 1.0):
+    def __init__(self, decoder: SpeechDecoder, voice: Voice, schedule: StreamSchedule, speed: float):
         self.flow, self.hift, self.voice, self.schedule = decoder.flow, decoder.hift, voice, schedule
         self.speed = speed
         seed, harmonics = decoder.seed, decoder.hift.config.nb_harmonics + 1

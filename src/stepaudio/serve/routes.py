@@ -22,7 +22,6 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError
 from stepaudio.serve.models import STYLE_TAGS, Models
 from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler, pcm16_bytes
@@ -115,8 +114,7 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 @router.post("/audio/speech")
 async def speech(body: SpeechRequest, request: Request, models: ModelsDep) -> Response:
     text = _check_length(body.input, "input", _max_chars(request))
-    speed = check_speed(1.0 if body.speed is None else body.speed)
-    chunks = _speak(models, text, body.voice, tuple(body.tags), speed)
+    chunks = _speak(models, text, body.voice, tuple(body.tags), 1.0 if body.speed is None else body.speed)
     first = await _first(chunks)
     if first is None:
         raise OptionError("the text has nothing to speak")
