@@ -42,8 +42,8 @@ class TrainOptions:
     seed: int = 0
     resume: bool = False
     # "bf16": forward passes under bfloat16 autocast (weights, gradients and optimiser stay float32);
-    # "auto": bf16 where the CPU multiplies bfloat16 natively (AMX or AVX512-BF16: a TTS LM step runs ~1.9x
-    # faster on 2 such cores), float32 elsewhere
+    # "auto": bf16 where the CPU multiplies bfloat16 natively (AMX or AVX512-BF16: a mini TTS LM step runs
+    # ~1.9x faster on one such core), float32 elsewhere
     precision: str = "auto"
 
 
