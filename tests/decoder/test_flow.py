@@ -51,6 +51,19 @@ def test_sampling_is_deterministic_given_the_noise(flow):
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
+def test_temperature_scales_the_starting_noise(flow):
+    tokens, noise = torch.randint(0, 5120, (20,)), torch.randn(80, flow.config.mel_frames(20))
+    cooled = FlowModel(replace(flow.config, cfm=replace(flow.config.cfm, temperature=0.5))).eval()
+    cooled.load_state_dict(flow.state_dict())
+    assert torch.allclose(
+        cooled.generate(tokens, *no_prompt(flow), noise), flow.generate(tokens, *no_prompt(flow), noise / 2)
+    )
+    frozen = FlowModel(replace(flow.config, cfm=replace(flow.config.cfm, temperature=0.0))).eval()
+    frozen.load_state_dict(flow.state_dict())
+    a = frozen.generate(tokens, *no_prompt(flow), noise)
+    assert torch.equal(a, frozen.generate(tokens, *no_prompt(flow), torch.randn_like(noise)))  # the noise is unused
+
+
 def test_cosine_time_grid():
     grid = time_grid(10, "cosine")
     assert grid[0] == 0 and grid[-1] == pytest.approx(1) and grid[5] == pytest.approx(1 - math.cos(math.pi / 4))

@@ -12,7 +12,14 @@ from tts_fixtures import tiny_speech_lm, tiny_tts
 
 from conftest import speechlike
 from stepaudio.errors import OptionError
-from stepaudio.tts.pipeline import MAX_DURATION_FACTOR, MIN_DURATION_FACTOR, TOKENS_PER_SECOND, expected_seconds
+from stepaudio.tts.pipeline import (
+    DECODER_TAG_RATES,
+    MAX_DURATION_FACTOR,
+    MIN_DURATION_FACTOR,
+    TOKENS_PER_SECOND,
+    decoder_rate,
+    expected_seconds,
+)
 from stepaudio.tts.text import normalize
 
 
@@ -62,7 +69,8 @@ def test_sentences_are_spoken_one_by_one_in_the_voice_prompt_format(tts, monkeyp
         assert call["cap"] == int(MAX_DURATION_FACTOR * expected_tokens)
         assert call["floor"] == 5 * math.ceil(MIN_DURATION_FACTOR * expected_tokens / 5) <= len(call["tokens"])
     total = sum(len(call["tokens"]) for call in calls)
-    assert abs(sum(map(len, chunks)) / 22050 - total / TOKENS_PER_SECOND) < 0.1  # every token was voiced
+    seconds = total / TOKENS_PER_SECOND / DECODER_TAG_RATES["快速1"]  # mini's decoder renders the tag
+    assert abs(sum(map(len, chunks)) / 22050 - seconds) < 0.1  # every token was voiced
 
 
 def test_only_speech_can_come_out(tts, monkeypatch):
@@ -113,6 +121,15 @@ def test_speed_time_scales_the_same_speech(tts):
     normal, _ = tts.synthesize("Hi there.", seed=3)
     faster, _ = tts.synthesize("Hi there.", seed=3, speed=1.25)
     assert abs(len(faster) - len(normal) / 1.25) <= 2 * 256  # the same tokens over 1/1.25 of the mel frames
+
+
+def test_mini_renders_the_speed_tags_in_the_decoder(tts):
+    rendered, _ = tts.synthesize("Hi there.", tags=["快速2"], seed=3)
+    tts.kind = "official"  # whose LM follows the speed tags itself
+    spoken, _ = tts.synthesize("Hi there.", tags=["快速2"], seed=3)
+    assert abs(len(rendered) - len(spoken) / DECODER_TAG_RATES["快速2"]) <= 2 * 256
+    assert decoder_rate(1.0, ["慢速1", "高兴1"]) == DECODER_TAG_RATES["慢速1"]
+    assert decoder_rate(2.0, ["快速2"]) == 2.0  # kept in the decoder's range
 
 
 def test_bad_requests_are_option_errors(tts, tmp_path):

@@ -58,8 +58,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Speak text (English, Mandarin; Cantonese with --tags 粤语) with the TTS language model and "
         "the speech decoder, sentence by sentence. Style tags are the official set: emotions 高兴1 高兴2 生气1 "
         "生气2 悲伤1 撒娇1, languages 中文 英文 韩语 日语 四川话 粤语 广东话, music RAP 哼唱, speed 慢速1 慢速2 "
-        "快速1 快速2 (mini was trained with the language and speed tags but does not follow them reliably yet; "
-        "the rest need the official weights). --speed time-scales the speech in the decoder, with any model.",
+        "快速1 快速2 (mini was trained with the language tags but does not follow them reliably yet; its decoder "
+        "renders the speed tags, which the official LM follows itself; the rest need the official weights). "
+        "--speed time-scales the speech in the decoder, with any model.",
     )
     parser.add_argument("text", nargs="?", help="text to speak; read from stdin when absent or '-'")
     parser.add_argument("-o", "--output", required=True, help="output audio file (22.05 kHz, wav/flac/ogg)")
