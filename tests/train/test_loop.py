@@ -1,4 +1,7 @@
-"""The shared training loop's precision option: bf16 autocast in the forward, float32 weights."""
+"""The shared training loop's options: bf16 autocast in the forward (float32 weights), stopping partway."""
+
+import json
+import math
 
 import pytest
 import torch
@@ -43,3 +46,15 @@ def test_auto_precision_follows_the_cpu_and_bad_names_are_refused():
     assert autocast_dtype("auto") == (torch.bfloat16 if native else None)
     with pytest.raises(StepAudioError, match="precision must be"):
         autocast_dtype("fp16")
+
+
+def test_stop_after_ends_partway_through_the_schedule_and_resume_finishes_it(tmp_path):
+    torch.manual_seed(0)
+    data = [(torch.randn(8), torch.randn(1)) for _ in range(64)]
+    collate, objective = torch.utils.data.default_collate, Regression()
+    options = TrainOptions(out=tmp_path, steps=20, batch_size=8, lr=0.1, warmup_steps=1, stop_after=8)
+    assert train(objective, data, collate, options, lambda: None) == 8
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert lrs[-1] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 8 / 20)))  # the 20-step schedule's
+    resumed = TrainOptions(out=tmp_path, steps=20, batch_size=8, lr=0.1, warmup_steps=1, resume=True)
+    assert train(objective, data, collate, resumed, lambda: None) == 20

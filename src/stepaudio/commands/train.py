@@ -45,6 +45,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         resume=args.resume,
         precision=args.precision,
+        stop_after=args.stop_after,
     )
     export = Path(args.export) if args.export else None
     config_data = json.loads(Path(args.config).read_text()) if args.config else None
@@ -123,6 +124,9 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--warmup", type=int, default=100, help="warm-up steps of the learning rate")
+    parser.add_argument(
+        "--stop-after", type=int, help="end after this step, partway through the --steps schedule (default: all)"
+    )
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)

@@ -45,6 +45,9 @@ class TrainOptions:
     # "auto": bf16 where the CPU multiplies bfloat16 natively (AMX or AVX512-BF16: a mini TTS LM step runs
     # ~1.9x faster on one such core), float32 elsewhere
     precision: str = "auto"
+    # End after this step, partway through the `steps` schedule (its learning rate not yet decayed to 0):
+    # reproduces weights taken from the middle of a longer run. None: run the whole schedule.
+    stop_after: int | None = None
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
@@ -144,13 +147,14 @@ def train(
         loader = torch.utils.data.DataLoader(dataset, options.batch_size, sampler=sampler, collate_fn=collate)
         # Each epoch's order depends on (seed, epoch) only, so a resumed run goes on with the same orders.
         epoch, started = step // max(1, len(loader)), time.monotonic()
+        end = min(options.steps, options.stop_after or options.steps)
         model.train()
         with contextlib.ExitStack() as closing:
             progress = closing.enter_context(
                 tqdm(total=options.steps, initial=step, disable=not world.main, unit="step", dynamic_ncols=True)
             )
             log = closing.enter_context((out / LOG).open("a")) if world.main else None
-            while step < options.steps:
+            while step < end:
                 if isinstance(sampler, torch.utils.data.DistributedSampler):
                     sampler.set_epoch(epoch)
                 else:
@@ -164,7 +168,7 @@ def train(
                     optimizer.step()
                     scheduler.step()
                     step += 1
-                    if step % options.log_every == 0 or step == options.steps:
+                    if step % options.log_every == 0 or step == end:
                         values = world.mean({"loss": loss.item(), **{k: float(v) for k, v in parts.items()}})
                         if world.main:
                             record = {"step": step, **values, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]}
@@ -174,10 +178,10 @@ def train(
                             progress.set_postfix(loss=f"{values['loss']:.4f}")
                     if world.main:
                         progress.update(1)
-                    if world.main and (step % options.save_every == 0 or step == options.steps):
+                    if world.main and (step % options.save_every == 0 or step == end):
                         _save_checkpoint(checkpoint, objective, optimizer, scheduler, step, options)
                         export()
-                    if step >= options.steps:
+                    if step >= end:
                         break
                 epoch += 1
         world.barrier()
