@@ -98,11 +98,13 @@ class ToneSpeaker:
     seconds_per_word: float = 0.1
     fail: bool = False
     spoken: list = field(default_factory=list)
+    styles: list = field(default_factory=list)  # (voice, tags, speed) of each sentence
 
-    def stream(self, text, voice=None, tags=(), cancel=None):
+    def stream(self, text, voice=None, tags=(), cancel=None, speed=1.0):
         if self.fail:
             raise RuntimeError("the TTS broke")
         self.spoken.append(text)
+        self.styles.append((voice, tags, speed))
         n = int(len(text.split()) * self.seconds_per_word * self.sample_rate)
         tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / self.sample_rate)).astype(np.float32)
         for start in range(0, n, self.sample_rate // 10):

@@ -265,6 +265,18 @@ def test_new_settings_apply_from_the_next_turn_and_clear_drops_uncommitted_audio
     run(main())
 
 
+def test_answers_are_spoken_in_the_session_voice_tags_and_speed():
+    async def main():
+        speaker = ToneSpeaker()
+        r = Run(fake_engine(speaker=speaker), turn_detection=False, voice="Alice", tags=("快速1",), speed=1.25)
+        await r.session.create_response("hello")
+        await r.done()
+        await r.close()
+        assert speaker.spoken and set(speaker.styles) == {("Alice", ("快速1",), 1.25)}
+
+    run(main())
+
+
 def test_the_state_machine_refuses_a_transition_it_does_not_have():
     async def main():
         session = RealtimeSession(fake_engine())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,13 +70,6 @@ class FakeSpeaker:
             if cancel is not None and cancel.is_set():
                 return
             yield wave[start : start + 4096]
-
-
-@dataclass(frozen=True)
-class TaggedConfig(SessionConfig):
-    """A session config with style tags, as the server passes them on where sessions take them."""
-
-    tags: tuple[str, ...] = ()
 
 
 # --- real-time session -------------------------------------------------------------------------

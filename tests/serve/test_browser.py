@@ -8,7 +8,7 @@ import time
 
 import pytest
 from browser import CHROMIUM, fake_microphone, open_page
-from fakes import FAKE_ANSWER, FAKE_TRANSCRIPT, TaggedConfig, fake_models
+from fakes import FAKE_ANSWER, FAKE_TRANSCRIPT, fake_models
 from live import LiveServer
 
 from stepaudio.audio import load_audio
@@ -42,9 +42,9 @@ def test_page_talks_with_the_server(tmp_path, speech_path):
             browser.close()
 
 
-def test_tag_pickers_reach_sessions_that_take_tags(tmp_path, speech_path):
+def test_tag_pickers_reach_the_session(tmp_path, speech_path):
     sessions = []
-    models = fake_models(sessions=sessions, config=TaggedConfig)
+    models = fake_models(sessions=sessions)
     speech, rate = load_audio(speech_path, 48000)
     with (
         LiveServer(create_app(models, ServeSettings(model="fake"))) as server,

@@ -35,7 +35,6 @@ def test_health_models_voices_and_page():
         and voices["default"] == "Tingting"
         and "快速1" in voices["tags"]["speed"]
     )
-    assert voices["session_tags"] is False  # the real-time SessionConfig has no tags (yet)
     page = http.get("/")
     assert page.status_code == 200 and "stepaudio voice chat" in page.text
     for asset in ("app.js", "worklets.js", "style.css"):

@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-from fakes import TaggedConfig
 
 from conftest import tone
 from stepaudio.audio.vad import CONVERSATION_VAD, VADParams
@@ -63,11 +62,11 @@ def test_streamed_resampling_equals_one_shot():
 
 
 def test_session_update_beta_and_ga_shapes():
-    config, audio = TaggedConfig(), AudioFormat()
+    config, audio = SessionConfig(), AudioFormat()
     turn = {"type": "server_vad", "threshold": 0.3, "silence_duration_ms": 500}
-    update = {"voice": "Alice", "instructions": "Be brief.", "tags": ["快速1"], "turn_detection": turn}
+    update = {"voice": "Alice", "instructions": "Be brief.", "tags": ["(快速1)"], "speed": 0.8, "turn_detection": turn}
     config, audio = protocol.apply_session_update(update, config, audio, 100)
-    assert (config.voice, config.instructions, config.tags) == ("Alice", "Be brief.", ("快速1",))
+    assert (config.voice, config.instructions, config.tags, config.speed) == ("Alice", "Be brief.", ("快速1",), 0.8)
     assert config.vad == VADParams(
         threshold=0.3, negative_threshold=0.3, pause_ms=CONVERSATION_VAD.pause_ms, end_ms=500
     )
@@ -93,7 +92,9 @@ def test_session_update_beta_and_ga_shapes():
         ({"turn_detection": {"type": "semantic_vad"}}, "server_vad"),
         ({"turn_detection": {"threshold": 1.5}}, "bad VAD settings"),
         ({"turn_detection": {"silence_duration_ms": "long"}}, "must be a number"),
-        ({"tags": ["快速1"]}, "do not take style tags"),
+        ({"tags": ["大声"]}, "unknown style tag"),
+        ({"audio": {"output": {"speed": 3}}}, "speed must be between"),
+        ({"speed": "fast"}, "must be a number"),
         ({"instructions": "x" * 101}, "over the limit"),
         ({"voice": 7}, "must be a string"),
         ("not an object", "must be an object"),
@@ -103,7 +104,7 @@ def test_bad_session_updates(update, problem):
     with pytest.raises(ProtocolError, match=problem):
         protocol.apply_session_update(update, SessionConfig(), AudioFormat(), 100)
     with pytest.raises(ProtocolError, match="list of strings"):
-        protocol.apply_session_update({"tags": "快速1"}, TaggedConfig(), AudioFormat(), 100)
+        protocol.apply_session_update({"tags": "快速1"}, SessionConfig(), AudioFormat(), 100)
 
 
 def test_user_text_items():

@@ -64,8 +64,12 @@ def test_other_rates_and_voice_via_session_update():
         assert audio_seconds(client.events, 16000) == pytest.approx(1.0, abs=0.01)
         client.send({"type": "session.update", "session": {"voice": "Nobody"}})
         assert "unknown voice" in client.until("error")["error"]["message"]
-        client.send({"type": "session.update", "session": {"tags": ["快速1"]}})
-        assert client.until("error")["error"]["code"] == "unsupported_option"
+        client.send({"type": "session.update", "session": {"tags": ["快速1"], "audio": {"output": {"speed": 1.25}}}})
+        updated = client.until("session.updated")["session"]
+        assert updated["tags"] == ["快速1"] and updated["audio"]["output"]["speed"] == updated["speed"] == 1.25
+        assert (sessions[0].config.tags, sessions[0].config.speed) == (("快速1",), 1.25)
+        client.send({"type": "session.update", "session": {"tags": ["大声"]}})
+        assert "unknown style tag" in client.until("error")["error"]["message"]
 
 
 def test_typed_turn_and_manual_commit():

@@ -69,7 +69,9 @@ def run_voice_turn(args: argparse.Namespace) -> None:
     write = sys.stdout.write
     args.model = "mini" if args.model == MINI_CHAT else args.model  # the voice path of the mini chat model
     engine = load_engine(args, lambda line: write(line + "\n"))
-    answer = answer_turn_sync(engine, audio=samples, sample_rate=rate, config=SessionConfig(args.voice, args.system))
+    answer = answer_turn_sync(
+        engine, audio=samples, sample_rate=rate, config=SessionConfig(voice=args.voice, instructions=args.system)
+    )
     save_audio(args.output, answer.audio, answer.sample_rate)
     write(f"you: {answer.transcript}\nassistant: {answer.text}\n")
     write(f"wrote {args.output} ({len(answer.audio) / answer.sample_rate:.1f} s)\n")

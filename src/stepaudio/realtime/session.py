@@ -75,9 +75,11 @@ TRANSITIONS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionConfig:
     voice: str | None = None  # a TTS voice name; None: the TTS default
+    tags: tuple[str, ...] = ()  # TTS style tags of the answers, e.g. ("快速1",)
+    speed: float = 1.0  # speaking rate of the answers (the decoder's time-scaling)
     instructions: str | None = None  # the system prompt (pinned in the context); None: DEFAULT_INSTRUCTIONS
     turn_detection: bool = True  # server VAD ends turns; False: the client calls commit()
     vad: VADParams = CONVERSATION_VAD
@@ -452,13 +454,15 @@ class RealtimeSession:
         sentences.put_nowait(None)
 
     async def _speak(self, r: _Response, sentences: asyncio.Queue) -> None:
-        speaker, voice = self.engine.speaker, self.config.voice
+        speaker, config = self.engine.speaker, self.config
         rate = speaker.sample_rate
         piece = int(AUDIO_PIECE_SECONDS * rate)
         while (sentence := await sentences.get()) is not None:
             r.spoken.start(sentence)
             chunks = iterate_in_thread(
-                lambda cancel, s=sentence: self.metrics.timed("speak", speaker.stream(s, voice=voice, cancel=cancel)),
+                lambda cancel, s=sentence: self.metrics.timed(
+                    "speak", speaker.stream(s, voice=config.voice, tags=config.tags, cancel=cancel, speed=config.speed)
+                ),
                 self._threads,
             )
             async for chunk in _stage_iter("speak_failed", chunks):

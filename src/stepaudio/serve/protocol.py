@@ -3,9 +3,9 @@
 Pure functions, no I/O: the WebSocket adapter (`serve.realtime`) drives them. Both the beta
 session shape (`voice`, `input_audio_format`, `turn_detection`) and the GA one (`audio.input.format
 {type, rate}`, `audio.output.voice`) are read, and both are written back, so clients of either era
-work. Extensions beyond OpenAI's vocabulary: `tags` (TTS style tags) in the session, where the
-session's config has them, and the VAD settings `negative_threshold` and `start_ms` in
-`turn_detection`.
+work. Extensions beyond OpenAI's vocabulary: `tags` (TTS style tags) in the session, and the VAD
+settings `negative_threshold` and `start_ms` in `turn_detection`; `audio.output.speed` (GA) or
+`speed` (beta) is the decoder's speaking rate, 0.5-2 (OpenAI's is 0.25-1.5).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import numpy as np
 
 from stepaudio.audio.io import check_sample_rate
 from stepaudio.audio.vad import VADParams
+from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import AudioError, OptionError
+from stepaudio.tts.prompt import check_tags
 
 DEFAULT_RATE = 24_000  # OpenAI Realtime's pcm16 rate
 
@@ -170,13 +172,19 @@ def apply_session_update(session: Any, config: Any, audio: AudioFormat, max_char
     voice = ga_out.get("voice", session.get("voice"))
     if voice is not None:
         changes["voice"] = _text_or_none(voice, "voice", 200)
-    if "tags" in session:
-        if "tags" not in {f.name for f in dataclasses.fields(config)}:
-            raise ProtocolError("this server's sessions do not take style tags yet", "unsupported_option")
-        tags = session["tags"]
-        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-            raise ProtocolError('`tags` must be a list of strings, e.g. ["快速1"]')
-        changes["tags"] = tuple(tags)
+    try:
+        if "tags" in session:
+            tags = session["tags"]
+            if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+                raise ProtocolError('`tags` must be a list of strings, e.g. ["快速1"]')
+            changes["tags"] = check_tags(tags)
+        speed = ga_out.get("speed", session.get("speed"))
+        if speed is not None:
+            if not isinstance(speed, (int, float)) or isinstance(speed, bool):
+                raise ProtocolError("`audio.output.speed` must be a number, e.g. 1.25")
+            changes["speed"] = check_speed(speed)
+    except OptionError as error:
+        raise ProtocolError(str(error)) from None
     has_turn = "turn_detection" in ga_in or "turn_detection" in session
     if has_turn:
         turn = ga_in["turn_detection"] if "turn_detection" in ga_in else session["turn_detection"]
@@ -209,13 +217,18 @@ def session_object(session_id: str, model: str, config: Any, audio: AudioFormat)
         "model": model,
         "instructions": config.instructions,
         "voice": config.voice,
-        "tags": list(getattr(config, "tags", ())),
+        "tags": list(config.tags),
+        "speed": config.speed,
         "input_audio_format": "pcm16",
         "output_audio_format": "pcm16",
         "turn_detection": turn,
         "audio": {
             "input": {"format": {"type": "audio/pcm", "rate": audio.input_rate}, "turn_detection": turn},
-            "output": {"format": {"type": "audio/pcm", "rate": audio.output_rate}, "voice": config.voice},
+            "output": {
+                "format": {"type": "audio/pcm", "rate": audio.output_rate},
+                "voice": config.voice,
+                "speed": config.speed,
+            },
         },
     }
 

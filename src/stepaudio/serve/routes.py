@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import io
 import time
 import uuid
@@ -80,14 +79,8 @@ async def list_models(models: ModelsDep) -> dict:
 
 @router.get("/voices")
 async def voices(models: ModelsDep) -> dict:
-    """Voices and style tags (for speech requests), and whether real-time sessions take tags too."""
-    session_tags = "tags" in {f.name for f in dataclasses.fields(models.realtime.new_config())}
-    return {
-        "voices": models.voice_names(),
-        "default": models.speaker.default_voice,
-        "tags": STYLE_TAGS,
-        "session_tags": session_tags,
-    }
+    """Voices and style tags (for speech requests and real-time sessions)."""
+    return {"voices": models.voice_names(), "default": models.speaker.default_voice, "tags": STYLE_TAGS}
 
 
 # --- speech ------------------------------------------------------------------------------------

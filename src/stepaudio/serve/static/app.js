@@ -51,10 +51,10 @@ async function loadPickers() {
   $("key-label").hidden = !health.api_key_required;
   const response = await fetch("/v1/voices", { headers: authHeaders() });
   if (!response.ok) return setStatus("enter the API key", "error");
-  const { voices, default: chosen, tags, session_tags } = await response.json();
+  const { voices, default: chosen, tags } = await response.json();
   $("voice").replaceChildren(...voices.map((name) => new Option(name, name, false, name === chosen)));
   $("tags").replaceChildren(
-    ...Object.entries(session_tags ? tags : {}).map(([group, names]) => {
+    ...Object.entries(tags).map(([group, names]) => {
       const select = document.createElement("select");
       select.dataset.group = group;
       select.append(new Option(`${group}: none`, ""), ...names.map((name) => new Option(name, name)));
@@ -80,7 +80,7 @@ function sendSettings() {
       },
     },
   });
-  const tags = chosenTags(); // pickers exist only where sessions take tags
+  const tags = chosenTags();
   if (tags.length || page.sentTags) send({ type: "session.update", session: { tags } });
   page.sentTags = tags.length > 0;
 }
