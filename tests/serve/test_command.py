@@ -10,3 +10,11 @@ def test_bad_session_defaults_fail_before_loading(capsys):
     assert main(["serve", "--end-ms", "-1"]) == 1
     err = capsys.readouterr().err
     assert "bad VAD settings" in err and "loading" not in err
+
+
+def test_bad_speech_style_fails_before_loading(capsys):
+    assert main(["serve", "--tags", "大声"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown style tag" in err and "loading" not in err
+    assert main(["serve", "--speed", "5"]) == 1
+    assert "speed must be between" in capsys.readouterr().err

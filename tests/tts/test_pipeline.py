@@ -13,13 +13,12 @@ from tts_fixtures import tiny_speech_lm, tiny_tts
 from conftest import speechlike
 from stepaudio.errors import OptionError
 from stepaudio.tts.pipeline import (
-    DECODER_TAG_RATES,
     MAX_DURATION_FACTOR,
     MIN_DURATION_FACTOR,
     TOKENS_PER_SECOND,
-    decoder_rate,
     expected_seconds,
 )
+from stepaudio.tts.prompt import SPEED_TAG_RATES, tagged_rate
 from stepaudio.tts.text import normalize
 
 
@@ -69,7 +68,7 @@ def test_sentences_are_spoken_one_by_one_in_the_voice_prompt_format(tts, monkeyp
         assert call["cap"] == int(MAX_DURATION_FACTOR * expected_tokens)
         assert call["floor"] == 5 * math.ceil(MIN_DURATION_FACTOR * expected_tokens / 5) <= len(call["tokens"])
     total = sum(len(call["tokens"]) for call in calls)
-    seconds = total / TOKENS_PER_SECOND / DECODER_TAG_RATES["快速1"]  # mini's decoder renders the tag
+    seconds = total / TOKENS_PER_SECOND / SPEED_TAG_RATES["快速1"]  # mini's decoder renders the tag
     assert abs(sum(map(len, chunks)) / 22050 - seconds) < 0.1  # every token was voiced
 
 
@@ -127,9 +126,9 @@ def test_mini_renders_the_speed_tags_in_the_decoder(tts):
     rendered, _ = tts.synthesize("Hi there.", tags=["快速2"], seed=3)
     tts.kind = "official"  # whose LM follows the speed tags itself
     spoken, _ = tts.synthesize("Hi there.", tags=["快速2"], seed=3)
-    assert abs(len(rendered) - len(spoken) / DECODER_TAG_RATES["快速2"]) <= 2 * 256
-    assert decoder_rate(1.0, ["慢速1", "高兴1"]) == DECODER_TAG_RATES["慢速1"]
-    assert decoder_rate(2.0, ["快速2"]) == 2.0  # kept in the decoder's range
+    assert abs(len(rendered) - len(spoken) / SPEED_TAG_RATES["快速2"]) <= 2 * 256
+    assert tagged_rate(1.0, ["慢速1", "高兴1"]) == SPEED_TAG_RATES["慢速1"]
+    assert tagged_rate(2.0, ["快速2"]) == 2.0  # kept in the decoder's range
 
 
 def test_bad_requests_are_option_errors(tts, tmp_path):

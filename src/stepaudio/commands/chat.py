@@ -60,18 +60,17 @@ def run_text_chat(args: argparse.Namespace) -> None:
 
 def run_voice_turn(args: argparse.Namespace) -> None:
     from stepaudio.audio import load_audio, save_audio
-    from stepaudio.commands.voice_chat_options import load_engine
+    from stepaudio.commands.voice_chat_options import load_engine, speech_style
     from stepaudio.lm.loaders import MINI_CHAT
     from stepaudio.realtime.session import SessionConfig
     from stepaudio.realtime.turn import answer_turn_sync
 
     samples, rate = load_audio(args.audio)
+    config = SessionConfig(**speech_style(args), instructions=args.system)
     write = sys.stdout.write
     args.model = "mini" if args.model == MINI_CHAT else args.model  # the voice path of the mini chat model
     engine = load_engine(args, lambda line: write(line + "\n"))
-    answer = answer_turn_sync(
-        engine, audio=samples, sample_rate=rate, config=SessionConfig(voice=args.voice, instructions=args.system)
-    )
+    answer = answer_turn_sync(engine, audio=samples, sample_rate=rate, config=config)
     save_audio(args.output, answer.audio, answer.sample_rate)
     write(f"you: {answer.transcript}\nassistant: {answer.text}\n")
     write(f"wrote {args.output} ({len(answer.audio) / answer.sample_rate:.1f} s)\n")

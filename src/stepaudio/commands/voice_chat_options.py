@@ -20,6 +20,10 @@ def add_voice_args(parser: argparse.ArgumentParser) -> None:
         "official weights; with mini, Piper while the mini TTS is not yet intelligible (default: auto)",
     )
     parser.add_argument("--voice", help="voice name (of the TTS, or of Piper)")
+    parser.add_argument(
+        "--tags", nargs="+", default=[], metavar="TAG", help="style tags of the answers, e.g. --tags 快速1 (see tts)"
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="speaking rate of the answers, 0.5-2 (default: 1)")
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -43,11 +47,19 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def speech_style(args: argparse.Namespace) -> dict:
+    """The SessionConfig fields of `add_voice_args`' options, checked (OptionError names a bad one)."""
+    from stepaudio.decoder.speech_decoder import check_speed
+    from stepaudio.tts.prompt import check_tags
+
+    return {"voice": args.voice, "tags": check_tags(args.tags), "speed": check_speed(args.speed)}
+
+
 def session_config(args: argparse.Namespace):
     from stepaudio.realtime.session import SessionConfig
 
     return SessionConfig(
-        voice=args.voice,
+        **speech_style(args),
         instructions=args.system,
         vad=VADParams(pause_ms=min(args.pause_ms, args.end_ms), end_ms=args.end_ms),
         speculative=not args.no_speculation,

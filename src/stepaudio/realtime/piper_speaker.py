@@ -10,6 +10,7 @@ import numpy as np
 
 from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError
+from stepaudio.tts.prompt import check_tags, tagged_rate
 
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
 
@@ -28,10 +29,11 @@ class PiperSpeaker:
         self, text: str, voice: str | None = None, tags=(), cancel=None, speed: float = 1.0
     ) -> Iterator[np.ndarray]:
         """One chunk per sentence (Piper renders a sentence at once); `voice`: a Piper voice name; `speed`:
-        Piper's own rate control (its phoneme durations), in the TTS pipeline's range."""
+        Piper's own rate control (its phoneme durations), in the TTS pipeline's range, times the rates of
+        the speed tags (the other tags have no Piper rendering)."""
         if not text.strip():
             raise OptionError("nothing to say: empty text")
-        speed = check_speed(speed)
+        speed = tagged_rate(check_speed(speed), check_tags(tags))
         chosen = self._voice(voice)
         for sentence in _SENTENCES.split(text.strip()):
             if cancel is not None and cancel.is_set():

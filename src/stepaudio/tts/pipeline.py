@@ -21,12 +21,12 @@ import torch
 
 from stepaudio.audio import load_audio
 from stepaudio.audio.io import AudioSource
-from stepaudio.decoder.speech_decoder import MAX_SPEED, MIN_SPEED, SpeechDecoder, Voice, check_speed
+from stepaudio.decoder.speech_decoder import SpeechDecoder, Voice, check_speed
 from stepaudio.errors import OptionError
 from stepaudio.lm.prompts import MUSIC_TAGS
 from stepaudio.tokenizer.input import SAMPLE_RATE as PROMPT_RATE
 from stepaudio.tokenizer.interleave import GROUP_SECONDS, GROUP_SIZE
-from stepaudio.tts.prompt import CANTONESE_TAGS, check_tags
+from stepaudio.tts.prompt import CANTONESE_TAGS, check_tags, tagged_rate
 from stepaudio.tts.speech_lm import SpeechLM
 from stepaudio.tts.text import guess_language, normalize, split_sentences
 from stepaudio.tts.voices import MAX_PROMPT_SECONDS, VoiceEntry, VoiceRegistry, check_transcript, condition_prompt
@@ -42,9 +42,6 @@ OFFICIAL_DEFAULT_VOICE = "Tingting"
 # Seconds = a + b * letters (speed 1), fitted on the mini corpus (espeak-ng, Piper, Flite, Festival voices).
 _DURATION = {"en": (0.56, 0.068), "zh": (0.28, 0.268), "yue": (0.34, 0.224)}
 _SPEED = {"慢速2": 1.16, "慢速1": 1.1, "快速1": 0.9, "快速2": 0.83}  # duration factors measured on the corpus
-# The mini LM does not follow its speed tags (its corpus was read at rates 0.85-1.2 only), so for mini the
-# decoder renders them: the rate its `speed` option multiplies by. The official LM follows them itself.
-DECODER_TAG_RATES = {"慢速2": 0.6, "慢速1": 0.75, "快速1": 1.3, "快速2": 1.6}
 
 
 def expected_seconds(text: str, language: str, tags: Sequence[str] = ()) -> float:
@@ -55,13 +52,6 @@ def expected_seconds(text: str, language: str, tags: Sequence[str] = ()) -> floa
     for tag in tags:
         seconds *= _SPEED.get(tag, 1.0)
     return seconds
-
-
-def decoder_rate(speed: float, tags: Sequence[str]) -> float:
-    """`speed` times the rates of the speed tags, kept in the decoder's range."""
-    for tag in tags:
-        speed *= DECODER_TAG_RATES.get(tag, 1.0)
-    return min(max(speed, MIN_SPEED), MAX_SPEED)
 
 
 def sentence_language(sentence: str, tags: Sequence[str]) -> str:
@@ -209,8 +199,8 @@ class TTS:
         if not text or not text.strip():
             raise OptionError("no text to speak")
         tags, speed = check_tags(tags), check_speed(speed)
-        if self.kind == "mini":
-            speed = decoder_rate(speed, tags)
+        if self.kind == "mini":  # its LM does not follow the speed tags: the decoder renders them
+            speed = tagged_rate(speed, tags)
         prepared, decoder = self._voice(voice, tags, prompt_wav, prompt_text)
         return self._stream(split_sentences(text.strip()), tags, prepared, decoder, cancel, seed, speed)
 

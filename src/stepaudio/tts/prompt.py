@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from stepaudio.decoder.speech_decoder import MAX_SPEED, MIN_SPEED
 from stepaudio.errors import OptionError
 from stepaudio.lm.prompts import EMOTION_TAGS, LANGUAGE_TAGS, MUSIC_TAGS, SPEED_TAGS, TAGS, tts_prompt_ids
 from stepaudio.lm.tokenizer import Tokenizer
@@ -16,6 +17,10 @@ from stepaudio.lm.tokenizer import Tokenizer
 LANGUAGE_TAG = {"en": "英文", "zh": "中文", "yue": "粤语"}  # corpus language -> the official tag
 CANTONESE_TAGS = ("粤语", "广东话")
 
+
+# Speaking rates that render the speed tags where the model does not follow them itself: the mini LM (its
+# corpus was read at rates 0.85-1.2 only, too close together to learn four bands) and Piper voices.
+SPEED_TAG_RATES = {"慢速2": 0.6, "慢速1": 0.75, "快速1": 1.3, "快速2": 1.6}
 
 _ORDER = (MUSIC_TAGS, EMOTION_TAGS, LANGUAGE_TAGS, SPEED_TAGS)  # music first: only the leading tag picks a mode
 
@@ -28,6 +33,13 @@ def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     if unknown:
         raise OptionError(f"unknown style tag {unknown[0]!r}; the tags are: {' '.join(TAGS)}")
     return tuple(sorted(dict.fromkeys(cleaned), key=lambda tag: next(i for i, g in enumerate(_ORDER) if tag in g)))
+
+
+def tagged_rate(speed: float, tags: Sequence[str]) -> float:
+    """`speed` times the rates of the speed tags, kept in the speakers' range."""
+    for tag in tags:
+        speed *= SPEED_TAG_RATES.get(tag, 1.0)
+    return min(max(speed, MIN_SPEED), MAX_SPEED)
 
 
 def tagged_text(text: str, tags: Sequence[str]) -> str:
