@@ -48,8 +48,9 @@ MINI_FLOW = FlowConfig(
     spk_embed_dim=256,  # GE2E
     encoder=EncoderConfig(input_size=256, output_size=256, attention_heads=4, linear_units=1024, num_blocks=6),
     estimator=EstimatorConfig(channels=(128,), attention_head_dim=32, n_blocks=1, num_mid_blocks=2, num_heads=4),
-    # resynth WER (eval-en / corpus-v1 English test / LibriVox) of the packaged flow at temperature 1: 0.67 / 0.60
-    # / 0.79; at 0.2: 0.52 / 0.58 / 0.75 (0 and 0.35-0.5 in between; picked on these sets, runs vary ~0.04)
+    # resynth WER (eval-en / corpus-v1 English test / LibriVox) of the packaged flow (step 8000) by temperature:
+    # 1: 0.67 / 0.60 / 0.79, 0.5: 0.58 / 0.58 / 0.80, 0.35: 0.57 / 0.58 / 0.72, 0.2: 0.52 / 0.58 / 0.75, 0: 0.56 /
+    # 0.53 / 0.83 (picked on these sets; runs of the same setting vary by ~0.04)
     cfm=CFMConfig(temperature=0.2),
 )
 # The mini vocoder runs its network at 4x the mel rate and leaves the rest to a 256-point iSTFT (hop 64,
