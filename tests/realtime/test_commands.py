@@ -1,6 +1,10 @@
 """The voice commands' argument checks (the model runs are in the slow tests)."""
 
+from pathlib import Path
+
 from stepaudio.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "conversation"
 
 
 def test_chat_wants_audio_or_text_and_an_output(tmp_path, capsys):
@@ -14,6 +18,14 @@ def test_chat_checks_the_speech_style_before_loading(speech_path, tmp_path, caps
     assert main(["chat", str(speech_path), "-o", str(tmp_path / "a.wav"), "--tags", "大声"]) == 1
     err = capsys.readouterr().err
     assert "unknown style tag" in err and "loading" not in err
+
+
+def test_simulate_and_talk_check_the_speech_style_before_loading(capsys):
+    assert main(["simulate", str(EXAMPLE), "--speed", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "speed must be between" in err and "loading" not in err
+    assert main(["talk", "--tags", "大声"]) == 1
+    assert "unknown style tag" in capsys.readouterr().err
 
 
 def test_talk_without_an_audio_device_says_what_to_install(capsys):

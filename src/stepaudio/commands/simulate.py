@@ -28,12 +28,13 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from stepaudio.realtime.simulate import load_conversation, simulate, speech_span_by_vad
 
     conversation = load_conversation(args.conversation)
+    config = session_config(args)  # bad settings fail before the models load
     write = sys.stdout.write
     write("loading models...\n")
     engine = load_engine(args, lambda line: write(line + "\n"))
 
     async def run():
-        session = RealtimeSession(engine, session_config(args))
+        session = RealtimeSession(engine, config)
         result = await simulate(session, conversation, speech_span_by_vad(engine.vad))
         return session, result
 

@@ -35,11 +35,12 @@ def open_audio():
 def cmd_talk(args: argparse.Namespace) -> None:
     import asyncio
 
+    config = session_config(args)  # bad settings fail before the audio device or the models load
     sounddevice = open_audio()
     write = sys.stdout.write
     write("loading models...\n")
     engine = load_engine(args, lambda line: write(line + "\n"))
-    asyncio.run(converse(sounddevice, engine, session_config(args), write))
+    asyncio.run(converse(sounddevice, engine, config, write))
 
 
 async def converse(sounddevice, engine, config, write) -> None:
