@@ -6,6 +6,7 @@ import pytest
 
 from conftest import tone
 from stepaudio.audio.vad import CONVERSATION_VAD, VADParams
+from stepaudio.errors import OptionError
 from stepaudio.realtime.events import AudioDelta, ResponseCreated, ResponseDone, TranscriptDone
 from stepaudio.realtime.session import SessionConfig
 from stepaudio.serve import protocol
@@ -101,7 +102,7 @@ def test_session_update_beta_and_ga_shapes():
     ],
 )
 def test_bad_session_updates(update, problem):
-    with pytest.raises(ProtocolError, match=problem):
+    with pytest.raises(OptionError, match=problem):  # a ProtocolError, or the tag/speed check's own error
         protocol.apply_session_update(update, SessionConfig(), AudioFormat(), 100)
     with pytest.raises(ProtocolError, match="list of strings"):
         protocol.apply_session_update({"tags": "快速1"}, SessionConfig(), AudioFormat(), 100)

@@ -124,7 +124,7 @@ def test_speed_time_scales_the_same_speech(tts):
 
 def test_mini_renders_the_speed_tags_in_the_decoder(tts):
     rendered, _ = tts.synthesize("Hi there.", tags=["快速2"], seed=3)
-    tts.kind = "official"  # whose LM follows the speed tags itself
+    tts.lm.follows_speed_tags = True  # as the official LM: the tags are its business
     spoken, _ = tts.synthesize("Hi there.", tags=["快速2"], seed=3)
     assert abs(len(rendered) - len(spoken) / SPEED_TAG_RATES["快速2"]) <= 2 * 256
     assert tagged_rate(1.0, ["慢速1", "高兴1"]) == SPEED_TAG_RATES["慢速1"]

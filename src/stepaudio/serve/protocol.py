@@ -172,19 +172,16 @@ def apply_session_update(session: Any, config: Any, audio: AudioFormat, max_char
     voice = ga_out.get("voice", session.get("voice"))
     if voice is not None:
         changes["voice"] = _text_or_none(voice, "voice", 200)
-    try:
-        if "tags" in session:
-            tags = session["tags"]
-            if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-                raise ProtocolError('`tags` must be a list of strings, e.g. ["快速1"]')
-            changes["tags"] = check_tags(tags)
-        speed = ga_out.get("speed", session.get("speed"))
-        if speed is not None:
-            if not isinstance(speed, (int, float)) or isinstance(speed, bool):
-                raise ProtocolError("`audio.output.speed` must be a number, e.g. 1.25")
-            changes["speed"] = check_speed(speed)
-    except OptionError as error:
-        raise ProtocolError(str(error)) from None
+    if "tags" in session:
+        tags = session["tags"]
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise ProtocolError('`tags` must be a list of strings, e.g. ["快速1"]')
+        changes["tags"] = check_tags(tags)  # an OptionError names the unknown tag
+    speed = ga_out.get("speed", session.get("speed"))
+    if speed is not None:
+        if not isinstance(speed, (int, float)) or isinstance(speed, bool):
+            raise ProtocolError("`audio.output.speed` must be a number, e.g. 1.25")
+        changes["speed"] = check_speed(speed)
     has_turn = "turn_detection" in ga_in or "turn_detection" in session
     if has_turn:
         turn = ga_in["turn_detection"] if "turn_detection" in ga_in else session["turn_detection"]

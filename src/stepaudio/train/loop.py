@@ -147,7 +147,7 @@ def train(
         loader = torch.utils.data.DataLoader(dataset, options.batch_size, sampler=sampler, collate_fn=collate)
         # Each epoch's order depends on (seed, epoch) only, so a resumed run goes on with the same orders.
         epoch, started = step // max(1, len(loader)), time.monotonic()
-        end = min(options.steps, options.stop_after or options.steps)
+        end = options.steps if options.stop_after is None else min(options.steps, options.stop_after)
         model.train()
         with contextlib.ExitStack() as closing:
             progress = closing.enter_context(

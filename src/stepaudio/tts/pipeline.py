@@ -195,11 +195,12 @@ class TTS:
     ) -> Iterator[np.ndarray]:
         """float32 mono chunks at `sample_rate`, sentence by sentence, as the decoder makes them;
         stops early (between LM steps or decoder chunks) once `cancel` is set. `speed` time-scales what
-        the LM says in the decoder (any model); the speed tags ask the official LM, and mini's decoder."""
+        the LM says in the decoder (any model); the speed tags ask the LM, or the decoder where the LM does
+        not follow them (mini)."""
         if not text or not text.strip():
             raise OptionError("no text to speak")
         tags, speed = check_tags(tags), check_speed(speed)
-        if self.kind == "mini":  # its LM does not follow the speed tags: the decoder renders them
+        if not self.lm.follows_speed_tags:  # the decoder renders them
             speed = tagged_rate(speed, tags)
         prepared, decoder = self._voice(voice, tags, prompt_wav, prompt_text)
         return self._stream(split_sentences(text.strip()), tags, prepared, decoder, cancel, seed, speed)

@@ -18,8 +18,8 @@ LANGUAGE_TAG = {"en": "英文", "zh": "中文", "yue": "粤语"}  # corpus langu
 CANTONESE_TAGS = ("粤语", "广东话")
 
 
-# Speaking rates that render the speed tags where the model does not follow them itself: the mini LM (its
-# corpus was read at rates 0.85-1.2 only, too close together to learn four bands) and Piper voices.
+# Speaking rates that render the speed tags where the model does not follow them itself: the mini LM
+# (SpeechLM.follows_speed_tags) and Piper voices.
 SPEED_TAG_RATES = {"慢速2": 0.6, "慢速1": 0.75, "快速1": 1.3, "快速2": 1.6}
 
 _ORDER = (MUSIC_TAGS, EMOTION_TAGS, LANGUAGE_TAGS, SPEED_TAGS)  # music first: only the leading tag picks a mode

@@ -33,6 +33,9 @@ class SpeechLM:
     model: Transformer
     tokenizer: Tokenizer
     names_speakers: bool  # the official system prompt names a registered voice; mini was trained without
+    # the official LM speaks faster or slower for the speed tags; mini's does not (its corpus was read at rates
+    # 0.85-1.2 only), so the pipeline renders them in the decoder
+    follows_speed_tags: bool
     max_len: int = 4096  # positions of one generation session (prompt + speech)
 
     def __post_init__(self):
@@ -60,7 +63,7 @@ class SpeechLM:
         model = Transformer.from_state_dict(config, load_file(str(directory / "lm.safetensors")), torch.float32)
         offset = json.loads((directory / "tts.json").read_text())["audio_offset"]
         tokenizer = SentencePieceTokenizer(directory / "tokenizer.model", audio_offset=offset)
-        return cls(model, tokenizer, names_speakers=False, max_len=config.max_seq_len)
+        return cls(model, tokenizer, names_speakers=False, follows_speed_tags=False, max_len=config.max_seq_len)
 
     @classmethod
     def from_official(cls, directory: Path) -> SpeechLM:
@@ -68,7 +71,8 @@ class SpeechLM:
         from stepaudio.lm.loaders import load_step1
 
         lm = load_step1(directory, torch.float32)
-        return cls(lm.model, lm.tokenizer, names_speakers=True, max_len=min(lm.model.config.max_seq_len, 8192))
+        max_len = min(lm.model.config.max_seq_len, 8192)
+        return cls(lm.model, lm.tokenizer, names_speakers=True, follows_speed_tags=True, max_len=max_len)
 
     def prompt(
         self, text: str, tags: Sequence[str], prompt_text: str, prompt_tokens: Sequence[int], speaker: str | None
