@@ -104,11 +104,22 @@ def test_vocoder_trains_and_exports(corpus):
     assert load_model(HiFT, HiFTConfig, corpus / "mini", "hift").config == HIFT
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_flow_and_vocoder_train_on_the_gpu(corpus):
+    flow, vocoder = corpus / "flow-gpu", corpus / "voc-gpu"
+    assert main(train_args(corpus, "flow", flow, 2, "--device", "cuda", "--workers", "1")) == 0
+    assert main(train_args(corpus, "vocoder", vocoder, 2, "--device", "cuda", "--segment-frames", "16")) == 0
+    assert all(np.isfinite(json.loads(line)["loss"]) for out in (flow, vocoder) for line in (out / "log.jsonl").open())
+    assert load_model(FlowModel, FlowConfig, flow, "flow").input_embedding.weight.device.type == "cpu"
+    assert load_model(HiFT, HiFTConfig, vocoder, "hift").config == HIFT
+
+
 def test_torchrun_two_processes(corpus):
     out = corpus / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    flow = train_args(corpus, "flow", out, 2, "--speaker", "none", "--device", "cpu")  # gloo, also beside a GPU
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "stepaudio.cli", *train_args(corpus, "flow", out, 2, "--speaker", "none")]  # fmt: skip
+               "-m", "stepaudio.cli", *flow]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert log_steps(out) == [1, 2]

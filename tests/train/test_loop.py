@@ -1,4 +1,5 @@
-"""The shared training loop's options: bf16 autocast in the forward (float32 weights), stopping partway."""
+"""The shared training loop's options: bf16 autocast in the forward (float32 weights), stopping partway,
+the device and data-loading workers."""
 
 import json
 import math
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from stepaudio.errors import StepAudioError
-from stepaudio.train.loop import TrainOptions, autocast_dtype, train
+from stepaudio.train.loop import TrainOptions, autocast_dtype, to_device, train, training_device
 
 
 class Regression(nn.Module):
@@ -58,3 +59,35 @@ def test_stop_after_ends_partway_through_the_schedule_and_resume_finishes_it(tmp
     assert lrs[-1] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 8 / 20)))  # the 20-step schedule's
     resumed = TrainOptions(out=tmp_path, steps=20, batch_size=8, lr=0.1, warmup_steps=1, resume=True)
     assert train(objective, data, collate, resumed, lambda: None) == 20
+
+
+def test_device_auto_takes_the_gpu_only_when_there_is_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device("auto") == torch.device("cpu")
+    with pytest.raises(StepAudioError, match="no GPU"):
+        training_device("cuda")
+    with pytest.raises(StepAudioError, match="device must be"):
+        training_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # torchrun's second process takes the second GPU
+    assert training_device("auto") == torch.device("cuda", 1)
+
+
+def test_batches_move_to_the_device_whole():
+    batch = {"ids": torch.ones(2, 3), "spans": [[(0, 1, 2, 3)]], "pair": (torch.zeros(1), "text")}
+    moved = to_device(batch, torch.device("meta"))
+    assert moved["ids"].is_meta and moved["pair"][0].is_meta and moved["pair"][1] == "text"
+    assert moved["spans"] == [[(0, 1, 2, 3)]] and not batch["ids"].is_meta
+
+
+def test_workers_load_the_same_batches(tmp_path):
+    torch.manual_seed(0)
+    data = [(torch.randn(8), torch.randn(1)) for _ in range(64)]
+    losses = []
+    for workers in (0, 2):
+        torch.manual_seed(1)
+        options = TrainOptions(out=tmp_path / f"w{workers}", steps=10, batch_size=8, lr=0.1, log_every=1,
+                               workers=workers, precision="fp32")  # fmt: skip
+        train(Regression(), data, torch.utils.data.default_collate, options, lambda: None)
+        losses.append([json.loads(line)["loss"] for line in (options.out / "log.jsonl").open()])
+    assert losses[0] == pytest.approx(losses[1])

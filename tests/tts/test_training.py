@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from stepaudio.cli import main
 from stepaudio.lm.tokenizer import SentencePieceTokenizer
@@ -101,3 +102,16 @@ def test_train_tts_exports_a_model_the_pipeline_loads(corpus, tmp_path):
     assert main([*resumed, "--resume"]) == 0  # same vocabulary on resume
     last = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 3 and last["loss"] == pytest.approx(last["cross_entropy"]) and "guide" not in last
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_train_tts_on_the_gpu_with_loading_workers(corpus, tmp_path):
+    config = tmp_path / "sizes.json"
+    config.write_text(json.dumps({"hidden_size": 32, "intermediate_size": 48, "num_layers": 2, "num_heads": 2}))
+    args = ["train", "tts", "--manifest", str(corpus), "--out", str(tmp_path / "run"), "--config", str(config),
+            "--steps", "3", "--batch-size", "2", "--text-vocab", "700", "--log-every", "1", "--device", "cuda",
+            "--workers", "2"]  # fmt: skip
+    assert main(args) == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
+    assert SpeechLM.from_mini(tmp_path / "run").model.config.num_layers == 2

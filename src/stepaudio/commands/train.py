@@ -46,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         precision=args.precision,
         stop_after=args.stop_after,
+        device=args.device,
+        workers=args.workers,
     )
     export = Path(args.export) if args.export else None
     config_data = json.loads(Path(args.config).read_text()) if args.config else None
@@ -138,6 +140,13 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         help="bf16: forward passes under bfloat16 autocast (float32 weights); auto (default): bf16 where the CPU "
         "computes it natively (AMX, AVX512-BF16), else fp32",
     )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train: auto (default) takes the GPU when torch sees one (under torchrun, each rank its own)",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: none)")
     if recipe == "flow":
         parser.add_argument("--speaker", choices=("ge2e", "none"), default="ge2e", help="speaker embedding")
         parser.add_argument("--max-tokens", type=int, default=250, help="crop utterances to this many tokens")

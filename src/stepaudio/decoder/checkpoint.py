@@ -59,7 +59,7 @@ def save_model(model: torch.nn.Module, config, directory: Path, name: str, dtype
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
     save_file(state, str(directory / f"{name}.safetensors"))

@@ -250,8 +250,8 @@ class FlowModel(nn.Module):
         if not self.aligned:
             return self.input_embedding(tokens), lengths, None
         rows = [time_aligned(row[:n]) for row, n in zip(tokens, lengths.tolist(), strict=True)]
-        lengths = torch.tensor([len(r) for r in rows])
-        slots = torch.zeros(len(rows), int(lengths.max()), 3, dtype=torch.long)
+        lengths = torch.tensor([len(r) for r in rows], device=tokens.device)
+        slots = torch.zeros(len(rows), int(lengths.max()), 3, dtype=torch.long, device=tokens.device)
         for i, r in enumerate(rows):
             slots[i, : len(r)] = r
         e = self.input_embedding(slots)  # [B, M, 3, C]
@@ -261,9 +261,9 @@ class FlowModel(nn.Module):
         """[B, N] ids -> [B, M, 80 x max(1, slot_frames)] (M = N, or the 40 ms slots when time-aligned);
         padded steps are zeroed before the encoder as in training."""
         given = lengths is not None
-        lengths = lengths if given else torch.full((tokens.shape[0],), tokens.shape[1])
+        lengths = lengths if given else torch.full((tokens.shape[0],), tokens.shape[1], device=tokens.device)
         h, lengths, acoustic = self._embed(tokens, lengths)
-        h = h * (torch.arange(h.shape[1])[None] < lengths[:, None])[..., None].to(h)
+        h = h * (torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None])[..., None].to(h)
         out = self.encoder_proj(self.encoder(h, lengths if given else None))
         return out + self.code_mel(acoustic) if self.config.slot_frames else out
 
@@ -336,7 +336,7 @@ class FlowModel(nn.Module):
                 for i, (n, m) in enumerate(zip(token_lengths.tolist(), mel_lengths.tolist(), strict=True))
             ]
         )
-        mask = (torch.arange(frames)[None] < mel_lengths[:, None]).to(mel)[:, None]  # [B, 1, T]
+        mask = (torch.arange(frames, device=mel.device)[None] < mel_lengths[:, None]).to(mel)[:, None]  # [B, 1, T]
         cond = torch.zeros_like(mel)
         for i, m in enumerate(mel_lengths.tolist()):
             if torch.rand(1, generator=generator).item() < 0.5:

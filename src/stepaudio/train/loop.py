@@ -48,12 +48,43 @@ class TrainOptions:
     # End after this step, partway through the `steps` schedule (its learning rate not yet decayed to 0):
     # reproduces weights taken from the middle of a longer run. None: run the whole schedule.
     stop_after: int | None = None
+    # "cpu", "cuda" or "auto" (cuda when torch sees a GPU); under torchrun each rank takes its local GPU
+    device: str = "auto"
+    # data-loading processes beside the training one (0: load in it); a GPU run needs them to stay busy
+    workers: int = 0
 
 
-def autocast_dtype(precision: str) -> torch.dtype | None:
-    """The dtype of the training forward's autocast for a TrainOptions.precision; None: plain float32."""
+def training_device(device: str) -> torch.device:
+    """The device of a TrainOptions.device; under torchrun on GPUs, this rank's own GPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise StepAudioError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise StepAudioError("device cuda asked for, but torch sees no GPU")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device == "cuda" else torch.device("cpu")
+
+
+def to_device(batch, device: torch.device):
+    """The batch with every tensor in it (also inside dicts, lists and tuples) moved to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch
+
+
+def autocast_dtype(precision: str, device: torch.device | None = None) -> torch.dtype | None:
+    """The dtype of the training forward's autocast for a TrainOptions.precision on `device` (default the
+    CPU); None: plain float32."""
     if precision == "auto":
-        native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+        native = (
+            torch.cuda.is_bf16_supported()
+            if device is not None and device.type == "cuda"
+            else torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+        )
         precision = "bf16" if native else "fp32"
     if precision not in ("bf16", "fp32"):
         raise StepAudioError(f"precision must be auto, bf16 or fp32, not {precision!r}")
@@ -61,12 +92,14 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
 
 
 class _Distributed:
-    """Rank and world size; initialises gloo when launched by torchrun."""
+    """Rank and world size; initialises gloo (CPU) or NCCL (GPUs) when launched by torchrun."""
 
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+    def __init__(self, device: torch.device):
+        self.world, self.device = int(os.environ.get("WORLD_SIZE", "1")), device
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo")
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         self.rank = dist.get_rank() if self.world > 1 else 0
 
     @property
@@ -76,7 +109,7 @@ class _Distributed:
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         if self.world == 1:
             return values
-        tensor = torch.tensor(list(values.values()), dtype=torch.float64)
+        tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return dict(zip(values, (tensor / self.world).tolist(), strict=True))
 
@@ -110,8 +143,9 @@ def train(
     export: Callable[[], None],
 ) -> int:
     """Run until options.steps optimiser steps are done; returns the step reached."""
-    autocast = autocast_dtype(options.precision)
-    world = _Distributed()
+    device = training_device(options.device)
+    autocast = autocast_dtype(options.precision, device)
+    world = _Distributed(device)
     out = Path(options.out)
     checkpoint = out / CHECKPOINT
     try:
@@ -121,6 +155,7 @@ def train(
             out.mkdir(parents=True, exist_ok=True)
         world.barrier()
         torch.manual_seed(options.seed + world.rank)
+        objective.to(device)
         optimizer = torch.optim.AdamW(objective.parameters(), lr=options.lr)
         warmup = max(1, options.warmup_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine decay to 0
@@ -130,21 +165,33 @@ def train(
         step = 0
         if options.resume and checkpoint.exists():
             try:
-                state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+                state = torch.load(checkpoint, map_location=device, weights_only=True)
                 objective.load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
                 step = int(state["step"])
             except (KeyError, RuntimeError) as error:
                 raise CheckpointError(f"cannot resume from {checkpoint}: {error}") from error
-        model = nn.parallel.DistributedDataParallel(objective) if world.world > 1 else objective
+        model = (
+            nn.parallel.DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None)
+            if world.world > 1
+            else objective
+        )
         generator = torch.Generator()
         sampler = (
             torch.utils.data.DistributedSampler(dataset, seed=options.seed)
             if world.world > 1
             else torch.utils.data.RandomSampler(dataset, generator=generator)
         )
-        loader = torch.utils.data.DataLoader(dataset, options.batch_size, sampler=sampler, collate_fn=collate)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            options.batch_size,
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=options.workers,
+            persistent_workers=options.workers > 0,
+            pin_memory=device.type == "cuda",
+        )
         # Each epoch's order depends on (seed, epoch) only, so a resumed run goes on with the same orders.
         epoch, started = step // max(1, len(loader)), time.monotonic()
         end = options.steps if options.stop_after is None else min(options.steps, options.stop_after)
@@ -160,8 +207,8 @@ def train(
                 else:
                     generator.manual_seed(options.seed * 100_003 + epoch)
                 for batch in loader:
-                    with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
-                        loss, parts = model(batch)
+                    with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                        loss, parts = model(to_device(batch, device))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     grad_norm = float(nn.utils.clip_grad_norm_(objective.parameters(), options.grad_clip))

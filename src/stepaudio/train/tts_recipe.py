@@ -57,7 +57,7 @@ def export_tts(model: Transformer, tokenizer_file: Path, audio_offset: int, dire
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save(directory / "lm.json")
     # float16 on disk halves the packaged size; the pipeline runs the model in float32
-    state = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in model.state_dict().items()}
+    state = {name: tensor.detach().to("cpu", torch.float16).contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(directory / "lm.safetensors"))
     (directory / "tts.json").write_text(json.dumps({"audio_offset": audio_offset}, indent=2) + "\n")
     if tokenizer_file.resolve() != (directory / "tokenizer.model").resolve():
