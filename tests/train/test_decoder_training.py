@@ -107,7 +107,7 @@ def test_vocoder_trains_and_exports(corpus):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_flow_and_vocoder_train_on_the_gpu(corpus):
     flow, vocoder = corpus / "flow-gpu", corpus / "voc-gpu"
-    assert main(train_args(corpus, "flow", flow, 2, "--device", "cuda", "--workers", "1")) == 0
+    assert main(train_args(corpus, "flow", flow, 2, "--speaker", "none", "--device", "cuda", "--workers", "1")) == 0
     assert main(train_args(corpus, "vocoder", vocoder, 2, "--device", "cuda", "--segment-frames", "16")) == 0
     assert all(np.isfinite(json.loads(line)["loss"]) for out in (flow, vocoder) for line in (out / "log.jsonl").open())
     assert load_model(FlowModel, FlowConfig, flow, "flow").input_embedding.weight.device.type == "cpu"

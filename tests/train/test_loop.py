@@ -35,7 +35,9 @@ def test_precision_sets_the_forward_dtype_and_training_still_learns(tmp_path, pr
     data = list(zip(x, x @ torch.arange(8.0)[:, None], strict=True))
     objective = Regression()
     before = objective(torch.utils.data.default_collate(data))[0].item()
-    options = TrainOptions(out=tmp_path, steps=200, batch_size=32, lr=0.05, warmup_steps=1, precision=precision)
+    options = TrainOptions(
+        out=tmp_path, steps=200, batch_size=32, lr=0.05, warmup_steps=1, precision=precision, device="cpu"
+    )
     train(objective, data, torch.utils.data.default_collate, options, lambda: None)
     assert objective.computed_in == {computed_in, torch.float32}  # float32 for the check before training
     assert objective.layer.weight.dtype == torch.float32

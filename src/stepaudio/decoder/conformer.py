@@ -89,7 +89,8 @@ class RelPositionAttention(nn.Module):
         q_v = (q + self.pos_bias_v).transpose(1, 2)
         position_scores = q_v @ p.permute(0, 2, 3, 1)  # [B, H, T, 2T-1]
         # Query i and key j are (i - j) apart, found at index (T-1) - i + j of the table.
-        index = (length - 1) - torch.arange(length)[:, None] + torch.arange(length)[None, :]
+        offsets = torch.arange(length, device=x.device)
+        index = (length - 1) - offsets[:, None] + offsets[None, :]
         position_scores = position_scores.gather(-1, index.expand(*position_scores.shape[:2], -1, -1))
         bias = position_scores / math.sqrt(self.head_dim)
         if key_mask is not None:

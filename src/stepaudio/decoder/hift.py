@@ -249,7 +249,7 @@ class HiFT(nn.Module):
         # The official head gives a phase in -1..1 rad, enough when the iSTFT hop is 4 samples; a longer
         # hop (cheaper: the network runs at a lower rate) needs the whole circle, phase_range = pi.
         phase = self.config.phase_range * torch.sin(x[:, half:])
-        spectrum = torch.polar(magnitude, phase)
+        spectrum = torch.polar(magnitude.float(), phase.float())  # under autocast exp and sin differ in dtype
         audio = torch.istft(spectrum, c.istft_n_fft, c.istft_hop, window=self.window)
         return audio.clamp(-c.audio_limit, c.audio_limit)
 
