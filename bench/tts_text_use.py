@@ -1,7 +1,10 @@
-"""Does the TTS LM read its text? Teacher-forced loss of training utterances' speech given their own
-transcript against given another transcript of the same language (same voice prompt, no tags).
+"""Does the TTS LM read its text? Teacher-forced loss of utterances' speech given their own transcript
+against given another transcript of the same language (same voice prompt, no tags).
 
-    python bench/tts_text_use.py [--lm DIR] [--corpus data/corpus-v1] [--examples 40]
+    python bench/tts_text_use.py [--lm DIR] [--corpus data/corpus-v1] [--examples 40] [--split train|test]
+
+On the training split it shows what the model learned; on the held-out test split, how well it predicts
+speech for text it never saw.
 
 A model that only continues speech scores both alike; the gap is how much the text tells it. Printed
 for all speech tokens and for the semantic ones (the 16.7 Hz stream, the more text-bound of the two).
@@ -51,14 +54,15 @@ def main() -> None:
     parser.add_argument("--lm", type=Path, help="a mini-layout TTS LM export (default: the packaged one)")
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus-v1"), help="a tokenized corpus")
     parser.add_argument("--examples", type=int, default=40)
+    parser.add_argument("--split", choices=("train", "test"), default="train", help="whose utterances to score")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     lm = SpeechLM.from_mini(args.lm or resolve_model("mini").require("tts_lm"))
-    dataset = TTSDataset(args.corpus / "manifest.jsonl", lm.tokenizer)
+    dataset = TTSDataset(args.corpus / "manifest.jsonl", lm.tokenizer, split=args.split)
     rng = random.Random(args.seed)
     own, other = [], []
-    for index in rng.sample(range(len(dataset)), args.examples):
+    for index in rng.sample(range(len(dataset)), min(args.examples, len(dataset))):
         target = dataset.targets[index]
         prompt = rng.choice([p for p in dataset.prompts[target.voice] if p is not target])
         stranger = rng.choice([u for u in dataset.targets if u.language == target.language and u is not target])
@@ -69,7 +73,7 @@ def main() -> None:
         f"{which}_text": dict(zip(names, np.mean(values, axis=0).round(3).tolist(), strict=True))
         for which, values in (("own", own), ("other", other))
     }
-    print(json.dumps({"examples": args.examples, **results}, indent=2))
+    print(json.dumps({"split": args.split, "examples": len(own), **results}, indent=2))
 
 
 if __name__ == "__main__":
