@@ -1,10 +1,11 @@
-"""One training loop for every recipe: single process or torchrun (gloo on CPU), checkpoints,
-resume, a progress bar and a JSONL loss log.
+"""One training loop for every recipe: on the CPU or a GPU, single process or torchrun (gloo on CPU,
+NCCL on GPUs), checkpoints, resume, a progress bar and a JSONL loss log.
 
 A recipe hands over an `objective` module whose forward(batch) returns (loss, {name: value}), the
 dataset with its collate function, and an `export` callback that writes the deployable weights.
 Under torchrun (WORLD_SIZE > 1) the objective is wrapped in DistributedDataParallel, every rank reads
-its own shard of the data and rank 0 alone logs, checkpoints and exports.
+its own shard of the data and rank 0 alone logs, checkpoints and exports. Batches are built on the CPU
+(by `workers` processes if asked) and moved to the device whole.
 """
 
 from __future__ import annotations
