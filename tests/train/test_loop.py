@@ -93,3 +93,12 @@ def test_workers_load_the_same_batches(tmp_path):
         train(Regression(), data, torch.utils.data.default_collate, options, lambda: None)
         losses.append([json.loads(line)["loss"] for line in (options.out / "log.jsonl").open()])
     assert losses[0] == pytest.approx(losses[1])
+
+
+def test_cli_refuses_a_bad_device_or_worker_count(capsys):
+    from stepaudio.cli import main
+
+    for option, value in (("--workers", "-1"), ("--workers", "two"), ("--device", "tpu")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "tts", "--manifest", "m.jsonl", "--out", "run", option, value])
+        assert exit_info.value.code == 2 and option in capsys.readouterr().err

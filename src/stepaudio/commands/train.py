@@ -113,7 +113,8 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         recipe,
         help=f"train {what}",
         description=f"Train {what} from a JSONL manifest (audio, text, voice, split[, tokens]). Runs on one "
-        "process, or on several under torchrun (gloo). Writes OUT/checkpoint.pt (for --resume), OUT/log.jsonl "
+        "process, or on several under torchrun (gloo on CPU, NCCL on GPUs), on a GPU when torch sees one. Writes "
+        "OUT/checkpoint.pt (for --resume), OUT/log.jsonl "
         "(losses) and the weights as safetensors + JSON (tts: also its text vocabulary, tokenizer.model).",
     )
     parser.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
@@ -137,8 +138,8 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         "--precision",
         choices=("auto", "bf16", "fp32"),
         default="auto",
-        help="bf16: forward passes under bfloat16 autocast (float32 weights); auto (default): bf16 where the CPU "
-        "computes it natively (AMX, AVX512-BF16), else fp32",
+        help="bf16: forward passes under bfloat16 autocast (float32 weights); auto (default): bf16 where the device "
+        "computes it natively (a GPU with bf16, a CPU with AMX or AVX512-BF16), else fp32",
     )
     parser.add_argument(
         "--device",
@@ -146,7 +147,9 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         default="auto",
         help="where to train: auto (default) takes the GPU when torch sees one (under torchrun, each rank its own)",
     )
-    parser.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: none)")
+    parser.add_argument(
+        "--workers", type=_count, default=0, help="data-loading processes beside the training one (default 0: none)"
+    )
     if recipe == "flow":
         parser.add_argument("--speaker", choices=("ge2e", "none"), default="ge2e", help="speaker embedding")
         parser.add_argument("--max-tokens", type=int, default=250, help="crop utterances to this many tokens")
@@ -167,3 +170,14 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     else:
         parser.add_argument("--segment-frames", type=int, default=32, help="mel frames per training segment")
     parser.set_defaults(run=cmd_train)
+
+
+def _count(text: str) -> int:
+    """argparse type of a number of processes: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
