@@ -212,14 +212,15 @@ def train(
                         loss, parts = model(to_device(batch, device))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    grad_norm = float(nn.utils.clip_grad_norm_(objective.parameters(), options.grad_clip))
+                    grad_norm = nn.utils.clip_grad_norm_(objective.parameters(), options.grad_clip)  # read when logged
                     optimizer.step()
                     scheduler.step()
                     step += 1
                     if step % options.log_every == 0 or step == end:
                         values = world.mean({"loss": loss.item(), **{k: float(v) for k, v in parts.items()}})
                         if world.main:
-                            record = {"step": step, **values, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]}
+                            record = {"step": step, **values, "grad_norm": float(grad_norm)}
+                            record["lr"] = scheduler.get_last_lr()[0]
                             record["seconds"] = round(time.monotonic() - started, 2)
                             log.write(json.dumps(record) + "\n")
                             log.flush()

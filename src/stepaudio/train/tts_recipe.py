@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
+from stepaudio.decoder.checkpoint import save_model
 from stepaudio.lm.model import LMConfig, Transformer
 from stepaudio.lm.tokenizer import SentencePieceTokenizer
 from stepaudio.tokenizer.interleave import AUDIO_VOCAB
@@ -54,11 +54,8 @@ class TTSObjective(nn.Module):
 
 
 def export_tts(model: Transformer, tokenizer_file: Path, audio_offset: int, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    model.config.save(directory / "lm.json")
     # float16 on disk halves the packaged size; the pipeline runs the model in float32
-    state = {name: tensor.detach().to("cpu", torch.float16).contiguous() for name, tensor in model.state_dict().items()}
-    save_file(state, str(directory / "lm.safetensors"))
+    save_model(model, model.config, directory, "lm", torch.float16)
     (directory / "tts.json").write_text(json.dumps({"audio_offset": audio_offset}, indent=2) + "\n")
     if tokenizer_file.resolve() != (directory / "tokenizer.model").resolve():
         (directory / "tokenizer.model").write_bytes(tokenizer_file.read_bytes())
