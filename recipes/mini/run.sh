@@ -4,7 +4,8 @@
 # Stage 0: synthesise the training corpus (8.5 h incl. the test split; ~18 min on 2 cores)
 # Stage 1: acoustic codebook, 4096 x 40 ms log-mel slices (~5 min)
 # Stage 2: semantic codebook, 1024 x Whisper tiny.en frames pooled to 16.67 Hz (~12 min)
-# Stage 3: token files for the corpus (`stepaudio data tokenize`, ~2.5 utterances/s; resumable)
+# Stage 3: token files for the corpus (`stepaudio data tokenize`, ~4 utterances/s; resumable; token files
+#          older than the semantic codebook are made again)
 # Stage 4: the speech decoder's vocoder (HiFT, mel -> 22.05 kHz PCM)
 # Stage 5: the speech decoder's flow (tokens -> mel), on the utterances that have token files
 # Stage 6: the decoder's evaluation set: the 30 held-out English sentences read by training voices that
@@ -33,8 +34,20 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   "$stepaudio" train kmeans semantic --manifest "$corpus/manifest.jsonl" --out "$assets/semantic_codebook.safetensors" \
     --codes 1024 --max-hours 1 --iterations 30 --seed 0
+  # Tried and not packaged (2026-11-26): a codebook trained under a CTC character loss (below, ~12 min of encoder
+  # frames + 15 min on 2 cores). Its codes keep more of the words (a 2-conv CTC reader: test CER en 0.43, zh 0.77,
+  # yue 0.78, perplexity 822 of 1024; a /tmp probe gave the k-means codes CER 0.64 in English), but with the corpus
+  # re-tokenized, the packaged flow fine-tuned on it (--init DIR --embedding-init semantic, 2000 steps of 8, lr 5e-4,
+  # bf16, 31 min) resynthesised worse (bench/decoder.py: eval-en 0.580, LibriVox 0.761 vs 0.51-0.53 / 0.69-0.72) and
+  # a TTS LM trained on it (stage 7's command, 1500 steps on an H200) still babbled (4 sentences: WER 1.07).
+  #   "$stepaudio" train semantic --manifest "$corpus/manifest.jsonl" --out "$runs/semantic" \
+  #     --export "$assets/semantic_codebook.safetensors" --max-hours 4 --steps 3000 --batch-size 16 --lr 2e-3 \
+  #     --warmup 100 --log-every 50 --save-every 500 --device cpu
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  if [ -d "$corpus/tokens" ] && [ "$assets/semantic_codebook.safetensors" -nt "$corpus/tokens" ]; then
+    rm -r "$corpus/tokens"  # made with the codebook before
+  fi
   "$stepaudio" data tokenize "$corpus"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

@@ -23,7 +23,9 @@ def tokenizer() -> DualTokenizer:
     acoustic = AcousticMiniTokenizer(
         config, torch.randn(4096, config.dim, generator=g), torch.full((config.dim,), -3.0), torch.ones(config.dim)
     )
-    return DualTokenizer(SemanticMiniTokenizer(transcriber, torch.randn(1024, 384, generator=g)), acoustic)
+    projection = (torch.randn(32, 384, generator=g), torch.zeros(32))
+    centroids = torch.nn.functional.normalize(torch.randn(1024, 32, generator=g), dim=1)
+    return DualTokenizer(SemanticMiniTokenizer(transcriber, centroids, projection), acoustic)
 
 
 @pytest.mark.parametrize("seconds", [0.5, 3.0, 60.0])

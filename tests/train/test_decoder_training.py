@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from stepaudio.decoder.flow import FlowConfig, FlowModel
 from stepaudio.decoder.hift import HiFT, HiFTConfig
 from stepaudio.errors import CheckpointError, DataError, StepAudioError
 from stepaudio.train.data.manifest import read_split
-from stepaudio.train.decoder_data import estimate_f0
+from stepaudio.train.decoder_data import DecoderDataset, estimate_f0
 
 FLOW = FlowConfig(
     input_size=16,
@@ -73,6 +74,15 @@ def test_manifest_splits_and_token_files(corpus):
         read_split(corpus / "manifest.jsonl", "dev")
 
 
+def test_feature_cache_follows_token_files_made_again(corpus):
+    dataset = DecoderDataset(corpus / "manifest.jsonl", "train", corpus / "cache")
+    assert torch.equal(dataset[0]["tokens"], torch.from_numpy(np.load(corpus / "u0.npy")).long())
+    retokenized = np.arange(40) % 5120  # as after a new codebook: same file name, new codes
+    np.save(corpus / "u0.npy", retokenized)
+    os.utime(corpus / "u0.npy", ns=(time.time_ns() + 10**9,) * 2)
+    assert torch.equal(dataset[0]["tokens"], torch.from_numpy(retokenized).long())
+
+
 def test_f0_of_a_tone_and_of_silence():
     samples = np.concatenate([tone(0.5, 22_050, 220.0), np.zeros(11_025, dtype=np.float32)])
     f0 = estimate_f0(samples)
@@ -94,6 +104,18 @@ def test_flow_trains_checkpoints_resumes_and_exports(corpus, capsys):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 5
     resumed = load_model(FlowModel, FlowConfig, out, "flow")
     assert not torch.equal(resumed.input_embedding.weight, flow.input_embedding.weight)
+
+
+def test_flow_fine_tunes_from_a_trained_one_with_new_semantic_embeddings(corpus):
+    first, second = corpus / "first", corpus / "second"
+    assert main(train_args(corpus, "flow", first, 2, "--speaker", "none", "--embedding-init", "random")) == 0
+    args = train_args(corpus, "flow", second, 1, "--speaker", "none", "--lr", "0", "--init", str(first))
+    assert main([*args, "--embedding-init", "semantic"]) == 0  # lr 0: only the re-initialised rows change
+    before, after = (load_model(FlowModel, FlowConfig, run, "flow").state_dict() for run in (first, second))
+    rows = "input_embedding.weight"
+    assert not torch.equal(before[rows][:1024], after[rows][:1024])
+    assert torch.equal(before[rows][1024:], after[rows][1024:])
+    assert all(torch.equal(before[k], after[k]) for k in before if k != rows)
 
 
 def test_vocoder_trains_and_exports(corpus):
@@ -184,5 +206,5 @@ def test_fresh_flow_run_takes_its_token_embeddings_from_the_codebooks(corpus):
     trained = load_model(FlowModel, FlowConfig, corpus / "r", "flow").input_embedding.weight
     assert torch.allclose(trained, start, atol=1e-2)  # float16 export
     for wrong in ((semantic, acoustic[1:]), (semantic[:1000], torch.randn(4120, 5))):  # the split matters too
-        with pytest.raises(CheckpointError, match=f"codebooks of {len(wrong[0])} \\+ {len(wrong[1])} codes"):
+        with pytest.raises(CheckpointError, match=rf"codebooks of \[{len(wrong[0])}, {len(wrong[1])}\] codes"):
             train_flow(corpus / "manifest.jsonl", options, FLOW, codebooks=wrong)

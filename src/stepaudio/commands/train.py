@@ -3,6 +3,7 @@
 stepaudio train flow --manifest corpus/manifest.jsonl --out runs/flow --export models/mini-decoder
 torchrun --nproc_per_node 2 -m stepaudio.cli train vocoder --manifest ... --out runs/vocoder
 stepaudio train kmeans acoustic --manifest corpus/manifest.jsonl --out acoustic_codebook.safetensors
+stepaudio train semantic --manifest corpus/manifest.jsonl --out runs/semantic --export semantic_codebook.safetensors
 stepaudio train tts --manifest corpus/manifest.jsonl --out runs/tts --export models/mini-tts
 """
 
@@ -51,7 +52,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     export = Path(args.export) if args.export else None
     config_data = json.loads(Path(args.config).read_text()) if args.config else None
-    if args.recipe == "tts":
+    if args.recipe == "semantic":
+        from stepaudio.train.semantic_codebook import train_semantic_codebook
+
+        export = export or options.out / "semantic_codebook.safetensors"
+        report = train_semantic_codebook(args.manifest, options, export, args.codes, args.dim, args.max_hours)
+        step, test = report["step"], report["test"]
+        cer = ", ".join(f"{language} {value:.3f}" for language, value in test["cer"].items())
+        print(f"test split: CER of the code reader {cer}; perplexity {test['usage']['perplexity']:.0f} of {args.codes}")
+    elif args.recipe == "tts":
         from stepaudio.train import tts_recipe
 
         step = tts_recipe.train_tts(
@@ -60,9 +69,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     elif args.recipe == "flow":
         from safetensors.torch import load_file
 
+        from stepaudio.decoder.checkpoint import load_model
+        from stepaudio.decoder.flow import FlowModel
         from stepaudio.models.store import resolve_model
 
-        config = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
+        initial = load_model(FlowModel, FlowConfig, Path(args.init), "flow").train() if args.init else None
+        if initial is not None:
+            config = initial.config
+        else:
+            config = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
         mini = resolve_model("mini")
         embed = None
         if args.speaker == "ge2e":
@@ -70,11 +85,21 @@ def cmd_train(args: argparse.Namespace) -> None:
 
             embed = GE2E.from_resemblyzer(mini.require("speaker"))
         codebooks = None
-        if args.embedding_init == "codebooks" and not args.resume:  # a resumed run has its embeddings
+        if args.embedding_init != "random" and not args.resume:  # a resumed run has its embeddings
             streams = ("semantic_codebook", "acoustic_codebook")
-            codebooks = tuple(load_file(mini.require(stream))["centroids"] for stream in streams)
+            wanted = streams if args.embedding_init == "codebooks" else streams[:1]
+            codebooks = tuple(load_file(mini.require(s))["centroids"] if s in wanted else None for s in streams)
         step = decoder_recipes.train_flow(
-            args.manifest, options, config, embed, None, export, args.max_tokens, args.prior_weight, codebooks
+            args.manifest,
+            options,
+            config,
+            embed,
+            None,
+            export,
+            args.max_tokens,
+            args.prior_weight,
+            codebooks,
+            initial,
         )
     else:
         config = config_from_dict(HiFTConfig, config_data) if config_data else decoder_recipes.MINI_HIFT
@@ -92,6 +117,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_gradient_recipe(recipes, "flow", "the speech decoder's flow (tokens -> mel)")
     _add_gradient_recipe(recipes, "vocoder", "the vocoder (mel -> PCM)")
     _add_gradient_recipe(recipes, "tts", "the TTS language model (text + voice prompt -> speech tokens)")
+    _add_gradient_recipe(recipes, "semantic", "the semantic tokenizer's codebook (Whisper frames -> 1024 codes)")
     kmeans = recipes.add_parser(
         "kmeans",
         help="a tokenizer codebook by k-means",
@@ -156,10 +182,13 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         parser.add_argument("--prior-weight", type=float, default=1.0, help="weight of the prior loss (mu -> mel)")
         parser.add_argument(
             "--embedding-init",
-            choices=("codebooks", "random"),
+            choices=("codebooks", "semantic", "random"),
             default="codebooks",
             help="token embeddings of a fresh run: from the mini tokenizer's centroids (the tokens must come from "
-            "it) or random",
+            "it), only the semantic ones (with --init, after a new semantic codebook), or random",
+        )
+        parser.add_argument(
+            "--init", help="start from the flow in this directory (flow.json + flow.safetensors): fine-tuning"
         )
     elif recipe == "tts":
         parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")
@@ -167,6 +196,10 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         parser.add_argument(
             "--guide-weight", type=float, default=1.0, help="weight of the attention guide's loss (0: no guide)"
         )
+    elif recipe == "semantic":
+        parser.add_argument("--codes", type=int, default=1024, help="codebook size")
+        parser.add_argument("--dim", type=int, default=32, help="dimension of the codes (cosine)")
+        parser.add_argument("--max-hours", type=float, default=3.0, help="training audio to use")
     else:
         parser.add_argument("--segment-frames", type=int, default=32, help="mel frames per training segment")
     parser.set_defaults(run=cmd_train)

@@ -1,9 +1,14 @@
-"""The mini semantic tokenizer: Whisper tiny.en encoder frames, pooled 3:1 to 16.67 Hz, nearest of
-1024 k-means centroids.
+"""The mini semantic tokenizer: Whisper tiny.en encoder frames, pooled 3:1 to 16.67 Hz, given the code of
+the nearest of 1024 centroids: k-means ones in the encoder's space (the packaged codebook), or unit
+vectors in a small projected space (cosine) trained under a CTC loss.
 
 Whisper's encoder was trained for ASR, so its frames keep what was said; the same encoder pass also
 feeds the mini ASR (`stepaudio.asr.Transcriber.transcribe(encoded)`), so a voice turn is tokenized
-and transcribed at the cost of one encoder run per 30 s window.
+and transcribed at the cost of one encoder run per 30 s window. A projected codebook is trained with a
+character recogniser that reads the codes (`stepaudio train semantic`), as the official 25 Hz
+tokenizer's codebook is trained under an ASR loss; its codes keep more of what was said than k-means
+ones (see `stepaudio.train.semantic_codebook`), but the decoder and TTS LM retrained on them did not do
+better yet, so the packaged codebook is still the k-means one (`stepaudio train kmeans semantic`).
 
 Streaming: the encoder is bidirectional over its window and Whisper normalises the log-mel by the
 clip's maximum, so no incremental form gives the offline codes exactly. `SemanticMiniStream`
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from stepaudio.asr.transcribe import Transcriber
@@ -31,18 +37,36 @@ from stepaudio.tokenizer.interleave import SEMANTIC_RATE
 
 
 class SemanticMiniTokenizer:
-    """Semantic codes at 16.67 Hz (n // 960 for n samples at 16 kHz) from one Whisper encoder pass."""
+    """Semantic codes at 16.67 Hz (n // 960 for n samples at 16 kHz) from one Whisper encoder pass.
 
-    def __init__(self, transcriber: Transcriber, centroids: torch.Tensor):
-        if centroids.ndim != 2 or centroids.shape[1] != transcriber.model.config.d_model:
-            raise CheckpointError(
-                f"semantic codebook of shape {tuple(centroids.shape)} does not fit the "
-                f"{transcriber.model.config.d_model}-dim Whisper encoder"
+    centroids: [K, d_model] (k-means, Euclidean), or with projection = (weight [D, d_model], bias [D])
+    [K, D] unit vectors (cosine in the projected space)."""
+
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        centroids: torch.Tensor,
+        projection: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
+        width = transcriber.model.config.d_model
+        weight, bias = projection or (None, None)
+        space = width if weight is None else weight.shape[0]
+        fits = weight is None or (weight.ndim == 2 and weight.shape[1] == width and bias.shape == weight.shape[:1])
+        if not fits or centroids.ndim != 2 or centroids.shape[1] != space:
+            shapes = f"centroids {tuple(centroids.shape)}" + (
+                "" if weight is None else f", projection {tuple(weight.shape)} + {tuple(bias.shape)}"
             )
-        self.transcriber, self.centroids = transcriber, centroids
+            raise CheckpointError(f"semantic codebook: {shapes} do not fit the {width}-dim Whisper encoder")
+        self.transcriber, self.centroids, self.projection = transcriber, centroids, projection
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled encoder frames [N, d_model] -> the space of the centroids (unit vectors when projected)."""
+        if self.projection is None:
+            return pooled
+        return F.normalize(F.linear(pooled.float(), *self.projection), dim=-1)
 
     def quantize(self, encoded: EncoderOutput) -> np.ndarray:
-        return nearest(encoded.pooled, self.centroids)[0].numpy()
+        return nearest(self.project(encoded.pooled), self.centroids)[0].numpy()
 
     def encode(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         return self.quantize(self.transcriber.encode(as_16k_mono(samples, sample_rate)))
@@ -51,10 +75,15 @@ class SemanticMiniTokenizer:
         return SemanticMiniStream(self, lookahead, every)
 
     def save(self, path: str | Path) -> None:
-        """Centroids as safetensors at `path`, the config as JSON beside it."""
+        """Centroids (and projection) as safetensors at `path`, the config as JSON beside it."""
         path = Path(path)
-        save_file({"centroids": self.centroids.contiguous()}, path)
+        tensors = {"centroids": self.centroids}
+        if self.projection is not None:
+            tensors |= {"projection.weight": self.projection[0], "projection.bias": self.projection[1]}
+        save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, path)
         config = {"codebook_size": len(self.centroids), "encoder": "whisper-tiny.en", "pool": 3}
+        if self.projection is not None:
+            config |= {"dim": self.projection[0].shape[0], "metric": "cosine"}
         path.with_suffix(".json").write_text(json.dumps(config, indent=2) + "\n")
 
     @classmethod
@@ -62,7 +91,11 @@ class SemanticMiniTokenizer:
         path = Path(path)
         if not path.is_file():
             raise ModelNotFound(f"semantic codebook not found: {path}")
-        return cls(transcriber, load_file(path)["centroids"])
+        tensors = load_file(path)
+        projection = None
+        if "projection.weight" in tensors:
+            projection = (tensors["projection.weight"], tensors["projection.bias"])
+        return cls(transcriber, tensors["centroids"], projection)
 
 
 class SemanticMiniStream:

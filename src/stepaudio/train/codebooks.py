@@ -3,6 +3,8 @@
     stepaudio train kmeans acoustic --manifest corpus/manifest.jsonl --out acoustic_codebook.safetensors
     stepaudio train kmeans semantic --manifest corpus/manifest.jsonl --out semantic_codebook.safetensors
 
+(A semantic codebook trained under an ASR loss instead: `stepaudio.train.semantic_codebook`.)
+
 Utterances are drawn in a seeded random order up to an hours budget, so a run is reproducible and
 a bigger budget extends a smaller one. The report gives the codebook's usage (perplexity, dead
 codes) on the training features and on the held-out test split.
@@ -24,28 +26,39 @@ from stepaudio.asr.transcribe import Transcriber
 from stepaudio.audio import load_audio, log10_mel, peak_normalize
 from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer, stack_frames
 from stepaudio.tokenizer.semantic_mini import SemanticMiniTokenizer
-from stepaudio.train.data.manifest import manifest_dir, read_split
+from stepaudio.train.data.manifest import Utterance, manifest_dir, read_split
 from stepaudio.train.kmeans import codebook_stats, train_kmeans
 
 SAMPLE_RATE = 16_000
 Featurize = Callable[[np.ndarray], torch.Tensor]  # 16 kHz samples -> [frames, dim]
 
 
-def gather(manifest: Path, split: str, featurize: Featurize, max_hours: float, seed: int) -> torch.Tensor:
-    """Features of a seeded random selection of the split's utterances, up to max_hours of audio."""
+def choose(manifest: Path, split: str, max_hours: float, seed: int) -> list[Utterance]:
+    """A seeded random selection of the split's utterances, up to max_hours of audio."""
     utterances = read_split(manifest, split)
     random.Random(seed).shuffle(utterances)
-    root, budget, chosen = manifest_dir(manifest), max_hours * 3600, []
+    budget, chosen = max_hours * 3600, []
     for utt in utterances:
         if budget <= 0:
             break
         chosen.append(utt)
         budget -= utt.duration
-    features = []
-    for utt in tqdm(chosen, desc=f"features ({split})", unit="utt"):
-        samples, _ = load_audio(root / utt.audio, SAMPLE_RATE)
-        features.append(featurize(peak_normalize(samples)))
-    return torch.cat(features)
+    return chosen
+
+
+def featurize_all(manifest: Path, utterances: list[Utterance], featurize: Featurize, desc: str) -> list[torch.Tensor]:
+    """featurize(peak-normalised 16 kHz samples) of each utterance, with a progress bar."""
+    root = manifest_dir(manifest)
+    return [
+        featurize(peak_normalize(load_audio(root / utt.audio, SAMPLE_RATE)[0]))
+        for utt in tqdm(utterances, desc=desc, unit="utt")
+    ]
+
+
+def gather(manifest: Path, split: str, featurize: Featurize, max_hours: float, seed: int) -> torch.Tensor:
+    """Features of a seeded random selection of the split's utterances, up to max_hours of audio."""
+    chosen = choose(manifest, split, max_hours, seed)
+    return torch.cat(featurize_all(manifest, chosen, featurize, f"features ({split})"))
 
 
 def _report(train: torch.Tensor, test: torch.Tensor, centroids: torch.Tensor, out: Path, **command) -> dict:

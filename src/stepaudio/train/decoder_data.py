@@ -90,7 +90,9 @@ class DecoderDataset(torch.utils.data.Dataset):
         audio = (self.root / utterance.audio).resolve()
         stat = audio.stat()
         embedder = f"{type(self.embed).__name__}:{self.embedding_dim}" if self.embed else "none"
-        key = f"{audio}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{self.vocoder}|{embedder}"
+        tokens = self.root / utterance.tokens if utterance.tokens else None
+        made = tokens.stat().st_mtime_ns if tokens and tokens.is_file() else None  # tokens made again: a new key
+        key = f"{audio}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{made}|{self.vocoder}|{embedder}"
         return self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.safetensors"
 
     def _tokens(self, utterance: Utterance, samples16: np.ndarray) -> torch.Tensor:

@@ -161,22 +161,27 @@ def train_flow(
     export_dir: Path | None = None,
     max_tokens: int = 250,
     prior_weight: float = 1.0,
-    codebooks: tuple[torch.Tensor, torch.Tensor] | None = None,
+    codebooks: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
+    initial: FlowModel | None = None,
 ) -> int:
     """codebooks: the (semantic, acoustic) centroids of the tokenizer that made the tokens; a fresh run
-    starts the token embeddings from them (`codebook_embedding`)."""
+    starts those streams' token embeddings from them (`codebook_embedding`; None: a stream keeps its rows).
+    initial: a trained flow to start from (fine-tuning, e.g. after one stream's codebook changed)."""
     dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", tokenize, embed, config.spk_embed_dim)
-    flow = FlowModel(config)
+    flow = initial or FlowModel(config)
     if codebooks and not options.resume:
-        semantic, acoustic = codebooks
-        if (len(semantic), len(acoustic), config.vocab_size) != (SEMANTIC_CODES, ACOUSTIC_CODES, AUDIO_VOCAB):
+        sizes = [None if c is None else len(c) for c in codebooks]
+        allowed = ((None, SEMANTIC_CODES), (None, ACOUSTIC_CODES))
+        if config.vocab_size != AUDIO_VOCAB or any(n not in ok for n, ok in zip(sizes, allowed, strict=True)):
             raise CheckpointError(
-                f"codebooks of {len(semantic)} + {len(acoustic)} codes for {config.vocab_size} token ids; "
+                f"codebooks of {sizes} codes for {config.vocab_size} token ids; "
                 f"the audio ids are {SEMANTIC_CODES} semantic + {ACOUSTIC_CODES} acoustic codes"
             )
-        rows = [codebook_embedding(c, config.input_size) for c in (semantic, acoustic)]
-        flow.input_embedding.weight.data = torch.cat(rows)
-    if config.slot_frames and not options.resume:
+        rows = flow.input_embedding.weight.data
+        for centroids, start in zip(codebooks, (0, SEMANTIC_CODES), strict=True):
+            if centroids is not None:
+                rows[start : start + len(centroids)] = codebook_embedding(centroids, config.input_size)
+    if config.slot_frames and not options.resume and initial is None:
         flow.code_mel.weight.data = mean_code_mel(dataset, config.slot_frames)
     objective = FlowObjective(flow, prior_weight)
     data = _Mapped(dataset, lambda example: crop_flow_example(example, max_tokens, None))
