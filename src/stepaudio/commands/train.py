@@ -74,10 +74,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         from stepaudio.models.store import resolve_model
 
         initial = load_model(FlowModel, FlowConfig, Path(args.init), "flow").train() if args.init else None
-        if initial is not None:
-            config = initial.config
-        else:
-            config = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
+        default = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
+        config = initial.config if initial else default
         mini = resolve_model("mini")
         embed = None
         if args.speaker == "ge2e":
@@ -188,7 +186,9 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
             "it), only the semantic ones (with --init, after a new semantic codebook), or random",
         )
         parser.add_argument(
-            "--init", help="start from the flow in this directory (flow.json + flow.safetensors): fine-tuning"
+            "--init",
+            help="start from the flow in this directory (flow.json + flow.safetensors; its config, not --config): "
+            "fine-tuning",
         )
     elif recipe == "tts":
         parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")
