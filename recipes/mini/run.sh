@@ -39,7 +39,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # yue 0.78, perplexity 822 of 1024; a /tmp probe gave the k-means codes CER 0.64 in English), but with the corpus
   # re-tokenized, the packaged flow fine-tuned on it (--init DIR --embedding-init semantic, 2000 steps of 8, lr 5e-4,
   # bf16, 31 min) resynthesised worse (bench/decoder.py: eval-en 0.580, LibriVox 0.761 vs 0.51-0.53 / 0.69-0.72) and
-  # a TTS LM trained on it (stage 7's command, 1500 steps on an H200) still babbled (4 sentences: WER 1.07).
+  # a TTS LM trained on it (stage 7's command, 1500 steps on an H200) still babbled (heard on a few sentences;
+  # bench/tts.py was not run, the decoder being worse already).
   #   "$stepaudio" train semantic --manifest "$corpus/manifest.jsonl" --out "$runs/semantic" \
   #     --export "$assets/semantic_codebook.safetensors" --max-hours 4 --steps 3000 --batch-size 16 --lr 2e-3 \
   #     --warmup 100 --log-every 50 --save-every 500 --device cpu

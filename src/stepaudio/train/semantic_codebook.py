@@ -9,7 +9,8 @@ which are as much voice and channel as words; the speech decoder and the TTS LM 
 say too little about the text. Here the projection and the 1024 codes are trained together with a CTC
 character recogniser of two 5-wide convolutions (too little context to guess words on its own, so the
 codes must carry them), as the official 25 Hz (S3) tokenizer's codebook is trained under an ASR loss.
-A probe on the same English utterances: CER 0.35 from such codes against 0.64 from the k-means ones.
+This recipe's report on the corpus's English test split: CER 0.43 (a probe's reader of the same size on
+the k-means codes: 0.64).
 
 Codes are unit vectors compared by cosine (straight-through gradients, a commitment loss); codes that
 no frame chose during `restart_every` steps restart at frames of the last batch, so the codebook is
@@ -28,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import jiwer
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,12 +80,15 @@ class CodebookObjective(nn.Module):
         self.centroids = nn.Parameter(F.normalize(torch.randn(codes, dim), dim=1))
         self.reader = CodeReader(dim, vocab)
         self.restart_every, self.calls = restart_every, 0
-        self.register_buffer("usage", torch.zeros(codes))
+        self.register_buffer("usage", torch.zeros(codes), persistent=False)  # per restart window only
+
+    def unit_centroids(self) -> torch.Tensor:
+        return F.normalize(self.centroids.float(), dim=-1)
 
     def quantize(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pooled frames [..., width] -> (unit vectors z, their nearest codes' vectors q, codes)."""
         z = F.normalize(self.projection(frames).float(), dim=-1)
-        book = F.normalize(self.centroids.float(), dim=-1)
+        book = self.unit_centroids()
         codes = (z @ book.T).argmax(-1)
         return z, book[codes], codes
 
@@ -123,23 +128,6 @@ class CodebookObjective(nn.Module):
         self.calls = 0
 
 
-def encoder_frames(manifest: Path, utterances: list[Utterance], transcriber: Transcriber, desc: str) -> list:
-    return featurize_all(manifest, utterances, lambda samples: transcriber.encode(samples).pooled.half(), desc)
-
-
-class FramesDataset(torch.utils.data.Dataset):
-    """(pooled frames [T, width], character ids) per utterance; utterances too short for their text are left out."""
-
-    def __init__(self, frames: list[torch.Tensor], targets: list[list[int]]):
-        self.items = [(f, t) for f, t in zip(frames, targets, strict=True) if t and len(f) * POOL >= len(t)]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[int]]:
-        return self.items[index]
-
-
 def collate_frames(items: list[tuple[torch.Tensor, list[int]]]) -> dict[str, torch.Tensor]:
     lengths = torch.tensor([len(f) for f, _ in items])
     frames = torch.zeros(len(items), int(lengths.max()), items[0][0].shape[1])
@@ -168,18 +156,17 @@ def evaluate(objective: CodebookObjective, frames: list, utterances: list[Uttera
     """The reader's CER per language on held-out utterances, and the codes' usage there."""
     objective.eval().cpu()
     by_language: dict[str, tuple[list, list]] = {}
+    projected = []
     for f, utt in zip(frames, utterances, strict=True):
         z, q, _ = objective.quantize(f.float())
-        hypothesis = greedy_ctc(objective.reader(q[None])[0], vocabulary)
+        projected.append(z)
         references, hypotheses = by_language.setdefault(utt.language, ([], []))
         references.append(transcript_units(utt.text, utt.language))
-        hypotheses.append(hypothesis)
-    projected = torch.cat([objective.quantize(f.float())[0] for f in frames])
-    book = F.normalize(objective.centroids.float(), dim=-1)
+        hypotheses.append(greedy_ctc(objective.reader(q[None])[0], vocabulary))
     return {
         "cer": {lang: round(jiwer.cer(refs, hyps), 4) for lang, (refs, hyps) in sorted(by_language.items())},
         "utterances": {lang: len(refs) for lang, (refs, _) in sorted(by_language.items())},
-        "usage": asdict(codebook_stats(projected, book)),
+        "usage": asdict(codebook_stats(torch.cat(projected), objective.unit_centroids())),
     }
 
 
@@ -200,8 +187,12 @@ def train_semantic_codebook(
     cache = out / "frames.pt"
     key = {split: [u.audio for u in utts] for split, utts in chosen.items()}
     cached = torch.load(cache, weights_only=True) if cache.is_file() else None
+
+    def pooled(samples: np.ndarray) -> torch.Tensor:
+        return transcriber.encode(samples).pooled.half()
+
     if cached is None or cached["key"] != key:
-        frames = {s: encoder_frames(manifest, u, transcriber, f"encoder frames ({s})") for s, u in chosen.items()}
+        frames = {s: featurize_all(manifest, u, pooled, f"encoder frames ({s})") for s, u in chosen.items()}
         torch.save({"key": key, "frames": frames}, cache)
     else:
         frames = cached["frames"]
@@ -210,12 +201,14 @@ def train_semantic_codebook(
     if not vocabulary:
         raise DataError(f"the training split of {manifest} has no transcripts to train the semantic codebook on")
     ids = {c: i + 1 for i, c in enumerate(vocabulary)}
-    dataset = FramesDataset(frames["train"], [[ids[c] for c in text] for text in texts])
+    targets = [[ids[c] for c in text] for text in texts]
+    # a plain list is a map-style dataset; utterances too short for their text cannot be aligned by CTC
+    dataset = [(f, t) for f, t in zip(frames["train"], targets, strict=True) if t and len(f) * POOL >= len(t)]
     width = transcriber.model.config.d_model
     objective = CodebookObjective(width, dim, codes, len(vocabulary))
 
     def save() -> None:
-        centroids = F.normalize(objective.centroids.detach().float().cpu(), dim=-1)
+        centroids = objective.unit_centroids().detach().cpu()
         weight, bias = (p.detach().float().cpu() for p in (objective.projection.weight, objective.projection.bias))
         SemanticMiniTokenizer(transcriber, centroids, (weight, bias)).save(export)
 
