@@ -4,8 +4,8 @@
 # Stage 0: synthesise the training corpus (8.5 h incl. the test split; ~18 min on 2 cores)
 # Stage 1: acoustic codebook, 4096 x 40 ms log-mel slices (~5 min)
 # Stage 2: semantic codebook, 1024 x Whisper tiny.en frames pooled to 16.67 Hz (~12 min)
-# Stage 3: token files for the corpus (`stepaudio data tokenize`, ~4 utterances/s; resumable; token files
-#          older than the semantic codebook are made again)
+# Stage 3: token files for the corpus (`stepaudio data tokenize`, ~4-7 utterances/s; resumable; token files
+#          made by another codebook are made again)
 # Stage 4: the speech decoder's vocoder (HiFT, mel -> 22.05 kHz PCM)
 # Stage 5: the speech decoder's flow (tokens -> mel), on the utterances that have token files
 # Stage 6: the decoder's evaluation set: the 30 held-out English sentences read by training voices that
@@ -46,9 +46,6 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   #     --warmup 100 --log-every 50 --save-every 500 --device cpu
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  if [ -d "$corpus/tokens" ] && [ "$assets/semantic_codebook.safetensors" -nt "$corpus/tokens" ]; then
-    rm -r "$corpus/tokens"  # made with the codebook before
-  fi
   "$stepaudio" data tokenize "$corpus"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

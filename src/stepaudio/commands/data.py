@@ -141,7 +141,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="speech tokens for every utterance of a corpus (resumable)",
         description="Tokenize every utterance of a corpus with the dual tokenizer into tokens/<stem>.npy "
         "(interleaved audio indices 0..5119) and record the paths in the manifest; the decoder and TTS recipes "
-        "train on them. Re-running skips utterances already tokenized.",
+        "train on them. Re-running skips utterances already tokenized, unless their token files were made by another "
+        "tokenizer (checked by encoding a few again): then all of them are made again.",
     )
     tokenize.add_argument("corpus", type=Path, help="corpus folder or its manifest.jsonl")
     tokenize.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
