@@ -109,3 +109,16 @@ def test_voice_prompt_conditions_the_decode(flow, hift, tokens):
     prompted, _ = decoder.decode(tokens[:50], voice)
     plain, _ = decoder.decode(tokens[:50])
     assert len(prompted) == len(plain) and not np.allclose(prompted, plain)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_decoder_on_a_gpu_sounds_as_on_the_cpu(decoder, tokens):
+    voice = decoder.voice(np.sin(np.arange(16_000) / 10).astype(np.float32), 16_000, tokens[:40], torch.ones(16))
+    expected = [decoder.decode(tokens, voice)[0], np.concatenate(streamed(decoder, tokens))]
+    decoder.to("cuda")
+    assert decoder.device.type == "cuda"
+    got = [decoder.decode(tokens, voice)[0], np.concatenate(streamed(decoder, tokens))]
+    for pcm, reference in zip(got, expected, strict=True):
+        assert pcm.dtype == np.float32 and len(pcm) == len(reference)
+        rms = np.sqrt(np.mean(reference**2))
+        assert np.sqrt(np.mean((pcm - reference) ** 2)) < 0.02 * rms  # cuDNN may convolve in TF32

@@ -4,6 +4,7 @@ import io
 
 import pytest
 import soundfile as sf
+import torch
 from tts_fixtures import tiny_tts
 
 from conftest import speechlike
@@ -15,7 +16,7 @@ from stepaudio.tts import TTS
 def fake_load(tmp_path, monkeypatch):
     tts = tiny_tts(tmp_path)
     loads = []
-    monkeypatch.setattr(TTS, "load", classmethod(lambda cls, model: loads.append(model) or tts))
+    monkeypatch.setattr(TTS, "load", classmethod(lambda cls, model, device: loads.append((model, device)) or tts))
     return loads
 
 
@@ -26,7 +27,7 @@ def test_tts_writes_speech_from_an_argument_or_stdin(tmp_path, fake_load, monkey
     assert "RTF" in capsys.readouterr().out
     monkeypatch.setattr("sys.stdin", io.StringIO("Hi.\n"))
     assert main(["tts", "-o", str(tmp_path / "b.wav"), "--tags", "快速1", "--voice", "anna"]) == 0
-    assert sf.info(tmp_path / "b.wav").frames > 0 and fake_load == ["mini", "mini"]
+    assert sf.info(tmp_path / "b.wav").frames > 0 and fake_load == [("mini", "auto"), ("mini", "auto")]
 
 
 def test_tts_refuses_bad_input_before_loading_models(tmp_path, fake_load, monkeypatch, capsys):
@@ -35,6 +36,9 @@ def test_tts_refuses_bad_input_before_loading_models(tmp_path, fake_load, monkey
     monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
     assert main(["tts", "-", "-o", str(tmp_path / "a.wav")]) == 1
     assert "no text" in capsys.readouterr().err and fake_load == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["tts", "Hi.", "-o", str(tmp_path / "a.wav"), "--device", "cuda"]) == 1
+    assert "torch sees no GPU" in capsys.readouterr().err and fake_load == []
 
 
 def test_voices_list_add_remove(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@ both CosyVoice folders, CAMPPlus, `speakers/`; RAP and humming switch to the mus
 
 import numpy as np
 import pytest
+import torch
 from tts_fixtures import FakePromptTokenizer, write_official_tts
 
 from stepaudio.tokenizer.dual import DualTokenizer
@@ -69,3 +70,13 @@ def test_cloning_with_official_weights_does_not_name_a_speaker(official_tts, tmp
     sf.write(tmp_path / "me.wav", speechlike(1.5, 16_000), 16_000)
     tts.synthesize("Hi.", prompt_wav=tmp_path / "me.wav", prompt_text="My own words.", seed=0)
     assert "使用[" not in prompts[0] and "<|BOT|>human\nMy own words.<|EOT|>" in prompts[0]
+
+
+def test_the_lm_and_the_decoders_run_on_the_gpu_when_there_is_one(official_tts):
+    tts, _ = official_tts
+    gpu = torch.cuda.is_available()
+    devices = {tts.lm.model.device.type, tts.decoder.device.type, tts.music_decoder.device.type}
+    assert devices == {"cuda" if gpu else "cpu"}
+    assert tts.lm.model.dtype == (torch.bfloat16 if gpu else torch.float32)  # the 3B LM: bf16 on a GPU
+    pcm, _ = tts.synthesize("你好。", seed=0)
+    assert np.isfinite(pcm).all()

@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 
+from stepaudio.device import DEVICES, pick_device
 from stepaudio.errors import OptionError, StepAudioError
 
 PRECISIONS = ("auto", "float32", "bfloat16", "int4")
@@ -28,7 +29,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="weights: auto = 4-bit on CPU (fastest; float32 with --speculative), bfloat16 on CUDA "
         "(default: %(default)s)",
     )
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto", help="auto (default): cuda when torch sees a GPU, else cpu"
+    )
     parser.add_argument(
         "--speculative",
         action="store_true",
@@ -56,7 +59,7 @@ def load_for_cli(args: argparse.Namespace):
     from stepaudio.lm.loaders import load_lm
     from stepaudio.lm.quantize import int4_supported, quantize_int4
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(pick_device(args.device))
     precision = args.precision
     if precision == "auto":
         precision = "float32" if args.speculative else "int4" if int4_supported(device) else "bfloat16"

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from stepaudio.device import DEVICES
+
 
 def cmd_resynth(args: argparse.Namespace) -> None:
     from stepaudio.audio import load_audio, save_audio
     from stepaudio.decoder.speech_decoder import SpeechDecoder
+    from stepaudio.device import pick_device
     from stepaudio.tokenizer.dual import DualTokenizer
 
     samples, rate = load_audio(args.audio)  # a bad file fails before any model loads
-    decoder = SpeechDecoder.load(args.model)
+    decoder = SpeechDecoder.load(args.model).to(pick_device(args.device))
     tokenizer = DualTokenizer.load(args.model)
     tokens = tokenizer.encode(samples, rate)
     voice = decoder.voice(samples, rate, tokenizer.encode(samples, rate, prompt=True).interleaved)
@@ -32,4 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "-o", "--output", required=True, help="output audio file (22.05 kHz; format from the extension)"
     )
     parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto", help="where the decoder runs (auto: the GPU when torch sees one)"
+    )
     parser.set_defaults(run=cmd_resynth)

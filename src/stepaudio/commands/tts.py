@@ -12,6 +12,8 @@ import argparse
 import sys
 import time
 
+from stepaudio.device import DEVICES, pick_device
+
 
 def read_text(argument: str | None) -> str:
     return sys.stdin.read() if argument in (None, "-") else argument
@@ -30,8 +32,9 @@ def cmd_tts(args: argparse.Namespace) -> None:
     if not text.strip():
         raise OptionError("no text to speak: give it as an argument or on stdin")
     tags, speed = check_tags(args.tags), check_speed(args.speed)  # bad options fail before the models load
+    pick_device(args.device)
     started = time.monotonic()
-    tts = TTS.load(args.model)
+    tts = TTS.load(args.model, args.device)
     loaded = time.monotonic()
     chunks = tts.stream(
         text, args.voice, tags, prompt_wav=args.prompt_wav, prompt_text=args.prompt_text, seed=args.seed, speed=speed
@@ -78,5 +81,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="write the file chunk by chunk as audio is made (it can be played while growing)",
     )
     parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where the LM and the decoder run: auto (default) takes the GPU when torch sees one; the official "
+        "LM runs in bfloat16 there, in float32 on the CPU",
+    )
     parser.add_argument("--seed", type=int, help="sampling seed, for a repeatable result")
     parser.set_defaults(run=cmd_tts)

@@ -50,6 +50,9 @@ class Voice:
     mel: torch.Tensor  # [80, P] decoder mel of the prompt (empty iff tokens are)
     embedding: torch.Tensor  # [spk_embed_dim]
 
+    def to(self, device: torch.device) -> Voice:
+        return Voice(self.tokens.to(device), self.mel.to(device), self.embedding.to(device))
+
 
 @dataclass(frozen=True)
 class StreamSchedule:
@@ -77,6 +80,16 @@ class SpeechDecoder:
 
     def __init__(self, flow: FlowModel, hift: HiFT, speaker=None, seed: int = 0):
         self.flow, self.hift, self.speaker, self.seed = flow.eval(), hift.eval(), speaker, seed
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.flow.parameters()).device
+
+    def to(self, device: torch.device | str) -> SpeechDecoder:
+        """Run the flow and the vocoder there (voices and PCM stay on the CPU; the speaker encoder too)."""
+        self.flow.to(device)
+        self.hift.to(device)
+        return self
 
     @classmethod
     def load(cls, model: str | Path = "mini") -> SpeechDecoder:
@@ -153,21 +166,23 @@ class DecoderStream:
     """step(tokens) -> PCM ready so far (maybe empty); flush() -> the rest. One per utterance."""
 
     def __init__(self, decoder: SpeechDecoder, voice: Voice, schedule: StreamSchedule, speed: float):
-        self.flow, self.hift, self.voice, self.schedule = decoder.flow, decoder.hift, voice, schedule
-        self.speed = speed
+        self.flow, self.hift, self.schedule, self.speed = decoder.flow, decoder.hift, schedule, speed
+        # The state lives where the decoder runs; the noise tapes draw on the CPU (the same numbers anywhere).
+        self.device = device = decoder.device
+        self.voice = voice.to(device)
         seed, harmonics = decoder.seed, decoder.hift.config.nb_harmonics + 1
-        self.prompt_noise = NoiseTape(seed, self.flow.config.output_size)(0, voice.mel.shape[1])
+        self.prompt_noise = NoiseTape(seed, self.flow.config.output_size)(0, voice.mel.shape[1]).to(device)
         self.target_noise = NoiseTape(seed + 1, self.flow.config.output_size)
         self.source_noise = NoiseTape(seed + 2, harmonics)
         phases = (torch.rand(harmonics, generator=torch.Generator().manual_seed(seed + 3)) * 2 - 1) * math.pi
-        self.phases = torch.cat([torch.zeros(1), phases[1:]])  # the fundamental starts at phase 0
+        self.phases = torch.cat([torch.zeros(1), phases[1:]]).to(device)  # the fundamental starts at phase 0
         self.tokens: list[int] = []
         self.next_run, self.chunk = schedule.first_chunk_tokens, schedule.first_chunk_tokens
         self.frames_done = 0  # mel frames voiced and emitted
-        self.history = torch.zeros(self.flow.config.output_size, 0)  # last final frames (vocoder context)
+        self.history = torch.zeros(self.flow.config.output_size, 0, device=device)  # final frames: vocoder context
         self.provisional: torch.Tensor | None = None  # previous run's frames from frames_done on
-        self.audio_tail = torch.zeros(0)  # previous run's audio just past what it emitted
-        self.cycles = torch.zeros(harmonics)  # source cycles before the next vocoder window
+        self.audio_tail = torch.zeros(0, device=device)  # previous run's audio just past what it emitted
+        self.cycles = torch.zeros(harmonics, device=device)  # source cycles before the next vocoder window
         self.finished = False
 
     def add(self, tokens) -> None:
@@ -208,14 +223,14 @@ class DecoderStream:
         while start > 0 and config.mel_frames(start, self.speed) > done:
             start -= GROUP_SIZE
         first = config.mel_frames(start, self.speed)
-        noise = torch.cat([self.prompt_noise, self.target_noise(first, frames)], dim=1)
+        noise = torch.cat([self.prompt_noise, self.target_noise(first, frames).to(self.device)], dim=1)
         v = self.voice
-        window = torch.tensor(self.tokens[start:], dtype=torch.long)
+        window = torch.tensor(self.tokens[start:], dtype=torch.long, device=self.device)
         mel = self.flow.generate(window, v.tokens, v.mel, v.embedding, noise, frames=frames - first)
         new = mel[:, done - first :].clone()  # frames done .. frames
         if self.provisional is not None:
             k = min(s.mel_crossfade_frames, self.provisional.shape[1], new.shape[1])
-            w = _ramp(k)
+            w = _ramp(k).to(new)
             new[:, :k] = self.provisional[:, :k] * (1 - w) + new[:, :k] * w
         end = max(end, done)
         # Vocoder window: left context from the final history, the new frames as they are now.
@@ -225,7 +240,7 @@ class DecoderStream:
         out = audio[(done - voc_first) * hop : (end - voc_first) * hop].clone()
         k = min(len(self.audio_tail), len(out))
         if k:
-            w = _ramp(k)
+            w = _ramp(k).to(out)
             out[:k] = self.audio_tail[:k] * (1 - w) + out[:k] * w
         self.audio_tail = audio[(end - voc_first) * hop : (end - voc_first) * hop + s.audio_crossfade].clone()
         self.history = torch.cat([self.history, new[:, : end - done]], dim=1)[:, -s.vocoder_context_frames :]
@@ -234,12 +249,12 @@ class DecoderStream:
             self.cycles = cycles[:, (next_first - voc_first) * hop - 1]
         self.provisional = new[:, end - done :]
         self.frames_done = end
-        return out.numpy()
+        return out.cpu().numpy()
 
     def _vocode(self, mel: torch.Tensor, first_frame: int) -> tuple[torch.Tensor, torch.Tensor]:
         """mel [80, T] starting at absolute frame first_frame -> (audio [T*256], source cycles [H+1, T*256])."""
         hop = HOP_LENGTH
         f0 = self.hift.f0_predictor(mel[None])
-        noise = self.source_noise(first_frame * hop, (first_frame + mel.shape[1]) * hop)
+        noise = self.source_noise(first_frame * hop, (first_frame + mel.shape[1]) * hop).to(mel)
         excitation, cycles = self.hift.m_source(f0, noise[None], self.phases[None], self.cycles[None])
         return self.hift.decode(mel[None], excitation)[0], cycles[0]

@@ -72,11 +72,12 @@ class ChatEngine:
         else:
             import torch
 
+            from stepaudio.device import pick_device
             from stepaudio.lm.loaders import load_lm
             from stepaudio.realtime.listen import StepAudioListener
             from stepaudio.tokenizer.dual import DualTokenizer
 
-            lm = load_lm(resolved.require("chat"), torch.bfloat16, "cuda" if torch.cuda.is_available() else "cpu")
+            lm = load_lm(resolved.require("chat"), torch.bfloat16, str(pick_device()))
             listener = StepAudioListener(DualTokenizer.load(model), lm)
             responder = ChatResponder(lm, Sampling.official_chat(max_new_tokens=512), reads_audio=True)
         if speaker is None:

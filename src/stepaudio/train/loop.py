@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from stepaudio.device import pick_device
 from stepaudio.errors import CheckpointError, StepAudioError
 
 CHECKPOINT = "checkpoint.pt"
@@ -57,13 +58,8 @@ class TrainOptions:
 
 def training_device(device: str) -> torch.device:
     """The device of a TrainOptions.device; under torchrun on GPUs, this rank's own GPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise StepAudioError(f"device must be auto, cpu or cuda, not {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise StepAudioError("device cuda asked for, but torch sees no GPU")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if device == "cuda" else torch.device("cpu")
+    picked = pick_device(device)
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if picked.type == "cuda" else picked
 
 
 def to_device(batch, device: torch.device):

@@ -92,29 +92,31 @@ class TTS:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model: str | Path = "mini") -> TTS:
+    def load(cls, model: str | Path = "mini", device: str | None = "auto") -> TTS:
         """`mini`, or a directory of official checkpoints holding Step-Audio-TTS-3B (and, for new
-        voice prompts, Step-Audio-Tokenizer)."""
+        voice prompts, Step-Audio-Tokenizer); the LM and the decoders run on `device` (auto: a GPU
+        when torch sees one), the tokenizer and the speaker encoder for new prompts on the CPU."""
+        from stepaudio.device import pick_device
         from stepaudio.models.store import resolve_model
         from stepaudio.tokenizer.dual import DualTokenizer
 
-        resolved = resolve_model(model)
+        resolved, where = resolve_model(model), pick_device(device)
         voices = VoiceRegistry.for_model(model)
         if resolved.kind == "mini":
-            lm = SpeechLM.from_mini(resolved.require("tts_lm"))
-            decoder = SpeechDecoder.load("mini")
+            lm = SpeechLM.from_mini(resolved.require("tts_lm"), where)
+            decoder = SpeechDecoder.load("mini").to(where)
             return cls(lm, decoder, voices, "mini", MINI_DEFAULT_VOICE, lambda: DualTokenizer.load("mini"))
         folder = resolved.require("tts")
         names = voices.names()
         default = OFFICIAL_DEFAULT_VOICE if OFFICIAL_DEFAULT_VOICE in names else (names[0] if names else "")
         return cls(
-            SpeechLM.from_official(folder),
-            SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz"),
+            SpeechLM.from_official(folder, where),
+            SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz").to(where),
             voices,
             "official",
             default,
             lambda: DualTokenizer.load(folder.parent),
-            music_decoder=SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz-Music"),
+            music_decoder=SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz-Music").to(where),
         )
 
     # --- voices ---------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ class SpeechLM:
         self._sessions: queue.SimpleQueue[Session] = queue.SimpleQueue()  # idle sessions, prompt prefixes cached
 
     @classmethod
-    def from_mini(cls, directory: Path) -> SpeechLM:
-        """Our exported model: `lm.json`, `lm.safetensors`, `tokenizer.model`, `tts.json`."""
+    def from_mini(cls, directory: Path, device: torch.device | str = "cpu") -> SpeechLM:
+        """Our exported model: `lm.json`, `lm.safetensors`, `tokenizer.model`, `tts.json` (small: float32 anywhere)."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
@@ -61,16 +61,19 @@ class SpeechLM:
             raise ModelNotFound(f"{directory} lacks {', '.join(missing)} (written by `stepaudio train tts`)")
         config = LMConfig.load(directory / "lm.json")
         model = Transformer.from_state_dict(config, load_file(str(directory / "lm.safetensors")), torch.float32)
+        model.to(device)
         offset = json.loads((directory / "tts.json").read_text())["audio_offset"]
         tokenizer = SentencePieceTokenizer(directory / "tokenizer.model", audio_offset=offset)
         return cls(model, tokenizer, names_speakers=False, follows_speed_tags=False, max_len=config.max_seq_len)
 
     @classmethod
-    def from_official(cls, directory: Path) -> SpeechLM:
-        """Step-Audio-TTS-3B's Step1 LM (bf16 weights, run in float32 on CPU)."""
+    def from_official(cls, directory: Path, device: torch.device | str = "cpu") -> SpeechLM:
+        """Step-Audio-TTS-3B's Step1 LM (bf16 weights, run in float32 on a CPU, in bfloat16 on a GPU)."""
+        from stepaudio.device import inference_dtype
         from stepaudio.lm.loaders import load_step1
 
-        lm = load_step1(directory, torch.float32)
+        device = torch.device(device)
+        lm = load_step1(directory, inference_dtype(device), str(device))
         max_len = min(lm.model.config.max_seq_len, 8192)
         return cls(lm.model, lm.tokenizer, names_speakers=True, follows_speed_tags=True, max_len=max_len)
 
