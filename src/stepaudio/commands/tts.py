@@ -32,7 +32,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
     if not text.strip():
         raise OptionError("no text to speak: give it as an argument or on stdin")
     tags, speed = check_tags(args.tags), check_speed(args.speed)  # bad options fail before the models load
-    pick_device(args.device)
+    pick_device(args.device)  # so does asking for a GPU where there is none
     started = time.monotonic()
     tts = TTS.load(args.model, args.device)
     loaded = time.monotonic()
