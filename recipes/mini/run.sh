@@ -38,9 +38,13 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # frames + 15 min on 2 cores). Its codes keep more of the words (a 2-conv CTC reader: test CER en 0.43, zh 0.77,
   # yue 0.78, perplexity 822 of 1024; a /tmp probe gave the k-means codes CER 0.64 in English), but with the corpus
   # re-tokenized, the packaged flow fine-tuned on it (--init DIR --embedding-init semantic, 2000 steps of 8, lr 5e-4,
-  # bf16, 31 min) resynthesised worse (bench/decoder.py: eval-en 0.580, LibriVox 0.761 vs 0.51-0.53 / 0.69-0.72) and
-  # a TTS LM trained on it (stage 7's command, 1500 steps on an H200) still babbled (heard on a few sentences;
-  # bench/tts.py was not run, the decoder being worse already).
+  # bf16, 31 min) resynthesised worse (bench/decoder.py: eval-en 0.580, LibriVox 0.761 vs 0.51-0.53 / 0.69-0.72).
+  # The same run resumed to a 6000-step schedule (--resume --steps 6000, 70 min more) was no clear gain: bench/decoder.py
+  # run in one session for both (the candidate from a git worktree holding it), eval-en 0.558 vs the packaged 0.516,
+  # LibriVox 0.676 vs 0.718, within the ±0.04 that runs of the same weights differ by. With a TTS LM trained on these
+  # tokens (stage 7's command, 1500 steps on an H200) and the voices re-cached, bench/tts.py still heard babble
+  # (WER 1.18 vs the packaged 1.23; cloning 13/15 vs 14/15), and streamed semantic codes differed from offline ones
+  # more often (tests/tokenizer/test_dual.py: 20 % of them vs < 15 %). So the k-means codebook stays packaged.
   #   "$stepaudio" train semantic --manifest "$corpus/manifest.jsonl" --out "$runs/semantic" \
   #     --export "$assets/semantic_codebook.safetensors" --max-hours 4 --steps 3000 --batch-size 16 --lr 2e-3 \
   #     --warmup 100 --log-every 50 --save-every 500 --device cpu
