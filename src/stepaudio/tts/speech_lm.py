@@ -45,7 +45,7 @@ class SpeechLM:
                 f"the LM has {self.model.config.vocab_size} tokens, too few for audio ids {offset}..{offset + 5119}"
             )
         self.model.requires_grad_(False)  # no autograd graphs (a grad-mode context cannot span yields)
-        self.allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool)
+        self.allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool, device=self.model.device)
         self.allowed[offset : offset + AUDIO_VOCAB] = True
         self.allowed[self.tokenizer.eos_id] = True
         self._sessions: queue.SimpleQueue[Session] = queue.SimpleQueue()  # idle sessions, prompt prefixes cached
