@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stepaudio.device import DEVICES
+
 
 def cmd_kmeans(args: argparse.Namespace) -> None:
     from stepaudio.train import codebooks
@@ -83,9 +85,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
             embed = GE2E.from_resemblyzer(mini.require("speaker"))
         codebooks = None
-        if args.embedding_init != "random" and not args.resume:  # a resumed run has its embeddings
+        embedding_init = args.embedding_init or ("none" if initial else "codebooks")
+        if embedding_init != "none" and not args.resume:  # a resumed run has its embeddings
             streams = ("semantic_codebook", "acoustic_codebook")
-            wanted = streams if args.embedding_init == "codebooks" else streams[:1]
+            wanted = streams if embedding_init == "codebooks" else streams[:1]
             codebooks = tuple(load_file(mini.require(s))["centroids"] if s in wanted else None for s in streams)
         step = decoder_recipes.train_flow(
             args.manifest,
@@ -167,7 +170,7 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     )
     parser.add_argument(
         "--device",
-        choices=("auto", "cpu", "cuda"),
+        choices=DEVICES,
         default="auto",
         help="where to train: auto (default) takes the GPU when torch sees one (under torchrun, each rank its own)",
     )
@@ -180,10 +183,11 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         parser.add_argument("--prior-weight", type=float, default=1.0, help="weight of the prior loss (mu -> mel)")
         parser.add_argument(
             "--embedding-init",
-            choices=("codebooks", "semantic", "random"),
-            default="codebooks",
-            help="token embeddings of a fresh run: from the mini tokenizer's centroids (the tokens must come from "
-            "it), only the semantic ones (with --init, after a new semantic codebook), or random",
+            choices=("codebooks", "semantic", "none"),
+            help="token embedding rows to start from the mini tokenizer's centroids (the tokens must come from it): "
+            "codebooks (all; the default of a fresh run), semantic (only those: with --init, after a new semantic "
+            "codebook) or none (the rows the flow starts with: random ones, or with --init its trained ones, the "
+            "default there)",
         )
         parser.add_argument(
             "--init",
