@@ -30,6 +30,19 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   "$stepaudio" train kmeans acoustic --manifest "$corpus/manifest.jsonl" --out "$assets/acoustic_codebook.safetensors" \
     --codes 4096 --max-hours 2 --iterations 30 --seed 0
+  # Tried and not packaged (2026-11-27), each measured against the packaged decoder in one session, with
+  # bench/decoder.py's resynth and judge run from a /tmp script over both tokenizers:
+  # - the same codebook over log-mel with each utterance's mean taken away (--utterance-mean, below: the codes
+  #   spend themselves on what is said; the voice prompt gives the average spectrum). Vocoding the centroids
+  #   (the removed mean added back) was more intelligible than the packaged codebook's (eval-en 0.57 vs 0.70,
+  #   LibriVox 0.48 vs 0.76). With the corpus's acoustic codes made again and the packaged flow fine-tuned on
+  #   them (stage 5's flow, --init "$assets/decoder" --embedding-init acoustic --steps 2000 --lr 5e-4
+  #   --precision bf16, 27 min), resynth was LibriVox 0.634 vs 0.718 but eval-en 0.588 vs 0.544: no clear gain
+  #   after a quarter of the packaged flow's steps, and the TTS LM would need training again on the new codes.
+  # - k-means over Whisper tiny.en frames pooled to 25 Hz (the official 25 Hz stream is an ASR encoder's too):
+  #   the same fine-tune resynthesised eval-en 0.948, LibriVox 0.915. Those codes keep far less than mel slices.
+  #   "$stepaudio" train kmeans acoustic --manifest "$corpus/manifest.jsonl" --out "$assets/acoustic_codebook.safetensors" \
+  #     --codes 4096 --max-hours 2 --iterations 30 --seed 0 --utterance-mean
 fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   "$stepaudio" train kmeans semantic --manifest "$corpus/manifest.jsonl" --out "$assets/semantic_codebook.safetensors" \

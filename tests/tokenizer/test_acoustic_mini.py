@@ -54,3 +54,37 @@ def test_mismatched_shapes_are_refused():
     config = AcousticMiniConfig(codebook_size=8)
     with pytest.raises(CheckpointError, match="do not match"):
         AcousticMiniTokenizer(config, torch.zeros(8, 10), torch.zeros(320), torch.ones(320))
+
+
+@pytest.fixture(scope="module")
+def mean_free() -> AcousticMiniTokenizer:
+    """As `tokenizer`, fitted with each utterance's mean log-mel taken away."""
+    config = AcousticMiniConfig(codebook_size=64, utterance_mean=True)
+    mels = [log10_mel(speechlike(2.0, 16000, seed=s)) for s in range(3)]
+    slices = torch.cat([stack_frames(m - m.mean(dim=1, keepdim=True), 4) for m in mels])
+    mean, std = slices.mean(dim=0), slices.std(dim=0) + 1e-3
+    return AcousticMiniTokenizer(config, train_kmeans((slices - mean) / std, 64, progress=False), mean, std)
+
+
+def test_an_utterance_mean_codebook_hears_past_the_level(mean_free, tokenizer):
+    loud = speechlike(2.0, 16000, seed=1)
+    quiet = loud * 0.05  # a constant in log-mel: taken away with the utterance's mean
+    assert (mean_free.encode(loud) == mean_free.encode(quiet)).mean() > 0.95
+    assert (tokenizer.encode(loud) == tokenizer.encode(quiet)).mean() < 0.9  # the packaged kind keeps the level
+
+
+def test_an_utterance_mean_codebook_streams_close_to_offline(mean_free, speech_path):
+    samples, _ = load_audio(speech_path)
+    offline = mean_free.encode(samples)
+    streamed = np.concatenate(stream_in_chunks(mean_free.stream(), samples, [1600]))
+    # the stream takes away the mean of the frames so far: its first codes may differ, later ones agree
+    assert len(streamed) == len(offline) and (streamed != offline).mean() < 0.3
+    late = len(offline) // 2
+    assert (streamed[late:] != offline[late:]).mean() < (streamed != offline).mean() + 1e-9
+
+
+def test_the_utterance_mean_option_survives_save_and_load(mean_free, tmp_path):
+    mean_free.save(tmp_path / "acoustic.safetensors")
+    loaded = AcousticMiniTokenizer.load(tmp_path / "acoustic.safetensors")
+    x = speechlike(1.0, 16000, seed=9)
+    assert loaded.config.utterance_mean and np.array_equal(loaded.encode(x), mean_free.encode(x))

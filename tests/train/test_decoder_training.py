@@ -106,15 +106,17 @@ def test_flow_trains_checkpoints_resumes_and_exports(corpus, capsys):
     assert not torch.equal(resumed.input_embedding.weight, flow.input_embedding.weight)
 
 
-def test_flow_fine_tunes_from_a_trained_one_with_new_semantic_embeddings(corpus):
+@pytest.mark.parametrize("stream", ["semantic", "acoustic"])
+def test_flow_fine_tunes_from_a_trained_one_with_new_embeddings_of_one_stream(corpus, stream):
     first, second = corpus / "first", corpus / "second"
     assert main(train_args(corpus, "flow", first, 2, "--speaker", "none", "--embedding-init", "none")) == 0
     args = train_args(corpus, "flow", second, 1, "--speaker", "none", "--lr", "0", "--init", str(first))
-    assert main([*args, "--embedding-init", "semantic"]) == 0  # lr 0: only the re-initialised rows change
+    assert main([*args, "--embedding-init", stream]) == 0  # lr 0: only the re-initialised rows change
     before, after = (load_model(FlowModel, FlowConfig, run, "flow").state_dict() for run in (first, second))
     rows = "input_embedding.weight"
-    assert not torch.equal(before[rows][:1024], after[rows][:1024])
-    assert torch.equal(before[rows][1024:], after[rows][1024:])
+    new, kept = (slice(0, 1024), slice(1024, None))[:: 1 if stream == "semantic" else -1]
+    assert not torch.equal(before[rows][new], after[rows][new])
+    assert torch.equal(before[rows][kept], after[rows][kept])
     assert all(torch.equal(before[k], after[k]) for k in before if k != rows)
     kept = corpus / "kept"  # --init alone is a plain fine-tune: every trained row is kept
     assert main(train_args(corpus, "flow", kept, 1, "--speaker", "none", "--lr", "0", "--init", str(first))) == 0
@@ -212,3 +214,32 @@ def test_fresh_flow_run_takes_its_token_embeddings_from_the_codebooks(corpus):
     for wrong in ((semantic, acoustic[1:]), (semantic[:1000], torch.randn(4120, 5))):  # the split matters too
         with pytest.raises(CheckpointError, match=rf"codebooks of \[{len(wrong[0])}, {len(wrong[1])}\] codes"):
             train_flow(corpus / "manifest.jsonl", options, FLOW, codebooks=wrong)
+
+
+def test_kmeans_acoustic_codebook_with_the_utterance_mean_taken_away(corpus, capsys):
+    from stepaudio.tokenizer.acoustic_mini import AcousticMiniTokenizer
+
+    out = corpus / "acoustic.safetensors"
+    command = ["train", "kmeans", "acoustic", "--manifest", str(corpus / "manifest.jsonl"), "--out", str(out),
+               "--codes", "8", "--iterations", "3", "--utterance-mean"]  # fmt: skip
+    assert main(command) == 0
+    tokenizer = AcousticMiniTokenizer.load(out)
+    assert tokenizer.config.utterance_mean and len(tokenizer.centroids) == 8
+    assert json.loads(out.with_suffix(".report.json").read_text())["command"]["utterance_mean"] is True
+    assert main(["train", "kmeans", "semantic", *command[3:]]) == 1
+    assert "--utterance-mean is an option of the acoustic codebook" in capsys.readouterr().err
+
+
+def test_new_acoustic_centroids_remake_the_mean_mel_per_code_of_a_fine_tuned_flow(corpus):
+    from stepaudio.train.decoder_recipes import train_flow
+    from stepaudio.train.loop import TrainOptions
+
+    slotted = dataclasses.replace(FLOW, sampling_ratios=(), token_layout="time_aligned", slot_frames=4)
+    for codebooks, remade in ((None, False), ((None, torch.randn(4096, 5)), True)):
+        initial = FlowModel(slotted)
+        torch.nn.init.zeros_(initial.code_mel.weight)
+        out = corpus / f"run-{remade}"
+        options = TrainOptions(out=out, steps=1, batch_size=2, lr=0.0)
+        train_flow(corpus / "manifest.jsonl", options, slotted, codebooks=codebooks, initial=initial)
+        code_mel = load_model(FlowModel, FlowConfig, out, "flow").code_mel.weight
+        assert bool(code_mel.abs().sum() > 0) == remade

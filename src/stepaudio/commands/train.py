@@ -13,15 +13,22 @@ import argparse
 from pathlib import Path
 
 from stepaudio.device import DEVICES
+from stepaudio.errors import OptionError
 
 
 def cmd_kmeans(args: argparse.Namespace) -> None:
     from stepaudio.train import codebooks
 
-    recipe = codebooks.train_acoustic if args.stream == "acoustic" else codebooks.train_semantic
     codes = args.codes or (4096 if args.stream == "acoustic" else 1024)
     max_hours = args.max_hours or (2.0 if args.stream == "acoustic" else 1.0)
-    report = recipe(args.manifest, args.out, codes, max_hours, args.iterations, args.seed)
+    if args.stream == "acoustic":
+        report = codebooks.train_acoustic(
+            args.manifest, args.out, codes, max_hours, args.iterations, args.seed, args.utterance_mean
+        )
+    elif args.utterance_mean:
+        raise OptionError("--utterance-mean is an option of the acoustic codebook (log-mel slices) only")
+    else:
+        report = codebooks.train_semantic(args.manifest, args.out, codes, max_hours, args.iterations, args.seed)
     for split in ("train", "test"):
         stats = report[split]
         print(f"{split}: perplexity {stats['perplexity']:.0f} of {codes} codes, {stats['dead_codes']} dead")
@@ -88,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         embedding_init = args.embedding_init or ("none" if initial else "codebooks")
         if embedding_init != "none" and not args.resume:  # a resumed run has its embeddings
             streams = ("semantic_codebook", "acoustic_codebook")
-            wanted = streams if embedding_init == "codebooks" else streams[:1]
+            wanted = streams if embedding_init == "codebooks" else [f"{embedding_init}_codebook"]
             codebooks = tuple(load_file(mini.require(s))["centroids"] if s in wanted else None for s in streams)
         step = decoder_recipes.train_flow(
             args.manifest,
@@ -132,6 +139,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     kmeans.add_argument("--max-hours", type=float, help="training audio to use (default: 2 acoustic, 1 semantic)")
     kmeans.add_argument("--iterations", type=int, default=30, help="at most this many k-means iterations")
     kmeans.add_argument("--seed", type=int, default=0)
+    kmeans.add_argument(
+        "--utterance-mean",
+        action="store_true",
+        help="acoustic: take each utterance's mean log-mel away before slicing, so the codes keep what is said "
+        "and leave the speaker's average spectrum to the decoder's voice prompt (default: kept in the codes)",
+    )
     kmeans.set_defaults(run=cmd_kmeans)
 
 
@@ -183,11 +196,11 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         parser.add_argument("--prior-weight", type=float, default=1.0, help="weight of the prior loss (mu -> mel)")
         parser.add_argument(
             "--embedding-init",
-            choices=("codebooks", "semantic", "none"),
+            choices=("codebooks", "semantic", "acoustic", "none"),
             help="token embedding rows to start from the mini tokenizer's centroids (the tokens must come from it): "
-            "codebooks (all; the default of a fresh run), semantic (only those: with --init, after a new semantic "
-            "codebook) or none (the rows the flow starts with: random ones, or with --init its trained ones, the "
-            "default there)",
+            "codebooks (all; the default of a fresh run), semantic or acoustic (only those: with --init, after a new "
+            "codebook of that stream; acoustic also remakes the mean mel per code) or none (the rows the flow starts "
+            "with: random ones, or with --init its trained ones, the default there)",
         )
         parser.add_argument(
             "--init",

@@ -8,6 +8,12 @@ codebook over such slices is trained in minutes on a CPU, has no encoder to run 
 one mel), and streams exactly: every token depends on its own 40 ms only. Features are standardised
 per dimension with statistics of the training corpus, never per utterance, so speaker and loudness
 differences survive into the codes.
+
+A codebook made with `utterance_mean` (`stepaudio train kmeans acoustic --utterance-mean`) first takes
+each utterance's mean log-mel away (cepstral mean normalisation). Its codes spend themselves on what is
+said; the speaker's and the channel's average spectrum is left to the decoder's voice prompt and
+speaker embedding. A stream takes away the mean of the frames so far, so its first codes can differ
+from the offline ones.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class AcousticMiniConfig:
     n_mels: int = 80
     frames_per_token: int = 4  # 10 ms mel frames per 40 ms token: 25 Hz
     codebook_size: int = 4096
+    utterance_mean: bool = False  # take each utterance's mean log-mel away first (False: the packaged codebook)
 
     @property
     def dim(self) -> int:
@@ -54,13 +61,16 @@ class AcousticMiniTokenizer:
             )
         self.config, self.centroids, self.mean, self.std = config, centroids, mean, std
 
-    def slices(self, mel: torch.Tensor) -> torch.Tensor:
-        """log10 mel [n_mels, frames] -> standardised 40 ms slices [frames // 4, n_mels * 4]."""
+    def slices(self, mel: torch.Tensor, utterance_mean: torch.Tensor | None = None) -> torch.Tensor:
+        """log10 mel [n_mels, frames] -> standardised 40 ms slices [frames // 4, n_mels * 4].
+        utterance_mean [n_mels, 1]: what an `utterance_mean` codebook takes away (default: this mel's mean)."""
+        if self.config.utterance_mean:
+            mel = mel - (mel.mean(dim=1, keepdim=True) if utterance_mean is None else utterance_mean)
         return (stack_frames(mel, self.config.frames_per_token) - self.mean) / self.std
 
-    def quantize(self, mel: torch.Tensor) -> np.ndarray:
+    def quantize(self, mel: torch.Tensor, utterance_mean: torch.Tensor | None = None) -> np.ndarray:
         """log10 mel [n_mels, frames] -> codes [frames // 4] of the nearest centroid."""
-        return nearest(self.slices(mel), self.centroids)[0].numpy()
+        return nearest(self.slices(mel, utterance_mean), self.centroids)[0].numpy()
 
     def encode(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """Acoustic codes [n // 640] in 0..codebook_size-1 at 25 Hz."""
@@ -86,12 +96,17 @@ class AcousticMiniTokenizer:
 
 
 class AcousticMiniStream:
-    """Per-session state: log-mel frames that do not yet fill a 40 ms token."""
+    """Per-session state: log-mel frames that do not yet fill a 40 ms token, and the sum of all frames
+    so far (their mean stands in for the utterance's with an `utterance_mean` codebook)."""
 
     def __init__(self, tokenizer: AcousticMiniTokenizer):
         self.tokenizer = tokenizer
         self._mel = LogMelStream(tokenizer.config.n_mels)
-        self._pending = torch.zeros(tokenizer.config.n_mels, 0)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending = torch.zeros(self.tokenizer.config.n_mels, 0)
+        self._sum, self._frames = torch.zeros(self.tokenizer.config.n_mels, 1), 0
 
     def step(self, samples: np.ndarray) -> np.ndarray:
         """16 kHz mono samples in, every code whose 40 ms are complete out."""
@@ -100,11 +115,13 @@ class AcousticMiniStream:
     def flush(self) -> np.ndarray:
         """The last tokens; frames short of a whole token are dropped, as offline."""
         codes = self._codes(self._mel.flush())
-        self._pending = torch.zeros(self.tokenizer.config.n_mels, 0)
+        self._reset()
         return codes
 
     def _codes(self, frames: torch.Tensor) -> np.ndarray:
+        self._sum += frames.sum(dim=1, keepdim=True)
+        self._frames += frames.shape[1]
         mel = torch.cat([self._pending, frames], dim=1)
         whole = mel.shape[1] // self.tokenizer.config.frames_per_token * self.tokenizer.config.frames_per_token
         self._pending = mel[:, whole:]
-        return self.tokenizer.quantize(mel[:, :whole])
+        return self.tokenizer.quantize(mel[:, :whole], self._sum / max(self._frames, 1))

@@ -73,13 +73,23 @@ def _report(train: torch.Tensor, test: torch.Tensor, centroids: torch.Tensor, ou
 
 
 def train_acoustic(
-    manifest: Path, out: Path, codes: int = 4096, max_hours: float = 2.0, iterations: int = 30, seed: int = 0
+    manifest: Path,
+    out: Path,
+    codes: int = 4096,
+    max_hours: float = 2.0,
+    iterations: int = 30,
+    seed: int = 0,
+    utterance_mean: bool = False,
 ) -> dict:
-    """Standardised 40 ms log-mel slices (statistics of the training features) -> k-means."""
-    config = AcousticMiniConfig(codebook_size=codes)
+    """Standardised 40 ms log-mel slices (statistics of the training features) -> k-means;
+    utterance_mean: of the mel with each utterance's mean taken away (`AcousticMiniConfig.utterance_mean`)."""
+    config = AcousticMiniConfig(codebook_size=codes, utterance_mean=utterance_mean)
 
     def featurize(samples: np.ndarray) -> torch.Tensor:
-        return stack_frames(log10_mel(samples, config.n_mels), config.frames_per_token)
+        mel = log10_mel(samples, config.n_mels)
+        if utterance_mean:
+            mel = mel - mel.mean(dim=1, keepdim=True)
+        return stack_frames(mel, config.frames_per_token)
 
     train = gather(manifest, "train", featurize, max_hours, seed)
     mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-3)
@@ -87,7 +97,10 @@ def train_acoustic(
     centroids = train_kmeans(train, codes, iterations=iterations, seed=seed)
     AcousticMiniTokenizer(config, centroids, mean, std).save(out)
     test = (gather(manifest, "test", featurize, max_hours, seed) - mean) / std
-    return _report(train, test, centroids, out, stream="acoustic", codes=codes, max_hours=max_hours, seed=seed)
+    return _report(
+        train, test, centroids, out, stream="acoustic", codes=codes, max_hours=max_hours, seed=seed,
+        utterance_mean=utterance_mean,
+    )  # fmt: skip
 
 
 def train_semantic(

@@ -165,7 +165,8 @@ def train_flow(
     initial: FlowModel | None = None,
 ) -> int:
     """codebooks: the (semantic, acoustic) centroids of the tokenizer that made the tokens; a fresh run
-    starts those streams' token embeddings from them (`codebook_embedding`; None: a stream keeps its rows).
+    starts those streams' token embeddings from them (`codebook_embedding`; None: a stream keeps its rows);
+    new acoustic centroids also remake the mean mel per acoustic code (`mean_code_mel`).
     initial: a trained flow to start from (fine-tuning, e.g. after one stream's codebook changed)."""
     dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", tokenize, embed, config.spk_embed_dim)
     flow = initial or FlowModel(config)
@@ -181,7 +182,8 @@ def train_flow(
         for centroids, start in zip(codebooks, (0, SEMANTIC_CODES), strict=True):
             if centroids is not None:
                 rows[start : start + len(centroids)] = codebook_embedding(centroids, config.input_size)
-    if config.slot_frames and not options.resume and initial is None:
+    new_acoustic_codes = initial is None or (codebooks is not None and codebooks[1] is not None)
+    if config.slot_frames and not options.resume and new_acoustic_codes:
         flow.code_mel.weight.data = mean_code_mel(dataset, config.slot_frames)
     objective = FlowObjective(flow, prior_weight)
     data = _Mapped(dataset, lambda example: crop_flow_example(example, max_tokens, None))
