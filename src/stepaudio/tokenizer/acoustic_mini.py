@@ -12,8 +12,9 @@ differences survive into the codes.
 A codebook made with `utterance_mean` (`stepaudio train kmeans acoustic --utterance-mean`) first takes
 each utterance's mean log-mel away (cepstral mean normalisation). Its codes spend themselves on what is
 said; the speaker's and the channel's average spectrum is left to the decoder's voice prompt and
-speaker embedding. A stream takes away the mean of the frames so far, so its first codes can differ
-from the offline ones.
+speaker embedding. A stream can only take away the mean of the frames so far, and 4096 fine codes
+feel the difference: with the codebook of the 2026-11-27 experiment (recipes/mini/run.sh stage 1), half
+the streamed codes of the LibriVox clips differ from the offline ones, in their second halves too.
 """
 
 from __future__ import annotations
