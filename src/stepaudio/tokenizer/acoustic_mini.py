@@ -45,6 +45,14 @@ class AcousticMiniConfig:
         return self.n_mels * self.frames_per_token
 
 
+def raw_slices(mel: torch.Tensor, config: AcousticMiniConfig, utterance_mean: torch.Tensor | None = None):
+    """log10 mel [n_mels, frames] -> 40 ms slices before standardising; an `utterance_mean` codebook's take
+    the utterance's mean away (utterance_mean [n_mels, 1]; default: this mel's own mean)."""
+    if config.utterance_mean:
+        mel = mel - (mel.mean(dim=1, keepdim=True) if utterance_mean is None else utterance_mean)
+    return stack_frames(mel, config.frames_per_token)
+
+
 def stack_frames(mel: torch.Tensor, frames_per_token: int) -> torch.Tensor:
     """log10 mel [n_mels, frames] -> consecutive frames stacked per token [frames // k, n_mels * k]."""
     count = mel.shape[1] // frames_per_token
@@ -64,10 +72,8 @@ class AcousticMiniTokenizer:
 
     def slices(self, mel: torch.Tensor, utterance_mean: torch.Tensor | None = None) -> torch.Tensor:
         """log10 mel [n_mels, frames] -> standardised 40 ms slices [frames // 4, n_mels * 4].
-        utterance_mean [n_mels, 1]: what an `utterance_mean` codebook takes away (default: this mel's mean)."""
-        if self.config.utterance_mean:
-            mel = mel - (mel.mean(dim=1, keepdim=True) if utterance_mean is None else utterance_mean)
-        return (stack_frames(mel, self.config.frames_per_token) - self.mean) / self.std
+        utterance_mean: as in `raw_slices`."""
+        return (raw_slices(mel, self.config, utterance_mean) - self.mean) / self.std
 
     def quantize(self, mel: torch.Tensor, utterance_mean: torch.Tensor | None = None) -> np.ndarray:
         """log10 mel [n_mels, frames] -> codes [frames // 4] of the nearest centroid."""

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from stepaudio.asr.transcribe import Transcriber
 from stepaudio.audio import load_audio, log10_mel, peak_normalize
-from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer, stack_frames
+from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer, raw_slices
 from stepaudio.tokenizer.semantic_mini import SemanticMiniTokenizer
 from stepaudio.train.data.manifest import Utterance, manifest_dir, read_split
 from stepaudio.train.kmeans import codebook_stats, train_kmeans
@@ -86,10 +86,7 @@ def train_acoustic(
     config = AcousticMiniConfig(codebook_size=codes, utterance_mean=utterance_mean)
 
     def featurize(samples: np.ndarray) -> torch.Tensor:
-        mel = log10_mel(samples, config.n_mels)
-        if utterance_mean:
-            mel = mel - mel.mean(dim=1, keepdim=True)
-        return stack_frames(mel, config.frames_per_token)
+        return raw_slices(log10_mel(samples, config.n_mels), config)
 
     train = gather(manifest, "train", featurize, max_hours, seed)
     mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-3)
