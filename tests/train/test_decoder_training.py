@@ -124,6 +124,21 @@ def test_flow_fine_tunes_from_a_trained_one_with_new_embeddings_of_one_stream(co
     assert all(torch.equal(before[k], fine_tuned[k]) for k in before)
 
 
+def test_flow_fine_tune_with_its_encoder_dropout_changed(corpus, capsys):
+    first, second = corpus / "first", corpus / "second"
+    assert main(train_args(corpus, "flow", first, 1, "--speaker", "none", "--embedding-init", "none")) == 0
+    args = train_args(corpus, "flow", second, 1, "--speaker", "none", "--lr", "0", "--init", str(first))
+    assert main([*args, "--encoder-dropout", "0"]) == 0
+    before, after = (load_model(FlowModel, FlowConfig, run, "flow") for run in (first, second))
+    assert before.config.encoder.dropout_rate == 0.1 and after.config.encoder == dataclasses.replace(
+        before.config.encoder, dropout_rate=0.0, positional_dropout_rate=0.0, attention_dropout_rate=0.0
+    )
+    assert all(torch.equal(before.state_dict()[k], v) for k, v in after.state_dict().items())  # lr 0
+    with pytest.raises(SystemExit):
+        main([*args, "--encoder-dropout", "1.5"])
+    assert "expected a rate in [0, 1)" in capsys.readouterr().err
+
+
 def test_vocoder_trains_and_exports(corpus):
     out = corpus / "voc"
     assert main(train_args(corpus, "vocoder", out, 2, "--segment-frames", "16", "--export", str(corpus / "mini"))) == 0

@@ -82,9 +82,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         from stepaudio.decoder.flow import FlowModel
         from stepaudio.models.store import resolve_model
 
-        initial = load_model(FlowModel, FlowConfig, Path(args.init), "flow").train() if args.init else None
+        initial = load_model(FlowModel, FlowConfig, Path(args.init), "flow") if args.init else None
         default = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
         config = initial.config if initial else default
+        if args.encoder_dropout is not None:
+            config = decoder_recipes.with_encoder_dropout(config, args.encoder_dropout)
         mini = resolve_model("mini")
         embed = None
         if args.speaker == "ge2e":
@@ -207,6 +209,12 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
             help="start from the flow in this directory (flow.json + flow.safetensors; its config, not --config): "
             "fine-tuning",
         )
+        parser.add_argument(
+            "--encoder-dropout",
+            type=_rate,
+            help="dropout of the flow's Conformer encoder, all its rates (default: the config's, 0.1 for mini; "
+            "with --init, that flow's)",
+        )
     elif recipe == "tts":
         parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")
         parser.add_argument("--max-seconds", type=float, default=10.0, help="skip longer utterances")
@@ -220,6 +228,17 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     else:
         parser.add_argument("--segment-frames", type=int, default=32, help="mel frames per training segment")
     parser.set_defaults(run=cmd_train)
+
+
+def _rate(text: str) -> float:
+    """argparse type of a dropout rate: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
+    return value
 
 
 def _count(text: str) -> int:

@@ -10,6 +10,7 @@ predictor learns that F0 with an L1 loss. The `mini` sizes are below.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from stepaudio.audio import mel_spectrogram
 from stepaudio.audio.decoder_mel import N_MELS
-from stepaudio.decoder.checkpoint import save_model
+from stepaudio.decoder.checkpoint import load_strict, save_model
 from stepaudio.decoder.conformer import EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig
 from stepaudio.decoder.flow import CFMConfig, FlowConfig, FlowModel, acoustic_codes, slot_places, time_aligned
@@ -48,9 +49,9 @@ MINI_FLOW = FlowConfig(
     spk_embed_dim=256,  # GE2E
     encoder=EncoderConfig(input_size=256, output_size=256, attention_heads=4, linear_units=1024, num_blocks=6),
     estimator=EstimatorConfig(channels=(128,), attention_head_dim=32, n_blocks=1, num_mid_blocks=2, num_heads=4),
-    # resynth WER (eval-en / corpus-v1 English test / LibriVox) of the packaged flow (step 8000) by temperature:
-    # 1: 0.67 / 0.60 / 0.79, 0.5: 0.58 / 0.58 / 0.80, 0.35: 0.57 / 0.58 / 0.72, 0.2: 0.52 / 0.58 / 0.75, 0: 0.56 /
-    # 0.53 / 0.83 (picked on these sets; runs of the same setting vary by ~0.04)
+    # resynth WER (eval-en / corpus-v1 English test / LibriVox) of the flow of step 8000 (recipes/mini/run.sh
+    # stage 5) by temperature: 1: 0.67 / 0.60 / 0.79, 0.5: 0.58 / 0.58 / 0.80, 0.35: 0.57 / 0.58 / 0.72, 0.2: 0.52 /
+    # 0.58 / 0.75, 0: 0.56 / 0.53 / 0.83 (picked on these sets; runs of the same setting vary by ~0.04)
     cfm=CFMConfig(temperature=0.2),
 )
 # The mini vocoder runs its network at 4x the mel rate and leaves the rest to a 256-point iSTFT (hop 64,
@@ -152,6 +153,15 @@ def codebook_embedding(centroids: torch.Tensor, dim: int) -> torch.Tensor:
     return projected * (math.sqrt(dim) / projected.norm(dim=1).mean())
 
 
+def with_encoder_dropout(config: FlowConfig, rate: float) -> FlowConfig:
+    """The config with every dropout of the Conformer encoder at `rate`. The mini flow underfits its corpus
+    (resynth of training utterances is no more intelligible than of held-out ones), so a fine-tune may drop it."""
+    encoder = dataclasses.replace(
+        config.encoder, dropout_rate=rate, positional_dropout_rate=rate, attention_dropout_rate=rate
+    )
+    return dataclasses.replace(config, encoder=encoder)
+
+
 def train_flow(
     manifest: Path,
     options: TrainOptions,
@@ -167,9 +177,12 @@ def train_flow(
     """codebooks: the (semantic, acoustic) centroids of the tokenizer that made the tokens; a fresh run
     starts those streams' token embeddings from them (`codebook_embedding`; None: a stream keeps its rows);
     new acoustic centroids also remake the mean mel per acoustic code (`mean_code_mel`).
-    initial: a trained flow to start from (fine-tuning, e.g. after one stream's codebook changed)."""
+    initial: a trained flow to start from (fine-tuning, e.g. after one stream's codebook changed); its weights go
+    into a flow of `config`, which may differ from its own where no weight's shape does (e.g. the dropout)."""
     dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", tokenize, embed, config.spk_embed_dim)
-    flow = initial or FlowModel(config)
+    flow = FlowModel(config)
+    if initial is not None:
+        load_strict(flow, initial.state_dict(), "the initial flow")
     if codebooks and not options.resume:
         sizes = [None if c is None else len(c) for c in codebooks]
         allowed = ((None, SEMANTIC_CODES), (None, ACOUSTIC_CODES))
