@@ -139,6 +139,22 @@ def test_flow_fine_tune_with_its_encoder_dropout_changed(corpus, capsys):
     assert "expected a rate in [0, 1)" in capsys.readouterr().err
 
 
+def test_a_fine_tune_trains_a_flow_of_the_given_config_with_the_initial_weights(corpus, monkeypatch):
+    from stepaudio.train import decoder_recipes
+    from stepaudio.train.loop import TrainOptions
+
+    trained = []
+    monkeypatch.setattr(decoder_recipes, "train", lambda objective, *args: trained.append(objective.flow) or 0)
+    initial, config = FlowModel(FLOW), decoder_recipes.with_encoder_dropout(FLOW, 0.0)
+    options = TrainOptions(out=corpus / "run", steps=1, batch_size=2)
+    decoder_recipes.train_flow(corpus / "manifest.jsonl", options, config, initial=initial)
+    flow = trained[0]
+    dropouts = [m.p for m in flow.encoder.modules() if isinstance(m, torch.nn.Dropout)]
+    dropouts += [m.dropout_p for m in flow.encoder.modules() if hasattr(m, "dropout_p")]
+    assert len(dropouts) > 2 and set(dropouts) == {0.0}
+    assert all(torch.equal(initial.state_dict()[k], v) for k, v in flow.state_dict().items())
+
+
 def test_vocoder_trains_and_exports(corpus):
     out = corpus / "voc"
     assert main(train_args(corpus, "vocoder", out, 2, "--segment-frames", "16", "--export", str(corpus / "mini"))) == 0
