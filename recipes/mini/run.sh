@@ -84,8 +84,8 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   # centroids (--embedding-init codebooks, the default): from random ones (the flow packaged before) 4800 steps left
   # them where they started, and resynth was less intelligible. Then the same run continued under bf16 on a longer
   # schedule, stopped partway (~17 min for each 1000 steps) at step 8000, where the fine-tune below starts.
-  # bench/decoder.py on eval-en, resynth WER 0.635 (step 4000, temperature 1) -> 0.508 (step 8000, temperature 0.2, MINI_FLOW's);
-  # LibriVox 0.76 -> 0.69. The end of that schedule (step 9000) was no better (/tmp sweep: eval-en 0.54, LibriVox 0.80).
+  # bench/decoder.py on eval-en, resynth WER 0.635 (step 4000, temperature 1) -> 0.508 (step 8000, temperature 0.2,
+  # MINI_FLOW's); LibriVox 0.76 -> 0.69. The end of that schedule (step 9000) was no better (/tmp sweep: eval-en 0.54, LibriVox 0.80).
   "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow" --export "$assets/decoder" \
     --steps 4000 --batch-size 8 --max-tokens 200 --lr 1e-3 --warmup 100 --precision fp32
   "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow" --export "$assets/decoder" \
