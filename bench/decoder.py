@@ -141,7 +141,9 @@ def main() -> None:
     normalize = EnglishTextNormalizer()
 
     def transcribe(samples16: np.ndarray) -> str:
-        return " ".join(segment.text for segment in judge.transcribe(samples16, beam_size=1, language="en")[0])
+        # temperature 0: no sampled retries, whose draws made the same garbled audio read differently between runs
+        segments = judge.transcribe(samples16, beam_size=1, language="en", temperature=0.0)[0]
+        return " ".join(segment.text for segment in segments)
 
     results = []
     for set_name, items in evaluation_sets(args.corpus).items():

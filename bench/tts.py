@@ -127,7 +127,9 @@ def main() -> None:
 
     def transcribe(pcm: np.ndarray) -> str:
         audio = resample(pcm, tts.sample_rate, 16000)
-        return english(" ".join(s.text for s in judge.transcribe(audio, beam_size=1, language="en")[0]))
+        # temperature 0: no sampled retries, whose draws made the same babble read differently between runs
+        segments = judge.transcribe(audio, beam_size=1, language="en", temperature=0.0)[0]
+        return english(" ".join(s.text for s in segments))
 
     prompt_words = english(tts.voices.get(tts.default_voice).transcript).split()
     prompt_trigrams = {" ".join(prompt_words[i : i + 3]) for i in range(len(prompt_words) - 2)}
