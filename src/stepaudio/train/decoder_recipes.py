@@ -51,7 +51,8 @@ MINI_FLOW = FlowConfig(
     estimator=EstimatorConfig(channels=(128,), attention_head_dim=32, n_blocks=1, num_mid_blocks=2, num_heads=4),
     # resynth WER (eval-en / corpus-v1 English test / LibriVox) of the flow of step 8000 (recipes/mini/run.sh
     # stage 5) by temperature: 1: 0.67 / 0.60 / 0.79, 0.5: 0.58 / 0.58 / 0.80, 0.35: 0.57 / 0.58 / 0.72, 0.2: 0.52 /
-    # 0.58 / 0.75, 0: 0.56 / 0.53 / 0.83 (picked on these sets; runs of the same setting vary by ~0.04)
+    # 0.58 / 0.75, 0: 0.56 / 0.53 / 0.83 (picked on these sets; runs of the same setting varied by ~0.04: the judge's
+    # sampled retries, which the benches no longer make)
     cfm=CFMConfig(temperature=0.2),
 )
 # The mini vocoder runs its network at 4x the mel rate and leaves the rest to a 256-point iSTFT (hop 64,
