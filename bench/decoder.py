@@ -33,7 +33,6 @@ from conftest import LIBRIVOX  # noqa: E402
 from stepaudio.audio import decoder_mel as dm  # noqa: E402
 from stepaudio.audio import load_audio, mel_spectrogram, resample  # noqa: E402
 from stepaudio.errors import ModelNotFound  # noqa: E402
-from stepaudio.models import resolve_model  # noqa: E402
 
 
 def griffin_lim(samples16: np.ndarray) -> np.ndarray:
@@ -118,8 +117,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import jiwer
-    from faster_whisper import WhisperModel
-    from whisper.normalizers import EnglishTextNormalizer
+    from judge import EnglishJudge
 
     renderings = {"original": lambda x: x, "Griffin-Lim of the decoder mel": griffin_lim}
     timing = None
@@ -133,23 +131,13 @@ def main() -> None:
     except ModelNotFound as error:
         print(f"mini decoder skipped: {error}")
 
-    # the judge comes after the timing: a CTranslate2 model that has run keeps its OpenMP threads busy
-    # while it lives, which doubles torch's times on 2 cores
-    judge = WhisperModel(
-        str(resolve_model("mini").require("whisper")), device="cpu", compute_type="int8", cpu_threads=2
-    )
-    normalize = EnglishTextNormalizer()
-
-    def transcribe(samples16: np.ndarray) -> str:
-        # temperature 0: no sampled retries, whose draws made the same garbled audio read differently between runs
-        segments = judge.transcribe(samples16, beam_size=1, language="en", temperature=0.0)[0]
-        return " ".join(segment.text for segment in segments)
+    judge = EnglishJudge()  # after the timing (see bench/judge.py)
 
     results = []
     for set_name, items in evaluation_sets(args.corpus).items():
-        references = [normalize(text) for _, text in items]
+        references = [judge.normalize(text) for _, text in items]
         for name, render in renderings.items():
-            hypotheses = [normalize(transcribe(render(samples))) for samples, _ in items]
+            hypotheses = [judge(render(samples)) for samples, _ in items]
             results.append({"set": set_name, "audio": name, "utterances": len(items),
                             "wer": jiwer.wer(references, hypotheses)})  # fmt: skip
     print(f"{'set':<22} {'audio':<36} {'n':>3} {'WER':>7}")

@@ -114,22 +114,16 @@ def main() -> None:
 
     # judged: intelligibility, duration bounds, leakage (default voice), speaker similarity
     import jiwer
-    from faster_whisper import WhisperModel
-    from whisper.normalizers import EnglishTextNormalizer
+    from judge import EnglishJudge
 
     from stepaudio.decoder.speaker import GE2E
 
-    judge = WhisperModel(
-        str(resolve_model("mini").require("whisper")), device="cpu", compute_type="int8", cpu_threads=2
-    )
+    judge = EnglishJudge()
     speaker = GE2E.from_resemblyzer(resolve_model("mini").require("speaker"))
-    english = EnglishTextNormalizer()
+    english = judge.normalize
 
     def transcribe(pcm: np.ndarray) -> str:
-        audio = resample(pcm, tts.sample_rate, 16000)
-        # temperature 0: no sampled retries, whose draws made the same babble read differently between runs
-        segments = judge.transcribe(audio, beam_size=1, language="en", temperature=0.0)[0]
-        return english(" ".join(s.text for s in segments))
+        return judge(resample(pcm, tts.sample_rate, 16000))
 
     prompt_words = english(tts.voices.get(tts.default_voice).transcript).split()
     prompt_trigrams = {" ".join(prompt_words[i : i + 3]) for i in range(len(prompt_words) - 2)}

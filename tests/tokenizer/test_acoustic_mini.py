@@ -5,7 +5,7 @@ import torch
 from conftest import speechlike, stream_in_chunks
 from stepaudio.audio import load_audio, log10_mel
 from stepaudio.errors import CheckpointError, ModelNotFound
-from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer, stack_frames
+from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer, raw_slices, stack_frames
 from stepaudio.train.kmeans import train_kmeans
 
 
@@ -60,8 +60,7 @@ def test_mismatched_shapes_are_refused():
 def mean_free() -> AcousticMiniTokenizer:
     """As `tokenizer`, fitted with each utterance's mean log-mel taken away."""
     config = AcousticMiniConfig(codebook_size=64, utterance_mean=True)
-    mels = [log10_mel(speechlike(2.0, 16000, seed=s)) for s in range(3)]
-    slices = torch.cat([stack_frames(m - m.mean(dim=1, keepdim=True), 4) for m in mels])
+    slices = torch.cat([raw_slices(log10_mel(speechlike(2.0, 16000, seed=s)), config) for s in range(3)])
     mean, std = slices.mean(dim=0), slices.std(dim=0) + 1e-3
     return AcousticMiniTokenizer(config, train_kmeans((slices - mean) / std, 64, progress=False), mean, std)
 

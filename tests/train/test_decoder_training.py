@@ -134,9 +134,10 @@ def test_flow_fine_tune_with_its_encoder_dropout_changed(corpus, capsys):
         before.config.encoder, dropout_rate=0.0, positional_dropout_rate=0.0, attention_dropout_rate=0.0
     )
     assert all(torch.equal(before.state_dict()[k], v) for k, v in after.state_dict().items())  # lr 0
-    with pytest.raises(SystemExit):
-        main([*args, "--encoder-dropout", "1.5"])
-    assert "expected a rate in [0, 1)" in capsys.readouterr().err
+    for option, value, expected in (("--encoder-dropout", "1.5", "a rate in [0, 1)"), ("--workers", "-1", "a whole")):
+        with pytest.raises(SystemExit):
+            main([*args, option, value])
+        assert f"expected {expected}" in capsys.readouterr().err
 
 
 def test_a_fine_tune_trains_a_flow_of_the_given_config_with_the_initial_weights(corpus, monkeypatch):

@@ -230,23 +230,20 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     parser.set_defaults(run=cmd_train)
 
 
-def _rate(text: str) -> float:
-    """argparse type of a dropout rate: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
-    return value
+def _checked(convert, valid, expected: str):
+    """An argparse type: text -> convert(text), refused with `expected` where it fails or is not valid."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    """argparse type of a number of processes: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+_count = _checked(int, lambda n: n >= 0, "a whole number >= 0")  # processes
+_rate = _checked(float, lambda p: 0 <= p < 1, "a rate in [0, 1)")  # dropout
