@@ -6,7 +6,7 @@ and of `stepaudio resynth` with the mini model (tokens -> flow -> vocoder, the i
 Speed: real-time factor of flow (10 Euler steps) + vocoder on 10 s of speech, and the latency of the
 first audio chunk of a streaming decode once its first tokens are there.
 
-    python bench/decoder.py [--corpus data/eval-en] [--json out.json]
+    python bench/decoder.py [--corpus data/eval-en] [--json out.json] [--flow RUN/export ...]
 
 Sets: the 5 LibriVox clips (real human speech) and, with --corpus, the held-out English test sentences
 of a synthesised corpus (in voices seen in training if the corpus has a train split). The issue's
@@ -40,10 +40,12 @@ def griffin_lim(samples16: np.ndarray) -> np.ndarray:
     import librosa
 
     mel = np.exp(mel_spectrogram(resample(samples16, 16000, dm.SAMPLE_RATE)).numpy())
-    audio = librosa.feature.inverse.mel_to_audio(
-        mel, sr=dm.SAMPLE_RATE, n_fft=dm.N_FFT, hop_length=dm.HOP_LENGTH, win_length=dm.WIN_LENGTH,
-        power=1.0, fmin=dm.FMIN, fmax=dm.FMAX, n_iter=32,
-    )  # fmt: skip
+    magnitude = librosa.feature.inverse.mel_to_stft(
+        mel, sr=dm.SAMPLE_RATE, n_fft=dm.N_FFT, power=1.0, fmin=dm.FMIN, fmax=dm.FMAX
+    )
+    audio = librosa.griffinlim(
+        magnitude, n_iter=32, hop_length=dm.HOP_LENGTH, win_length=dm.WIN_LENGTH, n_fft=dm.N_FFT, random_state=0
+    )  # fixed starting phases: the same audio in every run
     return resample(audio.astype(np.float32), dm.SAMPLE_RATE, 16000)
 
 
@@ -80,16 +82,45 @@ def mini_renderings(decoder, tokenizer) -> dict:
         tokens = torch.tensor(tokenizer.encode(x, 16000).interleaved).long()
         return voiced(decoder.flow.prior(tokens, tokens[:0], 0, decoder.flow.config.mel_frames(len(tokens))))
 
+    return {
+        "mini vocoder on that mel": vocoder,
+        "mini vocoder on the flow's prior mu": prior,
+        "stepaudio resynth (mini)": resynthesis(decoder, tokenizer),
+    }
+
+
+def resynthesis(decoder, tokenizer):
+    """`stepaudio resynth` by this decoder: tokenize, then decode with the input as the voice prompt."""
+
     def resynth(x: np.ndarray) -> np.ndarray:
         voice = decoder.voice(x, 16000, tokenizer.encode(x, 16000, prompt=True).interleaved)
         pcm, rate = decoder.decode(tokenizer.encode(x, 16000).interleaved, voice)
         return resample(pcm, rate, 16000)
 
+    return resynth
+
+
+def candidate_renderings(decoder, tokenizer, flows: list[Path]) -> dict:
+    """Resynth with each trained flow (e.g. a run's export) in place of the packaged one, the rest of
+    mini unchanged: candidates judged in the same run as the packaged flow."""
+    from stepaudio.decoder.checkpoint import load_model
+    from stepaudio.decoder.flow import FlowConfig, FlowModel
+    from stepaudio.decoder.speech_decoder import SpeechDecoder
+
     return {
-        "mini vocoder on that mel": vocoder,
-        "mini vocoder on the flow's prior mu": prior,
-        "stepaudio resynth (mini)": resynth,
+        f"resynth, flow {directory}": resynthesis(
+            SpeechDecoder(load_model(FlowModel, FlowConfig, directory, "flow"), decoder.hift, decoder.speaker),
+            tokenizer,
+        )
+        for directory in flows
     }
+
+
+def seeded(render, samples: np.ndarray) -> np.ndarray:
+    """Render from a fixed seed, so that the renderings that draw noise (HiFT's source noise outside
+    `SpeechDecoder`) give the same audio, and the same WER, in every run."""
+    torch.manual_seed(0)
+    return render(samples)
 
 
 def speed(decoder, tokenizer, repeat: int) -> dict:
@@ -114,6 +145,10 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, help="a synthesised corpus (its English test split is used)")
     parser.add_argument("--repeat", type=int, default=3, help="timing runs (best is kept)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--flow", type=Path, action="append", default=[], metavar="DIR",
+        help="also resynthesise with this trained flow (flow.safetensors + flow.json) in place of mini's; repeatable",
+    )  # fmt: skip
     args = parser.parse_args()
 
     import jiwer
@@ -126,7 +161,7 @@ def main() -> None:
         from stepaudio.tokenizer.dual import DualTokenizer
 
         decoder, tokenizer = SpeechDecoder.load("mini"), DualTokenizer.load("mini")
-        renderings |= mini_renderings(decoder, tokenizer)
+        renderings |= mini_renderings(decoder, tokenizer) | candidate_renderings(decoder, tokenizer, args.flow)
         timing = speed(decoder, tokenizer, args.repeat)
     except ModelNotFound as error:
         print(f"mini decoder skipped: {error}")
@@ -137,12 +172,13 @@ def main() -> None:
     for set_name, items in evaluation_sets(args.corpus).items():
         references = [judge.normalize(text) for _, text in items]
         for name, render in renderings.items():
-            hypotheses = [judge(render(samples)) for samples, _ in items]
+            hypotheses = [judge(seeded(render, samples)) for samples, _ in items]
             results.append({"set": set_name, "audio": name, "utterances": len(items),
                             "wer": jiwer.wer(references, hypotheses)})  # fmt: skip
-    print(f"{'set':<22} {'audio':<36} {'n':>3} {'WER':>7}")
+    width = max(len(name) for name in renderings)
+    print(f"{'set':<22} {'audio':<{width}} {'n':>3} {'WER':>7}")
     for row in results:
-        print(f"{row['set']:<22} {row['audio']:<36} {row['utterances']:>3} {row['wer']:>7.3f}")
+        print(f"{row['set']:<22} {row['audio']:<{width}} {row['utterances']:>3} {row['wer']:>7.3f}")
     if timing:
         print(
             f"flow (10 steps) + vocoder: RTF {timing['rtf']:.3f} on {timing['threads']} threads; "
