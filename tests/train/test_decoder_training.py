@@ -275,3 +275,27 @@ def test_new_acoustic_centroids_remake_the_mean_mel_per_code_of_a_fine_tuned_flo
         train_flow(corpus / "manifest.jsonl", options, slotted, codebooks=codebooks, initial=initial)
         code_mel = load_model(FlowModel, FlowConfig, out, "flow").code_mel.weight
         assert bool(code_mel.abs().sum() > 0) == remade
+
+
+def test_acoustic_corruption_replaces_only_acoustic_tokens_at_up_to_its_rate(corpus, monkeypatch):
+    from stepaudio.train import decoder_recipes
+    from stepaudio.train.loop import TrainOptions
+
+    torch.manual_seed(0)
+    semantic, acoustic = torch.randint(0, 1024, (64, 400, 2)), torch.randint(1024, 5120, (64, 400, 3))
+    tokens = torch.cat([semantic, acoustic], 2).reshape(64, -1)
+    tokens[:, -50:] = 0  # padding
+    corrupted = decoder_recipes.corrupt_acoustic(tokens, 0.5)
+    changed = corrupted != tokens
+    assert not changed[tokens < 1024].any() and bool((corrupted >= 1024).eq(tokens >= 1024).all())
+    rates = changed.sum(1) / (tokens >= 1024).sum(1)  # each row its own rate, up to 0.5
+    assert 0.4 < rates.max() <= 0.52 and rates.min() < 0.1 and 0.2 < rates.mean() < 0.3
+    assert torch.equal(decoder_recipes.corrupt_acoustic(tokens, 0.0), tokens)
+
+    objectives, seen = [], []  # the option reaches the tokens that the flow trains on
+    monkeypatch.setattr(decoder_recipes, "train", lambda objective, *args: objectives.append(objective) or 0)
+    options = TrainOptions(out=corpus / "run", steps=1, batch_size=2)
+    decoder_recipes.train_flow(corpus / "manifest.jsonl", options, FLOW, acoustic_corruption=0.9)
+    monkeypatch.setattr(objectives[0].flow, "loss", lambda tokens, *args, **kwargs: seen.append(tokens))
+    objectives[0](dict.fromkeys(("token_lengths", "mel", "mel_lengths", "embedding")) | {"tokens": tokens})
+    assert torch.equal(seen[0][tokens < 1024], tokens[tokens < 1024]) and (seen[0] != tokens).float().mean() > 0.2

@@ -110,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             args.prior_weight,
             codebooks,
             initial,
+            args.acoustic_corruption,
         )
     else:
         config = config_from_dict(HiFTConfig, config_data) if config_data else decoder_recipes.MINI_HIFT
@@ -214,6 +215,13 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
             type=_rate,
             help="dropout of the flow's Conformer encoder, all its rates (default: the config's, 0.1 for mini; "
             "with --init, that flow's)",
+        )
+        parser.add_argument(
+            "--acoustic-corruption",
+            type=_rate,
+            default=0.0,
+            help="train on acoustic tokens of which a random share, up to this rate per example, are replaced by "
+            "random codes, so that the flow reads the words from the semantic tokens too (default 0: none)",
         )
     elif recipe == "tts":
         parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")

@@ -83,14 +83,29 @@ class _Mapped(torch.utils.data.Dataset):
         return self.fn(self.dataset[index])
 
 
+def corrupt_acoustic(tokens: torch.Tensor, max_rate: float) -> torch.Tensor:
+    """Each row's acoustic tokens replaced by random acoustic codes at a rate drawn from [0, max_rate].
+
+    A flow trained on clean tokens reads the words from the acoustic stream (quantised mel slices) and
+    hardly from the semantic one: with the semantic tokens shuffled in time, mini's resynth WER on eval-en
+    went from 0.49 to 0.65; with the acoustic ones shuffled, to 2.8. A TTS LM gets the acoustic tokens
+    wrong most often, so a flow that also reads the semantic tokens can say more of what it means."""
+    rates = torch.rand(tokens.shape[0], 1, device=tokens.device) * max_rate
+    replaced = (tokens >= SEMANTIC_CODES) & (torch.rand(tokens.shape, device=tokens.device) < rates)
+    return torch.where(replaced, torch.randint_like(tokens, SEMANTIC_CODES, AUDIO_VOCAB), tokens)
+
+
 class FlowObjective(nn.Module):
-    def __init__(self, flow: FlowModel, prior_weight: float):
+    def __init__(self, flow: FlowModel, prior_weight: float, acoustic_corruption: float = 0.0):
         super().__init__()
-        self.flow, self.prior_weight = flow, prior_weight
+        self.flow, self.prior_weight, self.acoustic_corruption = flow, prior_weight, acoustic_corruption
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        tokens = batch["tokens"]
+        if self.acoustic_corruption:
+            tokens = corrupt_acoustic(tokens, self.acoustic_corruption)
         return self.flow.loss(
-            batch["tokens"],
+            tokens,
             batch["token_lengths"],
             batch["mel"],
             batch["mel_lengths"],
@@ -174,12 +189,14 @@ def train_flow(
     prior_weight: float = 1.0,
     codebooks: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
     initial: FlowModel | None = None,
+    acoustic_corruption: float = 0.0,
 ) -> int:
     """codebooks: the (semantic, acoustic) centroids of the tokenizer that made the tokens; a fresh run
     starts those streams' token embeddings from them (`codebook_embedding`; None: a stream keeps its rows);
     new acoustic centroids also remake the mean mel per acoustic code (`mean_code_mel`).
     initial: a trained flow to start from (fine-tuning, e.g. after one stream's codebook changed); its weights go
-    into a flow of `config`, which may differ from its own where no weight's shape does (e.g. the dropout)."""
+    into a flow of `config`, which may differ from its own where no weight's shape does (e.g. the dropout).
+    acoustic_corruption: the highest rate of random acoustic tokens in training (`corrupt_acoustic`)."""
     dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", tokenize, embed, config.spk_embed_dim)
     flow = FlowModel(config)
     if initial is not None:
@@ -199,7 +216,7 @@ def train_flow(
     new_acoustic_codes = initial is None or (codebooks is not None and codebooks[1] is not None)
     if config.slot_frames and not options.resume and new_acoustic_codes:
         flow.code_mel.weight.data = mean_code_mel(dataset, config.slot_frames)
-    objective = FlowObjective(flow, prior_weight)
+    objective = FlowObjective(flow, prior_weight, acoustic_corruption)
     data = _Mapped(dataset, lambda example: crop_flow_example(example, max_tokens, None))
     export = export_dir or options.out
     return train(
