@@ -101,6 +101,9 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow-nodrop" --export "$assets/decoder" \
     --init "$assets/decoder" --encoder-dropout 0 --steps 5000 --resume --batch-size 8 --max-tokens 200 --lr 3e-4 \
     --warmup 100 --precision bf16
+  # Training on from there was no gain (bench/decoder.py --corpus data/eval-en --flow RUN/export, 2026-11-27): 2000
+  # more steps of that fine-tune (lr 3e-4) resynthesised eval-en 0.549 vs 0.492, LibriVox 0.746 vs 0.775; the first
+  # 1000 of a 10000-step schedule 0.530 / 0.789.
   # Tried and not packaged (2026-11-27): the flow reads the words from the acoustic tokens (quantised mel slices),
   # which a TTS LM predicts worst, and hardly from the semantic ones. Resynth WER on eval-en, /tmp scripts with
   # bench/decoder.py's resynth and judge: 0.49 as packaged, 0.65 with the semantic tokens shuffled in time, 2.8 with
