@@ -116,6 +116,15 @@ def candidate_renderings(decoder, tokenizer, flows: list[Path]) -> dict:
     }
 
 
+def flow_directory(value: str) -> Path:
+    """--flow's argument: a directory with a trained flow, refused before any work when it has none."""
+    directory = Path(value)
+    missing = [name for name in ("flow.json", "flow.safetensors") if not (directory / name).is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"{directory} has no {' / '.join(missing)}")
+    return directory
+
+
 def seeded(render, samples: np.ndarray) -> np.ndarray:
     """Render from a fixed seed, so that the renderings that draw noise (HiFT's source noise outside
     `SpeechDecoder`) give the same audio, and the same WER, in every run."""
@@ -146,7 +155,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timing runs (best is kept)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--flow", type=Path, action="append", default=[], metavar="DIR",
+        "--flow", type=flow_directory, action="append", default=[], metavar="DIR",
         help="also resynthesise with this trained flow (flow.safetensors + flow.json) in place of mini's; repeatable",
     )  # fmt: skip
     args = parser.parse_args()
