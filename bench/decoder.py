@@ -2,7 +2,8 @@
 (Whisper tiny.en run by faster-whisper): word error rate of the original audio, of a Griffin-Lim
 rendering of the decoder mel (the floor any vocoder must beat), of the mini vocoder on that same mel,
 of the vocoder on the flow encoder's rough mel (mu, no flow steps: what the encoder gets from the tokens)
-and of `stepaudio resynth` with the mini model (tokens -> flow -> vocoder, the input as voice prompt).
+and of `stepaudio resynth` with the mini model (tokens -> flow -> vocoder, the input as voice prompt),
+also with one stream's tokens shuffled in time (which stream the decoder reads the words from).
 Speed: real-time factor of flow (10 Euler steps) + vocoder on 10 s of speech, and the latency of the
 first audio chunk of a streaming decode once its first tokens are there.
 
@@ -33,6 +34,7 @@ from conftest import LIBRIVOX  # noqa: E402
 from stepaudio.audio import decoder_mel as dm  # noqa: E402
 from stepaudio.audio import load_audio, mel_spectrogram, resample  # noqa: E402
 from stepaudio.errors import ModelNotFound  # noqa: E402
+from stepaudio.tokenizer.interleave import GROUP_SIZE, SEMANTIC_PER_GROUP  # noqa: E402
 
 
 def griffin_lim(samples16: np.ndarray) -> np.ndarray:
@@ -86,15 +88,29 @@ def mini_renderings(decoder, tokenizer) -> dict:
         "mini vocoder on that mel": vocoder,
         "mini vocoder on the flow's prior mu": prior,
         "stepaudio resynth (mini)": resynthesis(decoder, tokenizer),
+        "resynth, semantic tokens shuffled": resynthesis(decoder, tokenizer, lambda t: shuffled(t, "semantic")),
+        "resynth, acoustic tokens shuffled": resynthesis(decoder, tokenizer, lambda t: shuffled(t, "acoustic")),
     }
 
 
-def resynthesis(decoder, tokenizer):
-    """`stepaudio resynth` by this decoder: tokenize, then decode with the input as the voice prompt."""
+def shuffled(tokens, stream: str) -> np.ndarray:
+    """Interleaved tokens with one stream's codes shuffled in time: resynth of these shows how much of
+    what is said the decoder reads from that stream (a TTS LM must get that stream right)."""
+    groups = np.asarray(tokens).reshape(-1, GROUP_SIZE).copy()
+    columns = slice(0, SEMANTIC_PER_GROUP) if stream == "semantic" else slice(SEMANTIC_PER_GROUP, GROUP_SIZE)
+    codes = groups[:, columns]
+    groups[:, columns] = np.random.default_rng(0).permutation(codes.reshape(-1)).reshape(codes.shape)
+    return groups.reshape(-1)
+
+
+def resynthesis(decoder, tokenizer, transform=None):
+    """`stepaudio resynth` by this decoder: tokenize, (transform the tokens,) then decode with the input
+    as the voice prompt."""
 
     def resynth(x: np.ndarray) -> np.ndarray:
         voice = decoder.voice(x, 16000, tokenizer.encode(x, 16000, prompt=True).interleaved)
-        pcm, rate = decoder.decode(tokenizer.encode(x, 16000).interleaved, voice)
+        tokens = tokenizer.encode(x, 16000).interleaved
+        pcm, rate = decoder.decode(transform(tokens) if transform else tokens, voice)
         return resample(pcm, rate, 16000)
 
     return resynth
