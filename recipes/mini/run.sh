@@ -106,9 +106,9 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   # 1000 of a 10000-step schedule 0.530 / 0.789.
   # Tried and not packaged (2026-11-27): the flow reads the words from the acoustic tokens (quantised mel slices),
   # which a TTS LM predicts worst, and hardly from the semantic ones. Resynth WER on eval-en (bench/decoder.py):
-  # 0.49 as packaged, 0.67 with the semantic tokens shuffled in time, 3.5 with the acoustic ones shuffled; below, /tmp
-  # scripts with the bench's resynth and judge. So the packaged flow was fine-tuned on acoustic tokens partly replaced by random codes
-  # (the command below, 5000 steps, 78 min): with 0 / 50 / 100 % of the acoustic tokens random, resynth 0.58 / 1.00 /
+  # 0.49 as packaged, 0.67 with the semantic tokens shuffled in time, 3.5 with the acoustic ones shuffled. So the
+  # packaged flow was fine-tuned on acoustic tokens partly replaced by random codes (the command below, 5000 steps,
+  # 78 min). Measured by /tmp scripts with the bench's resynth and judge: with 0 / 50 / 100 % of the acoustic tokens random, resynth 0.58 / 1.00 /
   # 1.28 against the packaged flow's 0.49 / 1.97 / 1.76. More robust, but the semantic codes alone do not carry the
   # words (a CTC-trained semantic codebook, stage 2's comment, might), and the packaged TTS LM's tokens stay babble
   # either way (the first 30 test sentences decoded offline: WER 1.47 vs 1.62).
