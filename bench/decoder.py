@@ -33,8 +33,8 @@ from asr import human_transcripts  # noqa: E402
 from conftest import LIBRIVOX  # noqa: E402
 from stepaudio.audio import decoder_mel as dm  # noqa: E402
 from stepaudio.audio import load_audio, mel_spectrogram, resample  # noqa: E402
-from stepaudio.errors import ModelNotFound  # noqa: E402
-from stepaudio.tokenizer.interleave import GROUP_SIZE, SEMANTIC_PER_GROUP  # noqa: E402
+from stepaudio.errors import ModelNotFound, StepAudioError  # noqa: E402
+from stepaudio.tokenizer.interleave import interleave, split  # noqa: E402
 
 
 def griffin_lim(samples16: np.ndarray) -> np.ndarray:
@@ -96,11 +96,11 @@ def mini_renderings(decoder, tokenizer) -> dict:
 def shuffled(tokens, stream: str) -> np.ndarray:
     """Interleaved tokens with one stream's codes shuffled in time: resynth of these shows how much of
     what is said the decoder reads from that stream (a TTS LM must get that stream right)."""
-    groups = np.asarray(tokens).reshape(-1, GROUP_SIZE).copy()
-    columns = slice(0, SEMANTIC_PER_GROUP) if stream == "semantic" else slice(SEMANTIC_PER_GROUP, GROUP_SIZE)
-    codes = groups[:, columns]
-    groups[:, columns] = np.random.default_rng(0).permutation(codes.reshape(-1)).reshape(codes.shape)
-    return groups.reshape(-1)
+    semantic, acoustic = split(tokens)
+    rng = np.random.default_rng(0)
+    if stream == "semantic":
+        return interleave(rng.permutation(semantic), acoustic)
+    return interleave(semantic, rng.permutation(acoustic))
 
 
 def resynthesis(decoder, tokenizer, transform=None):
@@ -116,29 +116,15 @@ def resynthesis(decoder, tokenizer, transform=None):
     return resynth
 
 
-def candidate_renderings(decoder, tokenizer, flows: list[Path]) -> dict:
+def candidate_renderings(decoder, tokenizer, flows: dict) -> dict:
     """Resynth with each trained flow (e.g. a run's export) in place of the packaged one, the rest of
     mini unchanged: candidates judged in the same run as the packaged flow."""
-    from stepaudio.decoder.checkpoint import load_model
-    from stepaudio.decoder.flow import FlowConfig, FlowModel
     from stepaudio.decoder.speech_decoder import SpeechDecoder
 
     return {
-        f"resynth, flow {directory}": resynthesis(
-            SpeechDecoder(load_model(FlowModel, FlowConfig, directory, "flow"), decoder.hift, decoder.speaker),
-            tokenizer,
-        )
-        for directory in flows
+        f"resynth, flow {directory}": resynthesis(SpeechDecoder(flow, decoder.hift, decoder.speaker), tokenizer)
+        for directory, flow in flows.items()
     }
-
-
-def flow_directory(value: str) -> Path:
-    """--flow's argument: a directory with a trained flow, refused before any work when it has none."""
-    directory = Path(value)
-    missing = [name for name in ("flow.json", "flow.safetensors") if not (directory / name).is_file()]
-    if missing:
-        raise argparse.ArgumentTypeError(f"{directory} has no {' / '.join(missing)}")
-    return directory
 
 
 def seeded(render, samples: np.ndarray) -> np.ndarray:
@@ -171,10 +157,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timing runs (best is kept)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
-        "--flow", type=flow_directory, action="append", default=[], metavar="DIR",
+        "--flow", type=Path, action="append", default=[], metavar="DIR",
         help="also resynthesise with this trained flow (flow.safetensors + flow.json) in place of mini's; repeatable",
     )  # fmt: skip
     args = parser.parse_args()
+    # candidate flows load first: one that is missing or broken is refused before any work
+    from stepaudio.decoder.checkpoint import load_model
+    from stepaudio.decoder.flow import FlowConfig, FlowModel
+
+    try:
+        flows = {directory: load_model(FlowModel, FlowConfig, directory, "flow") for directory in args.flow}
+    except StepAudioError as error:
+        parser.error(f"--flow: {error}")
 
     import jiwer
     from judge import EnglishJudge
@@ -186,7 +180,7 @@ def main() -> None:
         from stepaudio.tokenizer.dual import DualTokenizer
 
         decoder, tokenizer = SpeechDecoder.load("mini"), DualTokenizer.load("mini")
-        renderings |= mini_renderings(decoder, tokenizer) | candidate_renderings(decoder, tokenizer, args.flow)
+        renderings |= mini_renderings(decoder, tokenizer) | candidate_renderings(decoder, tokenizer, flows)
         timing = speed(decoder, tokenizer, args.repeat)
     except ModelNotFound as error:
         print(f"mini decoder skipped: {error}")

@@ -27,7 +27,7 @@ from stepaudio.decoder.estimator import EstimatorConfig
 from stepaudio.decoder.flow import CFMConfig, FlowConfig, FlowModel, acoustic_codes, slot_places, time_aligned
 from stepaudio.decoder.hift import HiFT, HiFTConfig
 from stepaudio.errors import CheckpointError
-from stepaudio.tokenizer.interleave import ACOUSTIC_CODES, AUDIO_VOCAB, SEMANTIC_CODES
+from stepaudio.tokenizer.interleave import ACOUSTIC_CODES, ACOUSTIC_OFFSET, AUDIO_VOCAB, SEMANTIC_CODES
 from stepaudio.train.decoder_data import (
     DecoderDataset,
     Embed,
@@ -91,8 +91,8 @@ def corrupt_acoustic(tokens: torch.Tensor, max_rate: float) -> torch.Tensor:
     goes from 0.49 to 0.67; with the acoustic ones shuffled, to 3.5 (bench/decoder.py). A TTS LM gets the
     acoustic tokens wrong most often, so a flow that also reads the semantic tokens can say more of what it means."""
     rates = torch.rand(tokens.shape[0], 1, device=tokens.device) * max_rate
-    replaced = (tokens >= SEMANTIC_CODES) & (torch.rand(tokens.shape, device=tokens.device) < rates)
-    return torch.where(replaced, torch.randint_like(tokens, SEMANTIC_CODES, AUDIO_VOCAB), tokens)
+    replaced = (tokens >= ACOUSTIC_OFFSET) & (torch.rand(tokens.shape, device=tokens.device) < rates)
+    return torch.where(replaced, torch.randint_like(tokens, ACOUSTIC_OFFSET, AUDIO_VOCAB), tokens)
 
 
 class FlowObjective(nn.Module):
