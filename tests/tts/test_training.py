@@ -115,3 +115,41 @@ def test_train_tts_on_the_gpu_with_loading_workers(corpus, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
     assert SpeechLM.from_mini(tmp_path / "run").model.config.num_layers == 2
+
+
+def test_fine_tune_starts_from_an_export_and_keeps_its_vocabulary(corpus, tmp_path, capsys):
+    config = tmp_path / "sizes.json"
+    config.write_text(json.dumps({"hidden_size": 32, "intermediate_size": 48, "num_layers": 1, "num_heads": 2}))
+    base = ["train", "tts", "--manifest", str(corpus), "--steps", "1", "--batch-size", "2"]
+    assert main([*base, "--out", str(tmp_path / "base"), "--config", str(config), "--text-vocab", "700"]) == 0
+    # at learning rate 0 the fine-tune exports its initial weights: they are the base model's
+    tuned = [*base, "--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "base"), "--lr", "0"]
+    assert main([*tuned, "--speech-corruption", "0.5"]) == 0
+    first, second = SpeechLM.from_mini(tmp_path / "base"), SpeechLM.from_mini(tmp_path / "tuned")
+    assert second.tokenizer.audio_offset == 700 and second.model.config == first.model.config
+    assert (tmp_path / "tuned" / "tokenizer.model").read_bytes() == (tmp_path / "base" / "tokenizer.model").read_bytes()
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[name]), name
+    assert main([*tuned, "--config", str(config)]) == 1  # its sizes are the initial model's
+    assert "--config and --init exclude each other" in capsys.readouterr().err
+
+
+def test_speech_corruption_changes_only_input_speech_at_up_to_its_rate():
+    from stepaudio.lm.model import Transformer
+    from stepaudio.train.tts_recipe import TTSObjective, mini_config
+
+    torch.manual_seed(0)
+    model = Transformer(mini_config(700, hidden_size=32, intermediate_size=48, num_layers=1, num_heads=2))
+    ids = torch.cat([torch.randint(0, 700, (64, 50)), torch.randint(700, 5820, (64, 1201))], 1)
+    labels = torch.full_like(ids, IGNORE)
+    labels[:, -1] = ids[:, -1]  # the head runs on one position only
+    seen = []
+    model.hidden_states = lambda inputs: seen.append(inputs) or torch.zeros(*inputs.shape, 32)
+    objective = TTSObjective(model, guide_weight=0, speech_corruption=0.5, audio_offset=700)
+    objective({"ids": ids, "labels": labels})
+    inputs, changed = seen[0], seen[0] != ids[:, :-1]
+    assert not changed[:, :50].any() and bool((inputs[:, 50:] >= 700).all())  # text untouched, speech stays speech
+    rates = changed.sum(1) / 1200  # each row its own rate, up to 0.5
+    assert 0.4 < rates.max() <= 0.53 and rates.min() < 0.1 and 0.2 < rates.mean() < 0.3
+    TTSObjective(model, guide_weight=0, audio_offset=700)({"ids": ids, "labels": labels})
+    assert torch.equal(seen[1], ids[:, :-1])  # no corruption by default

@@ -72,8 +72,18 @@ def cmd_train(args: argparse.Namespace) -> None:
     elif args.recipe == "tts":
         from stepaudio.train import tts_recipe
 
+        if args.init and config_data:
+            raise OptionError("--config and --init exclude each other: a fine-tune keeps the initial model's sizes")
         step = tts_recipe.train_tts(
-            args.manifest, options, config_data, export, args.text_vocab, args.max_seconds, args.guide_weight
+            args.manifest,
+            options,
+            config_data,
+            export,
+            args.text_vocab,
+            args.max_seconds,
+            args.guide_weight,
+            args.speech_corruption,
+            Path(args.init) if args.init else None,
         )
     elif args.recipe == "flow":
         from safetensors.torch import load_file
@@ -228,6 +238,19 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         parser.add_argument("--max-seconds", type=float, default=10.0, help="skip longer utterances")
         parser.add_argument(
             "--guide-weight", type=float, default=1.0, help="weight of the attention guide's loss (0: no guide)"
+        )
+        parser.add_argument(
+            "--speech-corruption",
+            type=_rate,
+            default=0.0,
+            help="train on input speech tokens of which a random share, up to this rate per example, are replaced by "
+            "random ones (the targets stay), so that the LM reads its text rather than continuing the speech "
+            "(default 0: none)",
+        )
+        parser.add_argument(
+            "--init",
+            help="start from the TTS LM exported in this directory (lm.*, tokenizer.model, tts.json; its sizes and "
+            "text vocabulary): fine-tuning",
         )
     elif recipe == "semantic":
         parser.add_argument("--codes", type=int, default=1024, help="codebook size")

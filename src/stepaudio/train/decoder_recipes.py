@@ -37,6 +37,7 @@ from stepaudio.train.decoder_data import (
     vocoder_segment,
 )
 from stepaudio.train.loop import TrainOptions, train
+from stepaudio.train.token_noise import replace_at_random
 
 # Sized for RTF < 0.5 on 2 cores with 10 flow steps and 90 minutes of CPU training (see the bench).
 # Its encoder predicts 4 mel frames per 40 ms token (a linear regulator places them): mu is then a usable
@@ -90,9 +91,7 @@ def corrupt_acoustic(tokens: torch.Tensor, max_rate: float) -> torch.Tensor:
     hardly from the semantic one: with the semantic tokens shuffled in time, mini's resynth WER on eval-en
     goes from 0.49 to 0.67; with the acoustic ones shuffled, to 3.5 (bench/decoder.py). A TTS LM gets the
     acoustic tokens wrong most often, so a flow that also reads the semantic tokens can say more of what it means."""
-    rates = torch.rand(tokens.shape[0], 1, device=tokens.device) * max_rate
-    replaced = (tokens >= ACOUSTIC_OFFSET) & (torch.rand(tokens.shape, device=tokens.device) < rates)
-    return torch.where(replaced, torch.randint_like(tokens, ACOUSTIC_OFFSET, AUDIO_VOCAB), tokens)
+    return replace_at_random(tokens, ACOUSTIC_OFFSET, AUDIO_VOCAB, max_rate)
 
 
 class FlowObjective(nn.Module):

@@ -1,6 +1,8 @@
 """`stepaudio train tts`: the mini TTS LM, a small Step1 model (square-root ALiBi, GQA, SwiGLU)
 trained on the corpus in the official TTS prompt format, loss on the audio tokens and the end token,
-plus the attention guide that teaches it to read the text (`stepaudio.train.attention_guide`).
+plus the attention guide that teaches it to read the text (`stepaudio.train.attention_guide`), and
+optionally random speech tokens in its input (`TTSObjective`). A run can start from an exported model
+(`init`): fine-tuning keeps that model's text vocabulary.
 
 The run directory holds the text vocabulary (trained first, `tokenizer.model`), the checkpoint and
 the log; the export directory gets what `stepaudio.tts` loads: `tokenizer.model`, `lm.json`,
@@ -23,8 +25,10 @@ from stepaudio.tokenizer.interleave import AUDIO_VOCAB
 from stepaudio.train.attention_guide import AttentionGuide
 from stepaudio.train.data.manifest import read_split
 from stepaudio.train.loop import TrainOptions, train
+from stepaudio.train.token_noise import replace_at_random
 from stepaudio.train.tts_data import IGNORE, TTSDataset, collate_tts
 from stepaudio.train.tts_vocab import train_vocabulary
+from stepaudio.tts.speech_lm import SpeechLM
 from stepaudio.tts.text import normalize
 
 TEXT_VOCAB = 4096
@@ -33,15 +37,28 @@ MINI_TTS = dict(hidden_size=256, intermediate_size=704, num_layers=6, num_heads=
 
 class TTSObjective(nn.Module):
     """Cross-entropy of the next token where a label is given (the head runs only there), plus
-    `guide_weight` x the attention guide's loss (no guide at weight 0)."""
+    `guide_weight` x the attention guide's loss (no guide at weight 0).
 
-    def __init__(self, model: Transformer, guide_weight: float = 1.0):
+    speech_corruption: the input's speech tokens (not the targets) are replaced by random ones at a rate
+    drawn per example from [0, speech_corruption]. Taught on true speech, the LM predicts the next token
+    from the last ones (the codes of neighbouring 40 ms change little) and hardly from the text
+    (`bench/tts_text_use.py`), then drifts once it hears its own guesses; noisy speech makes the text
+    worth reading, as the pre-net dropout of Tacotron 2 (Shen et al., 2018) does for its decoder."""
+
+    def __init__(
+        self, model: Transformer, guide_weight: float = 1.0, speech_corruption: float = 0.0, audio_offset: int = 0
+    ):
         super().__init__()
         self.model, self.guide_weight = model, guide_weight
+        self.speech_corruption, self.audio_offset = speech_corruption, audio_offset
         self.guide = AttentionGuide(model) if guide_weight else None
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        hidden = self.model.hidden_states(batch["ids"][:, :-1])
+        inputs = batch["ids"][:, :-1]
+        if self.speech_corruption:
+            speech = (self.audio_offset, self.audio_offset + AUDIO_VOCAB)
+            inputs = replace_at_random(inputs, *speech, self.speech_corruption)
+        hidden = self.model.hidden_states(inputs)
         labels = batch["labels"][:, 1:]
         scored = labels != IGNORE
         logits = self.model.lm_head(hidden[scored])
@@ -73,6 +90,16 @@ def mini_config(audio_offset: int, **overrides) -> LMConfig:
     )
 
 
+def fresh_model(config: LMConfig) -> Transformer:
+    """Small initial weights: a deep narrow model starts stable."""
+    model = Transformer(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0, 0.02)
+    return model
+
+
 def train_tts(
     manifest: Path,
     options: TrainOptions,
@@ -81,21 +108,27 @@ def train_tts(
     text_vocab: int = TEXT_VOCAB,
     max_seconds: float = 10.0,
     guide_weight: float = 1.0,
+    speech_corruption: float = 0.0,
+    init: Path | None = None,
 ) -> int:
+    """init: an exported TTS LM to start from (its config and text vocabulary; not `sizes`, `text_vocab`)."""
     out = Path(options.out)
     tokenizer_file = out / "tokenizer.model"
-    if not tokenizer_file.is_file():  # trained once per run, so --resume keeps the same ids
-        texts = [normalize(u.text, u.language) for u in read_split(manifest, "train")]
-        train_vocabulary(texts, tokenizer_file, text_vocab)
+    if init is not None:
+        initial = SpeechLM.from_mini(init)  # every file there, or a clear error
+        model, text_vocab = initial.model.requires_grad_(True), initial.tokenizer.audio_offset
+        if not tokenizer_file.is_file():
+            out.mkdir(parents=True, exist_ok=True)
+            tokenizer_file.write_bytes((Path(init) / "tokenizer.model").read_bytes())
+    else:
+        model = fresh_model(mini_config(text_vocab, **(sizes or {})))
+        if not tokenizer_file.is_file():  # trained once per run, so --resume keeps the same ids
+            texts = [normalize(u.text, u.language) for u in read_split(manifest, "train")]
+            train_vocabulary(texts, tokenizer_file, text_vocab)
     tokenizer = SentencePieceTokenizer(tokenizer_file, audio_offset=text_vocab)
     dataset = TTSDataset(manifest, tokenizer, max_seconds=max_seconds, seed=options.seed)
-    model = Transformer(mini_config(text_vocab, **(sizes or {})))
-    with torch.no_grad():  # small initial weights: a deep narrow model starts stable
-        for param in model.parameters():
-            if param.dim() == 2:
-                param.normal_(0, 0.02)
     return train(
-        TTSObjective(model, guide_weight),
+        TTSObjective(model, guide_weight, speech_corruption, text_vocab),
         dataset,
         collate_tts,
         options,
