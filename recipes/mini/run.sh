@@ -131,6 +131,19 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   # did worse on held-out speech (a /tmp check on 60 test utterances: loss 2.97 / 3.31 on the semantic / acoustic
   # tokens against 2.35 / 2.71 at 6 x 256): on these tokens more capacity memorises rather than reads.
   # Earlier CPU runs with the guide to step 4300 of 8 examples also babbled (the first 12 test sentences: WER 1.44).
+  # Why it cannot read (2026-11-27): the acoustic codes are each voice's own (python bench/token_voices.py: English
+  # voices share 0.13 of their acoustic code distributions, 0.70 of their semantic ones; one voice's two halves
+  # 0.86), so the LM learns what a text becomes voice by voice, from ~290 English utterances each.
+  # Tried and not packaged (2026-11-27, CPU; bench/tts.py --tag-sentences 1, same session: packaged WER 1.41):
+  # - one voice with ten times the speech (piper joe, 3077 utterances, `stepaudio data synth data/corpus-joe --hours 3
+  #   --mix en=1 --voices piper:en_US-joe-medium --test-voices 1`), a fresh LM, 900 steps of 16 (~47 min): WER 1.64,
+  #   cloning lost (6/15); teacher-forced on joe's test speech (bench/tts_text_use.py --corpus data/corpus-joe
+  #   --split test) loss 2.78 with its own text vs 2.95 with another, the packaged LM 3.40 vs 3.79.
+  # - the packaged LM fine-tuned on input speech partly replaced by random tokens, so that the text is worth
+  #   reading (the command below, 500 steps of 16, 32 min): held-out loss 2.36 own / 2.58 other text (packaged
+  #   2.48 / 2.74), but WER 2.00, more babble.
+  #   "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts-sc" --init "$assets/tts" \
+  #     --speech-corruption 0.5 --steps 500 --batch-size 16 --lr 3e-4 --warmup 50 --device cpu
   "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" --export "$assets/tts" \
     --steps 1700 --batch-size 64 --lr 1e-3 --warmup 300 --save-every 500 --device cuda --workers 4
 fi
