@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stepaudio.errors import StepAudioError
 from stepaudio.tokenizer.interleave import ACOUSTIC_CODES, SEMANTIC_CODES, split
 from stepaudio.train.data.manifest import manifest_dir, read_split
 from stepaudio.train.decoder_data import tokenized
@@ -59,9 +60,13 @@ def main() -> None:
     args = parser.parse_args()
     manifest = args.corpus / "manifest.jsonl"
     root = manifest_dir(manifest)
+    try:
+        utterances = tokenized(read_split(manifest, args.split), root)
+    except StepAudioError as error:
+        parser.error(str(error))
     # language -> stream -> voice -> histograms
     counts = defaultdict(lambda: {"semantic": defaultdict(list), "acoustic": defaultdict(list)})
-    for utterance in tokenized(read_split(manifest, args.split), root):
+    for utterance in utterances:
         semantic, acoustic = split(np.load(root / utterance.tokens).reshape(-1))
         by_stream = counts[utterance.language]
         by_stream["semantic"][utterance.voice].append(np.bincount(semantic, minlength=SEMANTIC_CODES))
