@@ -11,7 +11,8 @@ uses of. A TTS LM learns what codes a text becomes for each voice apart when its
 
 The mini tokenizer on data/corpus-v1 (17 English voices, 2026-11-27): semantic 0.70 between voices,
 acoustic 0.13, with a third of the acoustic tokens on codes owned by one voice (the 40 ms mel slices
-hold the voice); the same slices with each utterance's mean taken away, 0.17.
+hold the voice); the same slices with each utterance's mean taken away (a corpus tokenized by a codebook of
+`stepaudio train kmeans acoustic --utterance-mean`), 0.17.
 """
 
 from __future__ import annotations

@@ -145,11 +145,11 @@ def test_speech_corruption_changes_only_input_speech_at_up_to_its_rate():
     labels[:, -1] = ids[:, -1]  # the head runs on one position only
     seen = []
     model.hidden_states = lambda inputs: seen.append(inputs) or torch.zeros(*inputs.shape, 32)
-    objective = TTSObjective(model, guide_weight=0, speech_corruption=0.5, audio_offset=700)
+    objective = TTSObjective(model, guide_weight=0, speech_corruption=0.5)
     objective({"ids": ids, "labels": labels})
     inputs, changed = seen[0], seen[0] != ids[:, :-1]
     assert not changed[:, :50].any() and bool((inputs[:, 50:] >= 700).all())  # text untouched, speech stays speech
     rates = changed.sum(1) / 1200  # each row its own rate, up to 0.5
     assert 0.4 < rates.max() <= 0.53 and rates.min() < 0.1 and 0.2 < rates.mean() < 0.3
-    TTSObjective(model, guide_weight=0, audio_offset=700)({"ids": ids, "labels": labels})
+    TTSObjective(model, guide_weight=0)({"ids": ids, "labels": labels})
     assert torch.equal(seen[1], ids[:, :-1])  # no corruption by default

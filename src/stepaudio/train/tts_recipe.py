@@ -45,19 +45,16 @@ class TTSObjective(nn.Module):
     (`bench/tts_text_use.py`), then drifts once it hears its own guesses; noisy speech makes the text
     worth reading, as the pre-net dropout of Tacotron 2 (Shen et al., 2018) does for its decoder."""
 
-    def __init__(
-        self, model: Transformer, guide_weight: float = 1.0, speech_corruption: float = 0.0, audio_offset: int = 0
-    ):
+    def __init__(self, model: Transformer, guide_weight: float = 1.0, speech_corruption: float = 0.0):
         super().__init__()
-        self.model, self.guide_weight = model, guide_weight
-        self.speech_corruption, self.audio_offset = speech_corruption, audio_offset
+        self.model, self.guide_weight, self.speech_corruption = model, guide_weight, speech_corruption
         self.guide = AttentionGuide(model) if guide_weight else None
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         inputs = batch["ids"][:, :-1]
         if self.speech_corruption:
-            speech = (self.audio_offset, self.audio_offset + AUDIO_VOCAB)
-            inputs = replace_at_random(inputs, *speech, self.speech_corruption)
+            vocab = self.model.config.vocab_size  # the speech tokens are the last AUDIO_VOCAB ids (mini_config)
+            inputs = replace_at_random(inputs, vocab - AUDIO_VOCAB, vocab, self.speech_corruption)
         hidden = self.model.hidden_states(inputs)
         labels = batch["labels"][:, 1:]
         scored = labels != IGNORE
@@ -116,6 +113,7 @@ def train_tts(
     tokenizer_file = out / "tokenizer.model"
     if init is not None:
         initial = SpeechLM.from_mini(init)  # every file there, or a clear error
+        # SpeechLM freezes its model for inference; training needs the gradients back
         model, text_vocab = initial.model.requires_grad_(True), initial.tokenizer.audio_offset
         if not tokenizer_file.is_file():
             out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +126,7 @@ def train_tts(
     tokenizer = SentencePieceTokenizer(tokenizer_file, audio_offset=text_vocab)
     dataset = TTSDataset(manifest, tokenizer, max_seconds=max_seconds, seed=options.seed)
     return train(
-        TTSObjective(model, guide_weight, speech_corruption, text_vocab),
+        TTSObjective(model, guide_weight, speech_corruption),
         dataset,
         collate_tts,
         options,
