@@ -18,6 +18,7 @@ training voices Whisper tiny.en understands (Piper, flite, festival HTS).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -116,6 +117,19 @@ def resynthesis(decoder, tokenizer, transform=None):
     return resynth
 
 
+class EncodedOnce:
+    """The tokenizer, encoding each utterance once: every resynth row (and mu) tokenizes the same audio."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.encodings = tokenizer, {}
+
+    def encode(self, samples: np.ndarray, sample_rate: int, *, prompt: bool = False):
+        key = (hashlib.blake2b(samples.tobytes(), digest_size=16).digest(), sample_rate, prompt)
+        if key not in self.encodings:
+            self.encodings[key] = self.tokenizer.encode(samples, sample_rate, prompt=prompt)
+        return self.encodings[key]
+
+
 def candidate_renderings(decoder, tokenizer, flows: dict) -> dict:
     """Resynth with each trained flow (e.g. a run's export) in place of the packaged one, the rest of
     mini unchanged: candidates judged in the same run as the packaged flow."""
@@ -180,7 +194,8 @@ def main() -> None:
         from stepaudio.tokenizer.dual import DualTokenizer
 
         decoder, tokenizer = SpeechDecoder.load("mini"), DualTokenizer.load("mini")
-        renderings |= mini_renderings(decoder, tokenizer) | candidate_renderings(decoder, tokenizer, flows)
+        encoded = EncodedOnce(tokenizer)
+        renderings |= mini_renderings(decoder, encoded) | candidate_renderings(decoder, encoded, flows)
         timing = speed(decoder, tokenizer, args.repeat)
     except ModelNotFound as error:
         print(f"mini decoder skipped: {error}")
