@@ -83,7 +83,8 @@ def mini_renderings(decoder, tokenizer) -> dict:
     @torch.inference_mode()
     def prior(x: np.ndarray) -> np.ndarray:
         tokens = torch.tensor(tokenizer.encode(x, 16000).interleaved).long()
-        return voiced(decoder.flow.prior(tokens, tokens[:0], 0, decoder.flow.config.mel_frames(len(tokens))))
+        embedding = decoder.voice(x, 16000, tokenizer.encode(x, 16000, prompt=True).interleaved).embedding
+        return voiced(decoder.flow.prior(tokens, tokens[:0], 0, decoder.flow.config.mel_frames(len(tokens)), embedding))
 
     return {
         "mini vocoder on that mel": vocoder,

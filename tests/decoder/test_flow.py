@@ -85,8 +85,9 @@ def test_padding_does_not_change_the_encoding(flow):
     tokens = torch.randint(0, 5120, (1, 17))
     padded = torch.cat([tokens, torch.randint(0, 5120, (1, 6))], dim=1)
     with torch.inference_mode():
-        alone = flow.encode(tokens)
-        batched = flow.encode(torch.cat([padded, padded]), torch.tensor([17, 23]))
+        speaker = torch.zeros(1, flow.config.spk_embed_dim)
+        alone = flow.encode(tokens, speaker)
+        batched = flow.encode(torch.cat([padded, padded]), torch.cat([speaker, speaker]), torch.tensor([17, 23]))
     torch.testing.assert_close(batched[0, :17], alone[0], atol=1e-5, rtol=1e-4)
 
 
@@ -199,8 +200,19 @@ def test_a_new_slot_frames_flow_starts_with_mu_at_the_mel_of_its_acoustic_codes(
     flow = FlowModel(replace(TINY_FLOW, token_layout="time_aligned", slot_frames=4, sampling_ratios=())).eval()
     torch.nn.init.normal_(flow.code_mel.weight)
     tokens = torch.tensor([0, 1, 1024, 1025, 1026])  # one group: acoustic codes 0, 1, 2
-    h = flow.encode(tokens[None])  # [1, 3 slots, 4 x 80]
+    h = flow.encode(tokens[None], torch.randn(1, flow.config.spk_embed_dim))  # [1, 3 slots, 4 x 80]
     assert torch.equal(h[0], flow.code_mel.weight[:3])
     mu = flow.length_regulator([(h, 10)])[0]  # 10 frames over 3 slots of 4 places
     assert torch.allclose(mu[:, 0], flow.code_mel.weight[0, :80])  # frame 0: first place of slot 0
     assert torch.allclose(mu[:, -1], flow.code_mel.weight[2, 160:240])  # frame 9 at 2.7: third place of slot 2
+
+
+def test_an_encoder_told_the_speaker_starts_deaf_to_it_and_learns_to_hear_it():
+    flow = FlowModel(replace(TINY_FLOW, encoder_speaker=True)).eval()
+    tokens = torch.randint(0, 5120, (1, 20))
+    one, other = torch.randn(2, 1, flow.config.spk_embed_dim)
+    with torch.inference_mode():
+        assert torch.equal(flow.encode(tokens, one), flow.encode(tokens, other))  # zero projection: as official
+        torch.nn.init.normal_(flow.encoder_speaker.weight)
+        assert not torch.allclose(flow.encode(tokens, one), flow.encode(tokens, other))
+    assert "encoder_speaker.weight" not in FlowModel(TINY_FLOW).state_dict()  # official flows: no such weight

@@ -156,6 +156,54 @@ def test_a_fine_tune_trains_a_flow_of_the_given_config_with_the_initial_weights(
     assert all(torch.equal(initial.state_dict()[k], v) for k, v in flow.state_dict().items())
 
 
+def test_flow_fine_tuned_to_hear_the_speaker_in_its_encoder_starts_as_it_was(corpus):
+    first, second = corpus / "first", corpus / "second"
+    assert main(train_args(corpus, "flow", first, 1, "--speaker", "none", "--embedding-init", "none")) == 0
+    args = train_args(corpus, "flow", second, 1, "--speaker", "none", "--lr", "0", "--init", str(first))
+    assert main([*args, "--encoder-speaker"]) == 0
+    before, after = (load_model(FlowModel, FlowConfig, run, "flow") for run in (first, second))
+    assert not before.config.encoder_speaker and after.config.encoder_speaker
+    assert all(torch.equal(v, after.state_dict()[k]) for k, v in before.state_dict().items())
+    assert not after.encoder_speaker.weight.any()  # the new projection starts at zero: the same flow
+
+
+def test_acoustic_tokenizer_trains_and_exports(corpus):
+    from stepaudio.tokenizer.acoustic_fsq import AcousticFSQTokenizer, load_acoustic_mini
+
+    out = corpus / "acoustic"
+    command = ["train", "acoustic", "--manifest", str(corpus / "manifest.jsonl"), "--out", str(out), "--steps", "2",
+               "--batch-size", "2", "--log-every", "1", "--warmup", "1"]  # fmt: skip
+    assert main(command) == 0
+    assert log_steps(out) == [1, 2]
+    tokenizer = load_acoustic_mini(out / "acoustic_codebook.safetensors")
+    assert isinstance(tokenizer, AcousticFSQTokenizer)
+    assert len(tokenizer.encode(speechlike(1.0, 16000))) == 25
+    assert main([*command, "--config", str(corpus / "flow.json")]) == 1
+
+
+def test_the_acoustic_autoencoder_learns_to_give_a_batch_back():
+    from stepaudio.tokenizer.acoustic_fsq import AcousticFSQConfig, FSQEncoder
+    from stepaudio.train.acoustic_recipe import AcousticObjective, SpeakerMelDecoder, collate_slices, slot_frames
+
+    torch.manual_seed(0)
+    config = AcousticFSQConfig(channels=32, blocks=2)
+    objective = AcousticObjective(FSQEncoder(config), SpeakerMelDecoder(config, 8, channels=32, blocks=2))
+    mixing = torch.randn(2, config.dim)
+    slices = [torch.randn(n, 2) @ mixing for n in (25, 18)]  # two numbers per slot: what 4 FSQ levels can carry
+    mels = [x[:, :80].repeat_interleave(4, 0).T[:, : slot_frames(len(x))] for x in slices]  # the slots' own numbers
+    examples = [{"slices": x, "mel": m, "embedding": torch.randn(8)} for x, m in zip(slices, mels, strict=True)]
+    batch = collate_slices(examples)
+    optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss, parts = objective(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert set(parts) == {"l1", "l2"} and losses[-1] < 0.3 * losses[0], losses[::10]
+
+
 def test_vocoder_trains_and_exports(corpus):
     out = corpus / "voc"
     assert main(train_args(corpus, "vocoder", out, 2, "--segment-frames", "16", "--export", str(corpus / "mini"))) == 0

@@ -3,6 +3,7 @@
 stepaudio train flow --manifest corpus/manifest.jsonl --out runs/flow --export models/mini-decoder
 torchrun --nproc_per_node 2 -m stepaudio.cli train vocoder --manifest ... --out runs/vocoder
 stepaudio train kmeans acoustic --manifest corpus/manifest.jsonl --out acoustic_codebook.safetensors
+stepaudio train acoustic --manifest corpus/manifest.jsonl --out runs/acoustic --export acoustic_codebook.safetensors
 stepaudio train semantic --manifest corpus/manifest.jsonl --out runs/semantic --export semantic_codebook.safetensors
 stepaudio train tts --manifest corpus/manifest.jsonl --out runs/tts --export models/mini-tts
 """
@@ -69,6 +70,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         step, test = report["step"], report["test"]
         cer = ", ".join(f"{language} {value:.3f}" for language, value in test["cer"].items())
         print(f"test split: CER of the code reader {cer}; perplexity {test['usage']['perplexity']:.0f} of {args.codes}")
+    elif args.recipe == "acoustic":
+        from stepaudio.decoder.speaker import GE2E
+        from stepaudio.models.store import resolve_model
+        from stepaudio.train.acoustic_recipe import train_acoustic
+
+        if config_data:
+            raise OptionError("train acoustic has no --config: its sizes are the mini tokenizer's")
+        export = export or options.out / "acoustic_codebook.safetensors"
+        embed = GE2E.from_resemblyzer(resolve_model("mini").require("speaker"))
+        step = train_acoustic(args.manifest, options, embed, export)
     elif args.recipe == "tts":
         from stepaudio.train import tts_recipe
 
@@ -86,15 +97,20 @@ def cmd_train(args: argparse.Namespace) -> None:
             Path(args.init) if args.init else None,
         )
     elif args.recipe == "flow":
+        import dataclasses
+
         from safetensors.torch import load_file
 
         from stepaudio.decoder.checkpoint import load_model
         from stepaudio.decoder.flow import FlowModel
         from stepaudio.models.store import resolve_model
+        from stepaudio.tokenizer.acoustic_fsq import code_vectors
 
         initial = load_model(FlowModel, FlowConfig, Path(args.init), "flow") if args.init else None
         default = config_from_dict(FlowConfig, config_data) if config_data else decoder_recipes.MINI_FLOW
         config = initial.config if initial else default
+        if args.encoder_speaker:
+            config = dataclasses.replace(config, encoder_speaker=True)
         if args.encoder_dropout is not None:
             config = decoder_recipes.with_encoder_dropout(config, args.encoder_dropout)
         mini = resolve_model("mini")
@@ -108,7 +124,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         if embedding_init != "none" and not args.resume:  # a resumed run has its embeddings
             streams = ("semantic_codebook", "acoustic_codebook")
             wanted = streams if embedding_init == "codebooks" else [f"{embedding_init}_codebook"]
-            codebooks = tuple(load_file(mini.require(s))["centroids"] if s in wanted else None for s in streams)
+            vectors = {"semantic_codebook": lambda f: load_file(f)["centroids"], "acoustic_codebook": code_vectors}
+            codebooks = tuple(vectors[s](mini.require(s)) if s in wanted else None for s in streams)
         step = decoder_recipes.train_flow(
             args.manifest,
             options,
@@ -138,6 +155,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_gradient_recipe(recipes, "flow", "the speech decoder's flow (tokens -> mel)")
     _add_gradient_recipe(recipes, "vocoder", "the vocoder (mel -> PCM)")
     _add_gradient_recipe(recipes, "tts", "the TTS language model (text + voice prompt -> speech tokens)")
+    _add_gradient_recipe(recipes, "acoustic", "the learned acoustic tokenizer (40 ms log-mel slices -> 4096 FSQ codes)")
     _add_gradient_recipe(recipes, "semantic", "the semantic tokenizer's codebook (Whisper frames -> 1024 codes)")
     kmeans = recipes.add_parser(
         "kmeans",
@@ -172,7 +190,11 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     )
     parser.add_argument("--manifest", required=True, type=Path, help="corpus manifest (JSONL)")
     parser.add_argument("--out", required=True, help="run directory: checkpoint, log, feature cache")
-    parser.add_argument("--export", help="where to write flow.* / hift.* weights (default: --out)")
+    parser.add_argument(
+        "--export",
+        help="where to write the weights (default: --out): a directory (flow, vocoder, tts) or a .safetensors file "
+        "(acoustic, semantic)",
+    )
     parser.add_argument(
         "--config", help="model config JSON (default: the mini size; for tts: LM sizes, e.g. hidden_size)"
     )
@@ -227,6 +249,12 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
             "with --init, that flow's)",
         )
         parser.add_argument(
+            "--encoder-speaker",
+            action="store_true",
+            help="tell the flow's encoder the speaker (for the learned acoustic tokens, which leave the voice out; "
+            "with --init, the new projection starts at zero)",
+        )
+        parser.add_argument(
             "--acoustic-corruption",
             type=_rate,
             default=0.0,
@@ -256,7 +284,7 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         parser.add_argument("--codes", type=int, default=1024, help="codebook size")
         parser.add_argument("--dim", type=int, default=32, help="dimension of the codes (cosine)")
         parser.add_argument("--max-hours", type=float, default=3.0, help="training audio to use")
-    else:
+    elif recipe == "vocoder":
         parser.add_argument("--segment-frames", type=int, default=32, help="mel frames per training segment")
     parser.set_defaults(run=cmd_train)
 

@@ -62,6 +62,10 @@ class FlowConfig:
     # predicts N mel vectors per 40 ms slot and each mel frame takes the one of its place in its slot, so
     # mu can follow sound changes inside a token, as the acoustic codes (4 mel frames each) do (mini).
     slot_frames: int = 0
+    # Whether the encoder is told the speaker (its projected embedding added to every input step), so that mu is
+    # that voice's rough mel. Official: no (its tokens are the voice-free S3 codes and a large estimator adds the
+    # voice). Mini with the learned acoustic codes (`acoustic_fsq`), which leave the voice out: yes.
+    encoder_speaker: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     cfm: CFMConfig = field(default_factory=CFMConfig)
@@ -209,6 +213,10 @@ class FlowModel(nn.Module):
         self.input_embedding = nn.Embedding(config.vocab_size, config.input_size)
         self.spk_embed_affine_layer = nn.Linear(config.spk_embed_dim, config.output_size)
         self.encoder = ConformerEncoder(config.encoder)
+        if config.encoder_speaker:  # starts at zero: a flow fine-tuned into this option starts as it was
+            self.encoder_speaker = nn.Linear(config.spk_embed_dim, config.input_size)
+            nn.init.zeros_(self.encoder_speaker.weight)
+            nn.init.zeros_(self.encoder_speaker.bias)
         self.encoder_proj = nn.Linear(config.encoder.output_size, config.output_size * max(1, config.slot_frames))
         self.length_regulator = LengthRegulator(config.output_size, config.sampling_ratios, config.slot_frames)
         if config.slot_frames:
@@ -257,20 +265,32 @@ class FlowModel(nn.Module):
         e = self.input_embedding(slots)  # [B, M, 3, C]
         return e[:, :, 0] + (e[:, :, 1] + e[:, :, 2]) / 2, lengths, acoustic_codes(slots)
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, N] ids -> [B, M, 80 x max(1, slot_frames)] (M = N, or the 40 ms slots when time-aligned);
-        padded steps are zeroed before the encoder as in training."""
+    def encode(
+        self, tokens: torch.Tensor, embedding: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, N] ids (and speaker embeddings [B, spk_embed_dim], read with `encoder_speaker`) -> [B, M, 80 x
+        max(1, slot_frames)] (M = N, or the 40 ms slots when time-aligned); padded steps are zeroed before the
+        encoder as in training."""
         given = lengths is not None
         lengths = lengths if given else torch.full((tokens.shape[0],), tokens.shape[1], device=tokens.device)
         h, lengths, acoustic = self._embed(tokens, lengths)
+        if self.config.encoder_speaker:
+            h = h + self.encoder_speaker(F.normalize(embedding.to(h), dim=1))[:, None]
         h = h * (torch.arange(h.shape[1], device=h.device)[None] < lengths[:, None])[..., None].to(h)
         out = self.encoder_proj(self.encoder(h, lengths if given else None))
         return out + self.code_mel(acoustic) if self.config.slot_frames else out
 
-    def prior(self, tokens: torch.Tensor, prompt_tokens: torch.Tensor, prompt_frames: int, frames: int) -> torch.Tensor:
+    def prior(
+        self,
+        tokens: torch.Tensor,
+        prompt_tokens: torch.Tensor,
+        prompt_frames: int,
+        frames: int,
+        embedding: torch.Tensor,  # [spk_embed_dim] speaker embedding (zeros: none)
+    ) -> torch.Tensor:
         """mu [1, 80, prompt_frames + frames]: the encoder's rough mel of the prompt's and the target's tokens,
         which the flow refines (the vocoder on it alone tells what the encoder gets from the tokens)."""
-        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None])  # [1, P_tok + N, 80] (interleaved)
+        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None], embedding[None].float())  # [1, P_tok + N, 80]
         split = self.encoded_length(len(prompt_tokens))
         return self.length_regulator([(h[:, :split], prompt_frames), (h[:, split:], frames)])
 
@@ -299,7 +319,7 @@ class FlowModel(nn.Module):
             raise ValueError("a voice prompt needs both its tokens and its mel (or neither)")
         if noise.shape != (self.config.output_size, prompt_frames + frames):
             raise ValueError(f"noise must be [{self.config.output_size}, {prompt_frames + frames}], got {noise.shape}")
-        mu = self.prior(tokens, prompt_tokens, prompt_frames, frames)
+        mu = self.prior(tokens, prompt_tokens, prompt_frames, frames, embedding)
         cond = torch.zeros_like(mu)
         cond[0, :, :prompt_frames] = prompt_mel
         cfm = self.config.cfm
@@ -327,7 +347,7 @@ class FlowModel(nn.Module):
         prior_weight adds Matcha-TTS's prior loss (mean squared distance of mu to the mel): CosyVoice
         trains without it, but it makes mu a rough mel early on, which a short CPU training needs.
         -> (total loss, its parts)."""
-        h = self.encode(tokens, token_lengths)
+        h = self.encode(tokens, embedding, token_lengths)
         token_lengths = torch.tensor([self.encoded_length(n) for n in token_lengths.tolist()])
         frames = mel.shape[2]
         mu = torch.stack(

@@ -1,7 +1,7 @@
 """The dual-codebook tokenizer: audio -> semantic (16.67 Hz) + acoustic (25 Hz) codes, interleaved 2:3.
 
 One class for both kinds of weights: the official pair (streaming Paraformer + k-means, S3 v1 25 Hz)
-or the mini pair (Whisper tiny.en encoder + k-means, 40 ms log-mel codebook). Input is conditioned
+or the mini pair (Whisper tiny.en encoder + k-means; a 40 ms log-mel codebook, k-means or learned). Input is conditioned
 as the official does: mono, 16 kHz, peak-normalised; voice prompts are also silence-trimmed.
 """
 
@@ -46,7 +46,7 @@ class DualTokenizer:
         resolved = resolve_model(model)
         if resolved.kind == "mini":
             from stepaudio.asr.transcribe import Transcriber
-            from stepaudio.tokenizer.acoustic_mini import AcousticMiniTokenizer
+            from stepaudio.tokenizer.acoustic_fsq import load_acoustic_mini
             from stepaudio.tokenizer.semantic_mini import SemanticMiniTokenizer
 
             semantic_codebook = resolved.require("semantic_codebook")
@@ -54,7 +54,7 @@ class DualTokenizer:
             transcriber = Transcriber.load(MINI)
             return cls(
                 SemanticMiniTokenizer.load(semantic_codebook, transcriber),
-                AcousticMiniTokenizer.load(acoustic_codebook),
+                load_acoustic_mini(acoustic_codebook),
             )
         from stepaudio.tokenizer.s3 import AcousticTokenizer
         from stepaudio.tokenizer.semantic import SemanticTokenizer

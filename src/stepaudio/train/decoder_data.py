@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from stepaudio.audio import load_audio, mel_spectrogram, resample
 from stepaudio.audio.decoder_mel import HOP_LENGTH, SAMPLE_RATE
+from stepaudio.audio.whisper_mel import log10_mel
 from stepaudio.decoder.flow import TOKENS_PER_SECOND
 from stepaudio.errors import DataError, TokenError
 from stepaudio.tokenizer.interleave import AUDIO_VOCAB
@@ -63,8 +64,11 @@ def tokenized(utterances: list[Utterance], root: Path) -> list[Utterance]:
 
 
 class DecoderDataset(torch.utils.data.Dataset):
-    """Utterance i -> what one recipe trains on, cached per utterance:
-    the flow's {tokens [N], mel [80, T], embedding [D]} or the vocoder's {mel [80, T], f0 [T], audio [T * 256]}."""
+    """Utterance i -> what one recipe (`kind`) trains on, cached per utterance: the flow's {tokens [N], mel [80, T],
+    embedding [D]}, the vocoder's {mel [80, T], f0 [T], audio [T * 256]} or the acoustic tokenizer's {logmel
+    [80, F] (its 16 kHz input, `log10_mel`), mel [80, T], embedding [D]}."""
+
+    KINDS = ("flow", "vocoder", "acoustic")
 
     def __init__(
         self,
@@ -74,13 +78,15 @@ class DecoderDataset(torch.utils.data.Dataset):
         tokenize: Tokenize | None = None,
         embed: Embed | None = None,
         embedding_dim: int = 256,
-        vocoder: bool = False,
+        kind: str = "flow",
     ):
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, not {kind!r}")
         self.utterances, self.root = read_split(manifest, split), manifest_dir(manifest)
-        if not vocoder and tokenize is None:
+        if kind == "flow" and tokenize is None:
             self.utterances = tokenized(self.utterances, self.root)
         self.cache_dir = Path(cache_dir)
-        self.tokenize, self.embed, self.embedding_dim, self.vocoder = tokenize, embed, embedding_dim, vocoder
+        self.tokenize, self.embed, self.embedding_dim, self.kind = tokenize, embed, embedding_dim, kind
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
     def __len__(self) -> int:
@@ -92,7 +98,8 @@ class DecoderDataset(torch.utils.data.Dataset):
         embedder = f"{type(self.embed).__name__}:{self.embedding_dim}" if self.embed else "none"
         tokens = self.root / utterance.tokens if utterance.tokens else None
         made = tokens.stat().st_mtime_ns if tokens and tokens.is_file() else None  # tokens made again: a new key
-        key = f"{audio}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{made}|{self.vocoder}|{embedder}"
+        kind = {"flow": False, "vocoder": True}.get(self.kind, self.kind)  # as keyed before the acoustic kind
+        key = f"{audio}|{stat.st_mtime_ns}|{stat.st_size}|{utterance.tokens}|{made}|{kind}|{embedder}"
         return self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.safetensors"
 
     def _tokens(self, utterance: Utterance, samples16: np.ndarray) -> torch.Tensor:
@@ -110,18 +117,17 @@ class DecoderDataset(torch.utils.data.Dataset):
         audio = resample(samples, rate, SAMPLE_RATE)
         samples16 = resample(samples, rate, TOKENIZER_RATE)
         mel = mel_spectrogram(audio)
-        if self.vocoder:
+        if self.kind == "vocoder":
             f0 = torch.from_numpy(estimate_f0(audio))
             return {
                 "mel": mel,
                 "f0": torch.nn.functional.pad(f0, (0, mel.shape[1] - len(f0))),
                 "audio": torch.from_numpy(audio[: mel.shape[1] * HOP_LENGTH].copy()),
             }
-        return {
-            "tokens": self._tokens(utterance, samples16),
-            "mel": mel,
-            "embedding": self.embed(samples16).float() if self.embed else torch.zeros(self.embedding_dim),
-        }
+        embedding = self.embed(samples16).float() if self.embed else torch.zeros(self.embedding_dim)
+        if self.kind == "acoustic":
+            return {"logmel": log10_mel(samples16).contiguous(), "mel": mel, "embedding": embedding}
+        return {"tokens": self._tokens(utterance, samples16), "mel": mel, "embedding": embedding}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         utterance = self.utterances[index]

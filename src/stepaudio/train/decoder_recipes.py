@@ -199,7 +199,10 @@ def train_flow(
     dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", tokenize, embed, config.spk_embed_dim)
     flow = FlowModel(config)
     if initial is not None:
-        load_strict(flow, initial.state_dict(), "the initial flow")
+        state = initial.state_dict()
+        if config.encoder_speaker and not initial.config.encoder_speaker:  # its new projection starts at zero
+            state |= {k: v for k, v in flow.state_dict().items() if k.startswith("encoder_speaker.")}
+        load_strict(flow, state, "the initial flow")
     if codebooks and not options.resume:
         sizes = [None if c is None else len(c) for c in codebooks]
         allowed = ((None, SEMANTIC_CODES), (None, ACOUSTIC_CODES))
@@ -230,7 +233,7 @@ def train_vocoder(
     export_dir: Path | None = None,
     segment_frames: int = 32,
 ) -> int:
-    dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", vocoder=True)
+    dataset = DecoderDataset(manifest, "train", Path(options.out) / "features", kind="vocoder")
     hift = HiFT(config)
     objective = VocoderObjective(hift)
     data = _Mapped(dataset, lambda example: vocoder_segment(example, segment_frames, None))
