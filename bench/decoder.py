@@ -133,13 +133,22 @@ class EncodedOnce:
 
 def candidate_renderings(decoder, tokenizer, flows: dict) -> dict:
     """Resynth with each trained flow (e.g. a run's export) in place of the packaged one, the rest of
-    mini unchanged: candidates judged in the same run as the packaged flow."""
+    mini unchanged: candidates judged in the same run as the packaged flow. A flow whose directory also
+    holds an acoustic tokenizer (`acoustic_codebook.safetensors`, the one that made its training tokens)
+    is given tokens made with it."""
     from stepaudio.decoder.speech_decoder import SpeechDecoder
+    from stepaudio.tokenizer.acoustic_fsq import load_acoustic_mini
+    from stepaudio.tokenizer.dual import DualTokenizer
 
-    return {
-        f"resynth, flow {directory}": resynthesis(SpeechDecoder(flow, decoder.hift, decoder.speaker), tokenizer)
-        for directory, flow in flows.items()
-    }
+    renderings = {}
+    for directory, flow in flows.items():
+        own = Path(directory) / "acoustic_codebook.safetensors"
+        tokens = tokenizer
+        if own.is_file():
+            tokens = EncodedOnce(DualTokenizer(tokenizer.tokenizer.semantic, load_acoustic_mini(own)))
+        candidate = SpeechDecoder(flow, decoder.hift, decoder.speaker)
+        renderings[f"resynth, flow {directory}"] = resynthesis(candidate, tokens)
+    return renderings
 
 
 def seeded(render, samples: np.ndarray) -> np.ndarray:
@@ -173,7 +182,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--flow", type=Path, action="append", default=[], metavar="DIR",
-        help="also resynthesise with this trained flow (flow.safetensors + flow.json) in place of mini's; repeatable",
+        help="also resynthesise with this trained flow (flow.safetensors + flow.json) in place of mini's, from tokens "
+        "of the acoustic tokenizer beside it if there is one (acoustic_codebook.safetensors); repeatable",
     )  # fmt: skip
     args = parser.parse_args()
     # candidate flows load first: one that is missing or broken is refused before any work
