@@ -2,7 +2,7 @@
 # The recipe that builds the mini model's trained parts, in stages (run from the repository root):
 #   bash recipes/mini/run.sh [STAGE [STOP_STAGE]]      e.g. `bash recipes/mini/run.sh 1 2`
 # Stage 0: synthesise the training corpus (8.5 h incl. the test split; ~18 min on 2 cores)
-# Stage 1: acoustic codebook, 4096 x 40 ms log-mel slices (~5 min)
+# Stage 1: acoustic codebook, 4096 x 40 ms log-mel slices (~5 min; a learned tokenizer is tried in its comment)
 # Stage 2: semantic codebook, 1024 x Whisper tiny.en frames pooled to 16.67 Hz (~12 min)
 # Stage 3: token files for the corpus (`stepaudio data tokenize`, ~4-7 utterances/s; resumable; token files
 #          made by another codebook are made again)
@@ -51,6 +51,20 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   # The utterance-mean codebook of the first experiment:
   #   "$stepaudio" train kmeans acoustic --manifest "$corpus/manifest.jsonl" --out "$assets/acoustic_codebook.safetensors" \
   #     --codes 4096 --max-hours 2 --iterations 30 --seed 0 --utterance-mean
+  # - a learned tokenizer (2026-11-27, `train acoustic`, the command below, 48 min on 2 cores): a convolutional encoder
+  #   over the same slices, its output rounded to 8 levels in 4 dimensions (FSQ, 4096 codes), trained with a decoder
+  #   that is given the speaker's GE2E embedding, so the codes need not carry the voice. The voices share its codes
+  #   (python bench/token_voices.py on the corpus re-tokenized with it: English acoustic 0.41 between voices, 0.03 of
+  #   the tokens on codes one voice owns; the k-means codes 0.13 and 0.34), and they keep more of what was said: that
+  #   decoder's own mel, vocoded by the mini vocoder, scored eval-en 0.43, LibriVox 0.47 (a /tmp script with
+  #   bench/decoder.py's sets and judge; the packaged flow's resynth 0.49 / 0.78). They are harder to predict from the
+  #   code before (count models on the test split: 10.0 bits against 7.5). Not packaged yet: the flow fine-tuned on them
+  #   (stage 5's comment) resynthesised better (eval-en 0.475, LibriVox 0.535), but the TTS LM must first be trained
+  #   again on them (stage 7, on a GPU).
+  #   Its export replaces the k-means codebook; stage 3 then re-tokenizes the corpus with it.
+  #   "$stepaudio" train acoustic --manifest "$corpus/manifest.jsonl" --out "$runs/acoustic" \
+  #     --export "$assets/acoustic_codebook.safetensors" --steps 3000 --batch-size 32 --lr 1e-3 --warmup 200 \
+  #     --log-every 50 --save-every 500 --precision fp32
 fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   "$stepaudio" train kmeans semantic --manifest "$corpus/manifest.jsonl" --out "$assets/semantic_codebook.safetensors" \
@@ -115,6 +129,16 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   #   "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow-corrupt" --export "$runs/flow-corrupt" \
   #     --init "$assets/decoder" --encoder-dropout 0 --acoustic-corruption 0.9 --steps 5000 --batch-size 8 \
   #     --max-tokens 200 --lr 3e-4 --warmup 100 --precision bf16
+  # Tried and not packaged (2026-11-27): the packaged flow fine-tuned on the learned acoustic tokens of stage 1's
+  # comment (the corpus re-tokenized with them, the tokenizer in the assets' place as its --export puts it), its
+  # encoder also given the speaker embedding (--encoder-speaker: those codes leave the voice out), 3000 steps
+  # (39 min). bench/decoder.py --corpus data/eval-en --flow "$runs/flow-fsq/export" (the tokenizer copied beside
+  # it), in one run with the packaged flow: eval-en 0.475 vs 0.492, LibriVox 0.535 vs 0.775; its encoder's rough mel
+  # is worse than the tokenizer's own decoder (eval-en 0.43 above). Better on real speech, but both numbers come from
+  # tokens the packaged TTS LM does not make: packaging waits for a TTS LM trained on them (a GPU session).
+  #   "$stepaudio" train flow --manifest "$corpus/manifest.jsonl" --out "$runs/flow-fsq" --export "$runs/flow-fsq/export" \
+  #     --init "$assets/decoder" --encoder-speaker --embedding-init acoustic --encoder-dropout 0 --steps 3000 \
+  #     --batch-size 8 --max-tokens 200 --lr 5e-4 --warmup 100 --save-every 500 --precision bf16
 fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   "$stepaudio" data synth data/eval-en --max-utterances 0 --mix en=1 --test-voices 1 --seed 0 \

@@ -15,6 +15,8 @@ said; the speaker's and the channel's average spectrum is left to the decoder's 
 speaker embedding. A stream can only take away the mean of the frames so far, and 4096 fine codes
 feel the difference: with the codebook of the 2026-11-27 experiment (recipes/mini/run.sh stage 1), half
 the streamed codes of the LibriVox clips differ from the offline ones, in their second halves too.
+
+The learned alternative, whose codes the voices share, is `acoustic_fsq`; `load_acoustic_mini` loads either.
 """
 
 from __future__ import annotations
