@@ -58,9 +58,11 @@ def corpus(tmp_path) -> Path:
 
 
 def train_args(corpus: Path, recipe: str, out: Path, steps: int, *extra: str) -> list[str]:
+    """The command line of a tiny run; a fine-tune (--init) takes its sizes from the initial model, not --config."""
+    config = [] if "--init" in extra else ["--config", str(corpus / f"{'flow' if recipe == 'flow' else 'hift'}.json")]
     return ["train", recipe, "--manifest", str(corpus / "manifest.jsonl"), "--out", str(out), "--steps", str(steps),
             "--batch-size", "2", "--log-every", "1", "--save-every", "100", "--warmup", "1",
-            "--config", str(corpus / f"{'flow' if recipe == 'flow' else 'hift'}.json"), *extra]  # fmt: skip
+            *config, *extra]  # fmt: skip
 
 
 def log_steps(out: Path) -> list[int]:
@@ -128,6 +130,8 @@ def test_flow_fine_tune_with_its_encoder_dropout_changed(corpus, capsys):
     first, second = corpus / "first", corpus / "second"
     assert main(train_args(corpus, "flow", first, 1, "--speaker", "none", "--embedding-init", "none")) == 0
     args = train_args(corpus, "flow", second, 1, "--speaker", "none", "--lr", "0", "--init", str(first))
+    assert main([*args, "--config", str(corpus / "flow.json")]) == 1  # a fine-tune keeps the initial flow's sizes
+    assert "--config and --init exclude each other" in capsys.readouterr().err
     assert main([*args, "--encoder-dropout", "0"]) == 0
     before, after = (load_model(FlowModel, FlowConfig, run, "flow") for run in (first, second))
     assert before.config.encoder.dropout_rate == 0.1 and after.config.encoder == dataclasses.replace(

@@ -62,6 +62,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
     export = Path(args.export) if args.export else None
     config_data = json.loads(Path(args.config).read_text()) if args.config else None
+    if getattr(args, "init", None) and config_data:
+        raise OptionError("--config and --init exclude each other: a fine-tune keeps the initial model's sizes")
     if args.recipe == "semantic":
         from stepaudio.train.semantic_codebook import train_semantic_codebook
 
@@ -83,8 +85,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     elif args.recipe == "tts":
         from stepaudio.train import tts_recipe
 
-        if args.init and config_data:
-            raise OptionError("--config and --init exclude each other: a fine-tune keeps the initial model's sizes")
         step = tts_recipe.train_tts(
             args.manifest,
             options,
@@ -239,8 +239,8 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         )
         parser.add_argument(
             "--init",
-            help="start from the flow in this directory (flow.json + flow.safetensors; its config, not --config): "
-            "fine-tuning",
+            help="start from the flow in this directory (flow.json + flow.safetensors; its config: --config is "
+            "refused): fine-tuning",
         )
         parser.add_argument(
             "--encoder-dropout",
