@@ -152,8 +152,9 @@ class AcousticFSQTokenizer:
         encoder = FSQEncoder(config)
         weights = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
         missing, unexpected = encoder.load_state_dict(weights, strict=False)
-        if missing or unexpected or "mean" not in tensors or "std" not in tensors:
-            raise CheckpointError(f"{path}: missing {missing or ['mean/std']}, unexpected {unexpected}")
+        missing += [name for name in ("mean", "std") if name not in tensors]
+        if missing or unexpected:
+            raise CheckpointError(f"{path} does not fit its config: missing {missing}, unexpected {unexpected}")
         return cls(config, encoder.eval(), tensors["mean"], tensors["std"])
 
 
