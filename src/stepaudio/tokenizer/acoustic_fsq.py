@@ -15,7 +15,7 @@ window of 2 x context slices around it gives the same code as the whole utteranc
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from stepaudio.audio.whisper_mel import LogMelStream, log10_mel
-from stepaudio.errors import CheckpointError, ModelNotFound
-from stepaudio.tokenizer.acoustic_mini import stack_frames
+from stepaudio.errors import CheckpointError
+from stepaudio.tokenizer.acoustic_mini import read_config_beside, stack_frames, write_config_beside
 from stepaudio.tokenizer.input import SAMPLE_RATE, as_16k_mono
 
 
@@ -139,14 +139,12 @@ class AcousticFSQTokenizer:
         path = Path(path)
         tensors = {f"encoder.{k}": v.contiguous() for k, v in self.encoder.state_dict().items()}
         save_file(tensors | {"mean": self.mean, "std": self.std}, path)
-        path.with_suffix(".json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        write_config_beside(path, self.config)
 
     @classmethod
     def load(cls, path: str | Path) -> AcousticFSQTokenizer:
         path = Path(path)
-        if not path.is_file() or not path.with_suffix(".json").is_file():
-            raise ModelNotFound(f"acoustic tokenizer not found: {path} and its .json config")
-        raw = json.loads(path.with_suffix(".json").read_text())
+        raw = read_config_beside(path, "acoustic tokenizer")
         config = AcousticFSQConfig(**(raw | {"levels": tuple(raw.get("levels", AcousticFSQConfig.levels))}))
         tensors = load_file(path)
         encoder = FSQEncoder(config)

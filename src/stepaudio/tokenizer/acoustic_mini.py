@@ -55,6 +55,18 @@ def raw_slices(mel: torch.Tensor, config: AcousticMiniConfig, utterance_mean: to
     return stack_frames(mel, config.frames_per_token)
 
 
+def write_config_beside(path: Path, config) -> None:
+    """A tokenizer's dataclass config as JSON beside its weights (same name, .json)."""
+    path.with_suffix(".json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+
+
+def read_config_beside(path: Path, what: str) -> dict:
+    """The JSON config beside a tokenizer's weights; either file missing is ModelNotFound."""
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        raise ModelNotFound(f"{what} not found: {path} and its .json config")
+    return json.loads(path.with_suffix(".json").read_text())
+
+
 def stack_frames(mel: torch.Tensor, frames_per_token: int) -> torch.Tensor:
     """log10 mel [n_mels, frames] -> consecutive frames stacked per token [frames // k, n_mels * k]."""
     count = mel.shape[1] // frames_per_token
@@ -92,14 +104,12 @@ class AcousticMiniTokenizer:
         """Weights as safetensors at `path`, the config as JSON beside it (same name, .json)."""
         path = Path(path)
         save_file({"centroids": self.centroids, "mean": self.mean, "std": self.std}, path)
-        path.with_suffix(".json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        write_config_beside(path, self.config)
 
     @classmethod
     def load(cls, path: str | Path) -> AcousticMiniTokenizer:
         path = Path(path)
-        if not path.is_file() or not path.with_suffix(".json").is_file():
-            raise ModelNotFound(f"acoustic codebook not found: {path} and its .json config")
-        config = AcousticMiniConfig(**json.loads(path.with_suffix(".json").read_text()))
+        config = AcousticMiniConfig(**read_config_beside(path, "acoustic codebook"))
         tensors = load_file(path)
         return cls(config, tensors["centroids"], tensors["mean"], tensors["std"])
 
