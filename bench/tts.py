@@ -33,7 +33,7 @@ def load_tts(args) -> TTS:
     if not (args.lm or args.decoder):
         return TTS.load(args.model)
     from stepaudio.decoder.speech_decoder import SpeechDecoder
-    from stepaudio.tokenizer.dual import DualTokenizer
+    from stepaudio.tokenizer.dual import DualTokenizer, mini_tokens_tag
     from stepaudio.tts.pipeline import MINI_DEFAULT_VOICE
     from stepaudio.tts.speech_lm import SpeechLM
     from stepaudio.tts.voices import VoiceRegistry
@@ -43,7 +43,7 @@ def load_tts(args) -> TTS:
     decoder = SpeechDecoder.from_directory(args.decoder, mini.require("speaker")) if args.decoder else None
     decoder = decoder or SpeechDecoder.load("mini")
     voices = VoiceRegistry.load(mini.require("voices"))
-    return TTS(lm, decoder, voices, "mini", MINI_DEFAULT_VOICE, lambda: DualTokenizer.load("mini"))
+    return TTS(lm, decoder, voices, mini_tokens_tag(), MINI_DEFAULT_VOICE, lambda: DualTokenizer.load("mini"))
 
 
 def test_sentences(corpus: Path) -> list[str]:

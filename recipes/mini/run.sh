@@ -5,7 +5,7 @@
 # Stage 1: acoustic codebook, 4096 x 40 ms log-mel slices (~5 min; a learned tokenizer is tried in its comment)
 # Stage 2: semantic codebook, 1024 x Whisper tiny.en frames pooled to 16.67 Hz (~12 min)
 # Stage 3: token files for the corpus (`stepaudio data tokenize`, ~4-7 utterances/s; resumable; token files
-#          made by another codebook are made again)
+#          made by another codebook are made again), and the built-in voices' cached prompt tokens
 # Stage 4: the speech decoder's vocoder (HiFT, mel -> 22.05 kHz PCM)
 # Stage 5: the speech decoder's flow (tokens -> mel), on the utterances that have token files
 # Stage 6: the decoder's evaluation set: the 30 held-out English sentences read by training voices that
@@ -86,6 +86,10 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   "$stepaudio" data tokenize "$corpus"
+  # the built-in voices' prompt tokens, cached by the codebooks of stages 1-2 (the caches are named by their hash)
+  rm -f "$assets"/voices/*.npz
+  "$(dirname "$stepaudio")/python" -c "from stepaudio.tts import TTS; tts = TTS.load('mini')
+for name in tts.voices.builtin: tts.prepare_voice(tts.voices.get(name), tts.decoder)"
 fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   # The packaged vocoder was made on a shared machine as --steps 6000 stopped after step 500, then --resume

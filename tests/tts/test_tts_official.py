@@ -36,7 +36,7 @@ def official_tts(official_root, monkeypatch, tmp_path):
 
 def test_official_directory_speaks_in_a_registered_voice(official_tts):
     tts, prompts = official_tts
-    assert tts.kind == "official" and tts.default_voice == "Tingting"
+    assert tts.tokens_tag == "official" and tts.default_voice == "Tingting"
     assert tts.voices.names() == ["Tingting", "TingtingRAP"]
     assert tts.lm.tokenizer.audio_offset == 65536
     pcm, rate = tts.synthesize("你好。", seed=0)

@@ -68,3 +68,35 @@ def test_official_speakers_folder(tmp_path):
     (speaker,) = read_official_speakers(folder)
     assert (speaker.name, speaker.transcript, speaker.builtin) == ("Tingting", "你好", True)
     assert read_official_speakers(tmp_path / "nowhere") == []
+
+
+def test_builtin_mini_voices_ship_the_tokens_of_the_packaged_tokenizer():
+    """The shipped caches are named by the packaged codebooks' hash and hold what they make (recipe stage 3
+    caches them again after the codebooks are retrained)."""
+    from stepaudio.errors import ModelNotFound
+    from stepaudio.tokenizer.dual import DualTokenizer, mini_tokens_tag
+
+    try:
+        registry, tokenizer = VoiceRegistry.for_model("mini"), DualTokenizer.load("mini")
+    except ModelNotFound as error:
+        pytest.skip(str(error))
+    tag = mini_tokens_tag()
+    for name, voice in registry.builtin.items():
+        cache = voice.cache_file(tag)
+        assert cache.is_file(), f"{name} has no cache for {tag}: run recipes/mini/run.sh 3 3"
+        tokens = tokenizer.encode(voice.samples(), 16_000, prompt=True).interleaved
+        assert np.array_equal(np.load(cache)["tokens"], tokens), name
+
+
+def test_the_mini_tokens_tag_follows_the_codebooks(tmp_path, monkeypatch):
+    from stepaudio.models import store
+    from stepaudio.tokenizer.dual import mini_tokens_tag
+
+    before = mini_tokens_tag()
+    assert before.startswith("mini-") and before == mini_tokens_tag()
+    resolved = store.resolve_model("mini")
+    acoustic = tmp_path / "acoustic_codebook.safetensors"
+    acoustic.write_bytes(resolved.require("acoustic_codebook").read_bytes() + b"retrained")
+    found = {**resolved.found, "acoustic_codebook": acoustic}
+    monkeypatch.setattr(store, "_resolve_mini", lambda: store.ResolvedModel("mini", "mini", found, {}))
+    assert mini_tokens_tag() not in (before, "")

@@ -7,6 +7,7 @@ as the official does: mono, 16 kHz, peak-normalised; voice prompts are also sile
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +24,20 @@ from stepaudio.tokenizer.interleave import (
     AudioTokens,
     interleave,
 )
+
+
+def mini_tokens_tag() -> str:
+    """Names the tokens mini's tokenizer makes, for caches of prompt tokens: `mini-` and a hash of its
+    codebooks, which change when they are retrained, so tokens cached by earlier ones are not read as
+    today's. (The official tokenizer is fixed: its caches are tagged `official`.)"""
+    resolved = resolve_model(MINI)
+    digest = hashlib.sha256()
+    for component in ("semantic_codebook", "acoustic_codebook"):
+        weights = resolved.require(component)
+        for file in (weights, weights.with_suffix(".json")):
+            if file.is_file():
+                digest.update(file.read_bytes())
+    return f"mini-{digest.hexdigest()[:8]}"
 
 
 class CodeStream(Protocol):

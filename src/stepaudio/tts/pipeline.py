@@ -78,14 +78,15 @@ class TTS:
         lm: SpeechLM,
         decoder: SpeechDecoder,
         voices: VoiceRegistry,
-        kind: str,
+        tokens_tag: str,
         default_voice: str,
         tokenizer: Callable[[], object],
         music_decoder: SpeechDecoder | None = None,
     ):
         """tokenizer: returns the DualTokenizer matching the LM (loaded on first need: only new
-        prompts need it, the built-in mini voices come with their tokens)."""
-        self.lm, self.decoder, self.voices, self.kind = lm, decoder, voices, kind
+        prompts need it, the built-in mini voices come with their tokens); tokens_tag names the tokens
+        it makes (`official`, or `mini_tokens_tag()`), so the voices' caches are kept per tokenizer."""
+        self.lm, self.decoder, self.voices, self.tokens_tag = lm, decoder, voices, tokens_tag
         self.music_decoder, self._tokenizer_factory, self._tokenizer = music_decoder, tokenizer, None
         self.default_voice = default_voice
         self._prepared: dict[tuple[str, int, int], PreparedVoice] = {}
@@ -98,14 +99,15 @@ class TTS:
         when torch sees one), the tokenizer and the speaker encoder for new prompts on the CPU."""
         from stepaudio.device import pick_device
         from stepaudio.models.store import resolve_model
-        from stepaudio.tokenizer.dual import DualTokenizer
+        from stepaudio.tokenizer.dual import DualTokenizer, mini_tokens_tag
 
         resolved, where = resolve_model(model), pick_device(device)
         voices = VoiceRegistry.for_model(model)
         if resolved.kind == "mini":
             lm = SpeechLM.from_mini(resolved.require("tts_lm"), where)
             decoder = SpeechDecoder.load("mini").to(where)
-            return cls(lm, decoder, voices, "mini", MINI_DEFAULT_VOICE, lambda: DualTokenizer.load("mini"))
+            tag = mini_tokens_tag()
+            return cls(lm, decoder, voices, tag, MINI_DEFAULT_VOICE, lambda: DualTokenizer.load("mini"))
         folder = resolved.require("tts")
         names = voices.names()
         default = OFFICIAL_DEFAULT_VOICE if OFFICIAL_DEFAULT_VOICE in names else (names[0] if names else "")
@@ -142,7 +144,7 @@ class TTS:
         if key in self._prepared:
             return self._prepared[key]
         samples = entry.samples()
-        cache = entry.cache_file(self.kind if decoder is self.decoder else f"{self.kind}-music")
+        cache = entry.cache_file(self.tokens_tag if decoder is self.decoder else f"{self.tokens_tag}-music")
         if cache.is_file():
             stored = np.load(cache)
             tokens, embedding = stored["tokens"], torch.from_numpy(stored["embedding"])

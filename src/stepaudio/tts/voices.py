@@ -2,8 +2,9 @@
 
 A voice is stored as `NAME.wav` (the prompt, already conditioned: mono, 16 kHz, peak-normalised and
 silence-trimmed as the official does for prompts) and `NAME.json` (its transcript). What the models
-need from it (the prompt's speech tokens and speaker embedding) depends on the model, so it is
-cached beside it per model kind as `NAME.<kind>.npz`; the built-in mini voices ship with theirs.
+need from it (the prompt's speech tokens and speaker embedding) depends on the tokenizer, so it is
+cached beside it per tokenizer as `NAME.<tag>.npz` (`official`, or `mini-` and a hash of
+mini's codebooks: `stepaudio.tokenizer.dual.mini_tokens_tag`); the built-in mini voices ship with theirs.
 Built-in voices live in the package (mini) or in the official `speakers/` folder; user voices in
 $STEPAUDIO_VOICES_DIR, else $XDG_DATA_HOME/stepaudio/voices (~/.local/share/stepaudio/voices).
 """
@@ -61,8 +62,8 @@ class VoiceEntry:
     transcript: str
     builtin: bool
 
-    def cache_file(self, kind: str) -> Path:
-        return self.wav.with_name(f"{self.name}.{kind}.npz")
+    def cache_file(self, tag: str) -> Path:
+        return self.wav.with_name(f"{self.name}.{tag}.npz")
 
     def samples(self) -> np.ndarray:
         """The conditioned 16 kHz prompt (official speaker wavs are conditioned on the way in)."""
