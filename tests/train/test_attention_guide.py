@@ -30,6 +30,17 @@ def test_loss_is_lowest_for_attention_along_the_diagonal():
     assert loss_of(diagonal) < loss_of(uniform) < loss_of(reversed_order) < loss_of(elsewhere) == pytest.approx(1.0)
 
 
+def test_loss_averages_each_span_over_its_heads_and_speech_tokens_then_over_the_spans():
+    probs = torch.rand(2, 3, 30, 30).softmax(-1)
+    spans = [[(1, 5, 6, 14), (15, 18, 19, 30)], [(0, 9, 10, 25)]]
+    per_span = [
+        1 - (probs[row, :, s0:s1, t0:t1] * diagonal_band(s1 - s0, t1 - t0)).sum(-1).mean()
+        for row, row_spans in enumerate(spans)
+        for t0, t1, s0, s1 in row_spans
+    ]
+    assert guide_loss(probs, spans).item() == pytest.approx(torch.stack(per_span).mean().item(), rel=1e-5)
+
+
 @pytest.mark.parametrize("position", ["rope", "sqrt_alibi"])
 def test_recorded_probabilities_are_the_attention_the_layer_applies(position):
     model = tiny_model(position=position, num_layers=3)

@@ -132,6 +132,8 @@ def test_fine_tune_starts_from_an_export_and_keeps_its_vocabulary(corpus, tmp_pa
         assert torch.equal(value, second.model.state_dict()[name]), name
     assert main([*tuned, "--config", str(config)]) == 1  # its sizes are the initial model's
     assert "--config and --init exclude each other" in capsys.readouterr().err
+    assert main([*tuned, "--text-vocab", "900"]) == 1  # and so is its vocabulary
+    assert "--text-vocab and --init exclude each other" in capsys.readouterr().err
 
 
 def test_speech_corruption_changes_only_input_speech_at_up_to_its_rate():

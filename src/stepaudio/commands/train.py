@@ -85,12 +85,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     elif args.recipe == "tts":
         from stepaudio.train import tts_recipe
 
+        if args.init and args.text_vocab is not None:
+            raise OptionError("--text-vocab and --init exclude each other: a fine-tune keeps the initial vocabulary")
         step = tts_recipe.train_tts(
             args.manifest,
             options,
             config_data,
             export,
-            args.text_vocab,
+            args.text_vocab or tts_recipe.TEXT_VOCAB,
             args.max_seconds,
             args.guide_weight,
             args.speech_corruption,
@@ -262,7 +264,7 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
             "random codes, so that the flow reads the words from the semantic tokens too (default 0: none)",
         )
     elif recipe == "tts":
-        parser.add_argument("--text-vocab", type=int, default=4096, help="text pieces of the trained vocabulary")
+        parser.add_argument("--text-vocab", type=int, help="text pieces of the trained vocabulary (default 4096)")
         parser.add_argument("--max-seconds", type=float, default=10.0, help="skip longer utterances")
         parser.add_argument(
             "--guide-weight", type=float, default=1.0, help="weight of the attention guide's loss (0: no guide)"

@@ -30,15 +30,17 @@ def diagonal_band(speech_len: int, text_len: int, width: float = 0.2) -> torch.T
 
 
 def guide_loss(probs: torch.Tensor, spans: Sequence[Sequence[Span]], width: float = 0.2) -> torch.Tensor:
-    """1 - the attention mass inside the band, averaged over the speech tokens of every span.
-    probs [B, heads, T, S]: attention of query positions onto key positions; spans: per row."""
-    losses = []
+    """1 - the attention mass inside the band, averaged over the heads and speech tokens of each span,
+    then over the spans. probs [B, heads, T, S]: attention of query positions onto key positions; spans:
+    per row. One weighted sum over the whole batch (slicing per span made backward fill a zero
+    gradient of the full size for every span)."""
+    weights = torch.zeros(probs.shape[0], probs.shape[2], probs.shape[3])
+    count = sum(len(row_spans) for row_spans in spans)
     for row, row_spans in enumerate(spans):
         for text_start, text_end, speech_start, speech_end in row_spans:
-            attention = probs[row, :, speech_start:speech_end, text_start:text_end]  # [heads, N, T]
-            band = diagonal_band(speech_end - speech_start, text_end - text_start, width).to(probs)
-            losses.append(1 - (attention * band).sum(-1).mean())
-    return torch.stack(losses).mean()
+            band = diagonal_band(speech_end - speech_start, text_end - text_start, width)
+            weights[row, speech_start:speech_end, text_start:text_end] = band / (count * (speech_end - speech_start))
+    return 1 - (probs * weights.to(probs)[:, None]).sum() / probs.shape[1]
 
 
 class AttentionGuide:

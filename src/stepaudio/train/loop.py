@@ -5,7 +5,8 @@ A recipe hands over an `objective` module whose forward(batch) returns (loss, {n
 dataset with its collate function, and an `export` callback that writes the deployable weights.
 Under torchrun (WORLD_SIZE > 1) the objective is wrapped in DistributedDataParallel, every rank reads
 its own shard of the data and rank 0 alone logs, checkpoints and exports. Batches are built on the CPU
-(by `workers` processes if asked) and moved to the device whole.
+(by `workers` processes if asked) and moved to the device whole; a dataset with `lengths` (one per
+example) gets batches of similar lengths (`stepaudio.train.length_groups`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from stepaudio.device import pick_device
 from stepaudio.errors import CheckpointError, StepAudioError
+from stepaudio.train.length_groups import LengthGroupedBatches
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -175,15 +177,20 @@ def train(
             else objective
         )
         generator = torch.Generator()
-        sampler = (
-            torch.utils.data.DistributedSampler(dataset, seed=options.seed)
-            if world.world > 1
-            else torch.utils.data.RandomSampler(dataset, generator=generator)
-        )
+        lengths = getattr(dataset, "lengths", None)  # a dataset that has them is batched by length
+        if lengths is not None:
+            order = LengthGroupedBatches(lengths, options.batch_size, options.seed, world.rank, world.world)
+            batching = {"batch_sampler": order}
+        else:
+            order = (
+                torch.utils.data.DistributedSampler(dataset, seed=options.seed)
+                if world.world > 1
+                else torch.utils.data.RandomSampler(dataset, generator=generator)
+            )
+            batching = {"batch_size": options.batch_size, "sampler": order}
         loader = torch.utils.data.DataLoader(
             dataset,
-            options.batch_size,
-            sampler=sampler,
+            **batching,
             collate_fn=collate,
             num_workers=options.workers,
             persistent_workers=options.workers > 0,
@@ -199,8 +206,8 @@ def train(
             )
             log = closing.enter_context((out / LOG).open("a")) if world.main else None
             while step < end:
-                if isinstance(sampler, torch.utils.data.DistributedSampler):
-                    sampler.set_epoch(epoch)
+                if hasattr(order, "set_epoch"):
+                    order.set_epoch(epoch)
                 else:
                     generator.manual_seed(options.seed * 100_003 + epoch)
                 for batch in loader:

@@ -62,6 +62,8 @@ class TTSDataset(torch.utils.data.Dataset):
             if u.duration <= max_prompt_seconds:
                 self.prompts[u.voice].append(u)
         self.targets = [u for u in self.targets if any(p is not u for p in self.prompts[u.voice])]
+        # for batching by length: the target's speech is most of an example (its prompt is drawn per example)
+        self.lengths = [len(self.tokens[u.audio]) for u in self.targets]
         self.tokenizer, self.random = tokenizer, random.Random(seed)
 
     def __len__(self) -> int:
