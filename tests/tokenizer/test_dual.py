@@ -49,6 +49,15 @@ def test_other_rates_and_stereo_are_accepted(tokenizer, speech_path):
     assert abs(len(tokens.semantic) - len(at_16k.semantic)) <= 1
 
 
+def test_stream_encoders_are_the_two_halves_of_encode(tokenizer, speech_path):
+    speech, rate = load_audio(speech_path)
+    stereo_44k = resample(np.stack([speech, 0.5 * speech], axis=1), rate, 44100)
+    semantic, acoustic = tokenizer.stream_encoders()
+    tokens = tokenizer.encode(stereo_44k, 44100)
+    assert np.array_equal(semantic(stereo_44k, 44100), tokens.semantic)
+    assert np.array_equal(acoustic(stereo_44k, 44100), tokens.acoustic)
+
+
 def test_prompt_mode_trims_silence(tokenizer, speech_path):
     speech, rate = load_audio(speech_path)
     padded = np.concatenate([np.zeros(rate * 2, np.float32), speech, np.zeros(rate * 2, np.float32)])

@@ -2,6 +2,7 @@ import numpy as np
 
 from conftest import speechlike
 from stepaudio.audio import save_audio
+from stepaudio.tokenizer.interleave import split
 from stepaudio.train.data.manifest import Utterance, read_manifest, write_manifest
 from stepaudio.train.data.tokenize import STALE_CHECK_FILES, tokenize_corpus
 
@@ -14,40 +15,78 @@ def write_corpus(root, count):
     write_manifest(root / "manifest.jsonl", utterances)
 
 
+def codebook(per_group: int, shift: int = 0, codes: int = 1024, calls: list | None = None):
+    """A stream encoder of `per_group` codes per 120 ms whose codes are their positions + shift."""
+
+    def encode(samples, rate):
+        if calls is not None:
+            calls.append(len(samples))
+        return (np.arange(per_group * (len(samples) // 1920)) + shift) % codes
+
+    return encode
+
+
+def semantic(shift=0, calls=None):
+    return codebook(2, shift, 1024, calls)
+
+
+def acoustic(shift=0, calls=None):
+    return codebook(3, shift, 4096, calls)
+
+
 def test_token_files_are_written_recorded_and_resumed(tmp_path):
     write_corpus(tmp_path, 3)
     calls = []
-
-    def encode(samples, rate):
-        calls.append(len(samples))
-        return np.arange(5 * (len(samples) // 1920)) % 5120  # 5 tokens per 120 ms
-
-    assert tokenize_corpus(tmp_path, encode, progress=False) == 3
+    assert tokenize_corpus(tmp_path, semantic(calls=calls), acoustic(), progress=False) == 3
     tokenized = read_manifest(tmp_path)
     assert [u.tokens for u in tokenized] == ["tokens/u0.npy", "tokens/u1.npy", "tokens/u2.npy"]
-    assert len(np.load(tmp_path / "tokens/u2.npy")) == 5 * (24000 // 1920)
-    # resuming re-encodes the first few existing files only to check they come from this tokenizer
-    assert tokenize_corpus(tmp_path / "manifest.jsonl", encode, progress=False) == 0
+    tokens = np.load(tmp_path / "tokens/u2.npy")
+    assert len(tokens) == 5 * (24000 // 1920) and tokens[:5].tolist() == [0, 1, 1024, 1025, 1026]  # s s a a a
+    # resuming re-encodes the last few existing files only to check they come from this tokenizer
+    assert tokenize_corpus(tmp_path / "manifest.jsonl", semantic(calls=calls), acoustic(), progress=False) == 0
     assert len(calls) == 3 + STALE_CHECK_FILES
 
 
-def test_files_made_by_another_tokenizer_are_made_again(tmp_path):
+def test_only_the_stream_of_another_codebook_is_made_again(tmp_path):
     write_corpus(tmp_path, 5)
-
-    def old_codebook(samples, rate):
-        return np.arange(5 * (len(samples) // 1920)) % 5120
-
-    def same_but_a_near_tie(samples, rate):  # the same codebook on other hardware: one code of ~30 flips
-        tokens = old_codebook(samples, rate)
-        tokens[0] += 1
-        return tokens
-
-    def new_codebook(samples, rate):
-        return (old_codebook(samples, rate) + 7) % 5120
-
-    assert tokenize_corpus(tmp_path, old_codebook, progress=False) == 5
+    assert tokenize_corpus(tmp_path, semantic(), acoustic(), progress=False) == 5
     (tmp_path / "tokens/u4.npy").unlink()  # an interrupted run
-    assert tokenize_corpus(tmp_path, same_but_a_near_tie, progress=False) == 1
-    assert tokenize_corpus(tmp_path, new_codebook, progress=False) == 5
+
+    def near_tie(samples, rate):  # the same codebook on other hardware: one code of ~30 flips
+        codes = acoustic()(samples, rate)
+        codes[0] += 1
+        return codes
+
+    assert tokenize_corpus(tmp_path, semantic(), near_tie, progress=False) == 1
+    calls = []
+    assert tokenize_corpus(tmp_path, semantic(calls=calls), acoustic(shift=7), progress=False) == 5
+    assert len(calls) == STALE_CHECK_FILES  # the semantic codes were kept, not computed again
     for i in range(5):
-        assert np.load(tmp_path / f"tokens/u{i}.npy")[0] == 7
+        semantic_codes, acoustic_codes = split(np.load(tmp_path / f"tokens/u{i}.npy"))
+        assert semantic_codes[0] == 0 and acoustic_codes[0] == 7
+    assert tokenize_corpus(tmp_path, semantic(shift=3), acoustic(shift=5), progress=False) == 5
+    semantic_codes, acoustic_codes = split(np.load(tmp_path / "tokens/u0.npy"))
+    assert semantic_codes[0] == 3 and acoustic_codes[0] == 5
+
+
+def test_an_interrupted_remake_is_taken_up_again(tmp_path, monkeypatch):
+    import stepaudio.train.data.tokenize as tokenize
+
+    write_corpus(tmp_path, 6)
+    assert tokenize_corpus(tmp_path, semantic(), acoustic(), progress=False) == 6
+    saved = []
+
+    def stop_after_two(path, array):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(path)
+        np.save(path, array)
+
+    monkeypatch.setattr(tokenize.np, "save", stop_after_two)
+    try:
+        tokenize_corpus(tmp_path, semantic(), acoustic(shift=7), progress=False)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    assert tokenize_corpus(tmp_path, semantic(), acoustic(shift=7), progress=False) == 6
+    assert all(split(np.load(tmp_path / f"tokens/u{i}.npy"))[1][0] == 7 for i in range(6))

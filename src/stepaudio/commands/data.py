@@ -124,7 +124,7 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
     from stepaudio.train.data.tokenize import tokenize_corpus
 
     tokenizer = DualTokenizer.load(args.model)
-    count = tokenize_corpus(args.corpus, lambda samples, rate: tokenizer.encode(samples, rate).interleaved)
+    count = tokenize_corpus(args.corpus, *tokenizer.stream_encoders())
     print(f"tokenized {count} utterances; the manifest now points at tokens/*.npy")
 
 
@@ -142,7 +142,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Tokenize every utterance of a corpus with the dual tokenizer into tokens/<stem>.npy "
         "(interleaved audio indices 0..5119) and record the paths in the manifest; the decoder and TTS recipes "
         "train on them. Re-running skips utterances already tokenized, unless their token files were made by another "
-        "tokenizer (checked by encoding a few again): then all of them are made again.",
+        "tokenizer (checked by encoding a few again): then the stream that changed (semantic, acoustic or both) is "
+        "made again in all of them.",
     )
     tokenize.add_argument("corpus", type=Path, help="corpus folder or its manifest.jsonl")
     tokenize.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")

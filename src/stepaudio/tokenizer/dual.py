@@ -76,6 +76,15 @@ class DualTokenizer:
 
         return cls(SemanticTokenizer.from_pretrained(model), AcousticTokenizer.from_pretrained(model))
 
+    def stream_encoders(self):
+        """The two halves of `encode` (no prompt trimming), each conditioning its input as `encode` does:
+        `stepaudio data tokenize` makes again only the stream whose codebook changed."""
+
+        def encoder(stream: StreamTokenizer):
+            return lambda samples, sample_rate: stream.encode(peak_normalize(as_16k_mono(samples, sample_rate)))
+
+        return encoder(self.semantic), encoder(self.acoustic)
+
     def encode(self, samples: np.ndarray, sample_rate: int, *, prompt: bool = False) -> AudioTokens:
         """Both streams of one utterance; `prompt=True` trims silence as for a voice-cloning prompt."""
         samples = peak_normalize(as_16k_mono(samples, sample_rate))
