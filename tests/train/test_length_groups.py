@@ -67,3 +67,10 @@ def test_the_loop_batches_a_dataset_with_lengths_by_length(tmp_path):
     train(PaddedWidth(), Sized(lengths), collate, options, lambda: None)
     widths = [json.loads(line)["width"] for line in (tmp_path / "log.jsonl").open()]
     assert sorted(set(widths)) == [1.0, 50.0]  # short rows together: never padded to the long ones
+
+
+def test_random_batching_ignores_the_lengths(tmp_path):
+    collate = lambda rows: torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # noqa: E731
+    options = TrainOptions(out=tmp_path, steps=8, batch_size=8, log_every=1, device="cpu", batching="random")
+    train(PaddedWidth(), Sized([1, 50] * 32), collate, options, lambda: None)
+    assert {json.loads(line)["width"] for line in (tmp_path / "log.jsonl").open()} == {50.0}

@@ -59,6 +59,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         stop_after=args.stop_after,
         device=args.device,
         workers=args.workers,
+        batching=getattr(args, "batching", "length"),
     )
     export = Path(args.export) if args.export else None
     config_data = json.loads(Path(args.config).read_text()) if args.config else None
@@ -266,6 +267,13 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
     elif recipe == "tts":
         parser.add_argument("--text-vocab", type=int, help="text pieces of the trained vocabulary (default 4096)")
         parser.add_argument("--max-seconds", type=float, default=10.0, help="skip longer utterances")
+        parser.add_argument(
+            "--batching",
+            choices=("length", "random"),
+            default="length",
+            help="length (default): batches of utterances of similar lengths, which pad little and train faster; "
+            "random: batches drawn at random (the packaged weights were trained so)",
+        )
         parser.add_argument(
             "--guide-weight", type=float, default=1.0, help="weight of the attention guide's loss (0: no guide)"
         )

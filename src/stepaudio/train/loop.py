@@ -6,7 +6,7 @@ dataset with its collate function, and an `export` callback that writes the depl
 Under torchrun (WORLD_SIZE > 1) the objective is wrapped in DistributedDataParallel, every rank reads
 its own shard of the data and rank 0 alone logs, checkpoints and exports. Batches are built on the CPU
 (by `workers` processes if asked) and moved to the device whole; a dataset with `lengths` (one per
-example) gets batches of similar lengths (`stepaudio.train.length_groups`).
+example) gets batches of similar lengths (`stepaudio.train.length_groups`) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ class TrainOptions:
     device: str = "auto"
     # data-loading processes beside the training one (0: load in it); a GPU run needs them to stay busy
     workers: int = 0
+    # "length": a dataset with `lengths` gets batches of similar lengths (stepaudio.train.length_groups);
+    # "random": batches drawn at random, as before them
+    batching: str = "length"
 
 
 def training_device(device: str) -> torch.device:
@@ -177,20 +180,20 @@ def train(
             else objective
         )
         generator = torch.Generator()
-        lengths = getattr(dataset, "lengths", None)  # a dataset that has them is batched by length
+        lengths = getattr(dataset, "lengths", None) if options.batching == "length" else None
         if lengths is not None:
             order = LengthGroupedBatches(lengths, options.batch_size, options.seed, world.rank, world.world)
-            batching = {"batch_sampler": order}
+            loading = {"batch_sampler": order}
         else:
             order = (
                 torch.utils.data.DistributedSampler(dataset, seed=options.seed)
                 if world.world > 1
                 else torch.utils.data.RandomSampler(dataset, generator=generator)
             )
-            batching = {"batch_size": options.batch_size, "sampler": order}
+            loading = {"batch_size": options.batch_size, "sampler": order}
         loader = torch.utils.data.DataLoader(
             dataset,
-            **batching,
+            **loading,
             collate_fn=collate,
             num_workers=options.workers,
             persistent_workers=options.workers > 0,
