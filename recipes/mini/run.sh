@@ -4,8 +4,9 @@
 # Stage 0: synthesise the training corpus (8.5 h incl. the test split; ~18 min on 2 cores)
 # Stage 1: acoustic codebook, 4096 x 40 ms log-mel slices (~5 min; a learned tokenizer is tried in its comment)
 # Stage 2: semantic codebook, 1024 x Whisper tiny.en frames pooled to 16.67 Hz (~12 min)
-# Stage 3: token files for the corpus (`stepaudio data tokenize`, ~4-7 utterances/s; resumable; in token files
-#          made by another codebook, that stream is made again), and the built-in voices' cached prompt tokens
+# Stage 3: token files for the corpus (`stepaudio data tokenize`, ~4-7 utterances/s, 35 min; resumable; in token
+#          files made by another codebook, that stream is made again: a new acoustic codebook takes 1.6 min), and
+#          the built-in voices' cached prompt tokens
 # Stage 4: the speech decoder's vocoder (HiFT, mel -> 22.05 kHz PCM)
 # Stage 5: the speech decoder's flow (tokens -> mel), on the utterances that have token files
 # Stage 6: the decoder's evaluation set: the 30 held-out English sentences read by training voices that
