@@ -174,8 +174,9 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   #   "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts-sc" --init "$assets/tts" \
   #     --speech-corruption 0.5 --steps 500 --batch-size 16 --lr 3e-4 --warmup 50 --device cpu
   # --batching random: the packaged weights were trained before batches of similar lengths became the default.
-  # On 2 cores (--device cpu, batches of 16, bf16, steps 11-70 of a 300-step schedule, /tmp A/B of one session):
-  # 2.51 s a step before the attention guide's loss became one weighted sum, 1.94 after it, 1.37 with batches by length.
+  # On 2 cores (--device cpu, batches of 16, bf16, steps 11-70 of a 300-step schedule, a /tmp A/B run twice in one
+  # session): 2.51 / 2.72 s a step before the attention guide's loss became one weighted sum, 1.94 / 2.38 after it,
+  # 1.37 / 2.03 with batches by length (1.3-1.8x in all; this machine's speed varied between the two runs).
   "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" --export "$assets/tts" \
     --steps 1700 --batch-size 64 --lr 1e-3 --warmup 300 --save-every 500 --device cuda --workers 4 --batching random
 fi
