@@ -34,13 +34,13 @@ def guide_loss(probs: torch.Tensor, spans: Sequence[Sequence[Span]], width: floa
     then over the spans. probs [B, heads, T, S]: attention of query positions onto key positions; spans:
     per row. One weighted sum over the whole batch (slicing per span made backward fill a zero
     gradient of the full size for every span)."""
-    weights = torch.zeros(probs.shape[0], probs.shape[2], probs.shape[3])
+    weights = probs.new_zeros(probs.shape[0], probs.shape[2], probs.shape[3])  # on the GPU when training there
     count = sum(len(row_spans) for row_spans in spans)
     for row, row_spans in enumerate(spans):
         for text_start, text_end, speech_start, speech_end in row_spans:
-            band = diagonal_band(speech_end - speech_start, text_end - text_start, width)
+            band = diagonal_band(speech_end - speech_start, text_end - text_start, width).to(weights)
             weights[row, speech_start:speech_end, text_start:text_end] = band / (count * (speech_end - speech_start))
-    return 1 - (probs * weights.to(probs)[:, None]).sum() / probs.shape[1]
+    return 1 - (probs * weights[:, None]).sum() / probs.shape[1]
 
 
 class AttentionGuide:
