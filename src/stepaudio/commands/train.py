@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         stop_after=args.stop_after,
         device=args.device,
         workers=args.workers,
-        batching=getattr(args, "batching", "length"),
+        batching=getattr(args, "batching", TrainOptions.batching),  # only train tts has --batching
     )
     export = Path(args.export) if args.export else None
     config_data = json.loads(Path(args.config).read_text()) if args.config else None

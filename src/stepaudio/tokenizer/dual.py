@@ -34,9 +34,8 @@ def mini_tokens_tag() -> str:
     digest = hashlib.sha256()
     for component in ("semantic_codebook", "acoustic_codebook"):
         weights = resolved.require(component)
-        for file in (weights, weights.with_suffix(".json")):
-            if file.is_file():
-                digest.update(file.read_bytes())
+        for file in (weights, weights.with_suffix(".json")):  # the loaders need both
+            digest.update(file.read_bytes())
     return f"mini-{digest.hexdigest()[:8]}"
 
 

@@ -14,28 +14,30 @@ import torch
 
 
 class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
-    """A DataLoader's batch_sampler. Each epoch's order depends on (seed, epoch) only, so a resumed run
-    goes on with the same orders. Under torchrun every rank takes every `world`-th batch, and all ranks
-    the same number (the batches left over go to no rank that epoch)."""
+    """A DataLoader's batch_sampler, drawing its order from `generator` as a RandomSampler does (the
+    training loop seeds it per epoch, the same on every rank). Under torchrun every rank takes every
+    `world`-th batch, and all ranks the same number (the batches left over go to no rank that epoch)."""
 
     def __init__(
-        self, lengths: Sequence[int], batch_size: int, seed: int = 0, rank: int = 0, world: int = 1, pool: int = 64
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        generator: torch.Generator,
+        rank: int = 0,
+        world: int = 1,
+        pool: int = 64,
     ):
-        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
-        self.rank, self.world, self.pool, self.epoch = rank, world, pool, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.lengths, self.batch_size, self.generator = list(lengths), batch_size, generator
+        self.rank, self.world, self.pool = rank, world, pool
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
         size = self.batch_size * self.pool
         batches = []
         for start in range(0, len(order), size):
             pool = sorted(order[start : start + size], key=self.lengths.__getitem__)
             batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
         yield from batches[: len(self) * self.world][self.rank :: self.world]
 
     def __len__(self) -> int:

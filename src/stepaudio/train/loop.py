@@ -182,7 +182,7 @@ def train(
         generator = torch.Generator()
         lengths = getattr(dataset, "lengths", None) if options.batching == "length" else None
         if lengths is not None:
-            order = LengthGroupedBatches(lengths, options.batch_size, options.seed, world.rank, world.world)
+            order = LengthGroupedBatches(lengths, options.batch_size, generator, world.rank, world.world)
             loading = {"batch_sampler": order}
         else:
             order = (
@@ -209,7 +209,7 @@ def train(
             )
             log = closing.enter_context((out / LOG).open("a")) if world.main else None
             while step < end:
-                if hasattr(order, "set_epoch"):
+                if isinstance(order, torch.utils.data.DistributedSampler):
                     order.set_epoch(epoch)
                 else:
                     generator.manual_seed(options.seed * 100_003 + epoch)

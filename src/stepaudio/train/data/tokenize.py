@@ -45,13 +45,13 @@ def tokenize_corpus(manifest: Path, semantic: Encode, acoustic: Encode, progress
     done, updated = 0, []
     for utt in tqdm(utterances, desc="tokenize", unit="utt", disable=not progress):
         relative = token_path(utt)
-        exists = (root / relative).is_file()
-        if not exists or any(stale):
+        remake = stale if (root / relative).is_file() else [True, True]
+        if any(remake):
             samples, rate = load_audio(root / utt.audio)
-            kept = split(np.load(root / relative)) if exists else (None, None)
+            kept = (None, None) if all(remake) else split(np.load(root / relative))
             codes = [
-                encode(samples, rate) if changed or not exists else old
-                for encode, changed, old in zip(encoders, stale, kept, strict=True)
+                encode(samples, rate) if again else old
+                for encode, again, old in zip(encoders, remake, kept, strict=True)
             ]
             partial = root / f"{relative}.partial.npy"
             np.save(partial, interleave(*codes).astype(np.int16))
