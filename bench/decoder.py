@@ -34,6 +34,7 @@ from asr import human_transcripts  # noqa: E402
 from conftest import LIBRIVOX  # noqa: E402
 from stepaudio.audio import decoder_mel as dm  # noqa: E402
 from stepaudio.audio import load_audio, mel_spectrogram, resample  # noqa: E402
+from stepaudio.decoder.speaker import SAMPLE_RATE as SPEAKER_RATE  # noqa: E402
 from stepaudio.errors import ModelNotFound, StepAudioError  # noqa: E402
 from stepaudio.tokenizer.interleave import interleave, split  # noqa: E402
 
@@ -83,7 +84,7 @@ def mini_renderings(decoder, tokenizer) -> dict:
     @torch.inference_mode()
     def prior(x: np.ndarray) -> np.ndarray:
         tokens = torch.tensor(tokenizer.encode(x, 16000).interleaved).long()
-        embedding = decoder.voice(x, 16000, tokenizer.encode(x, 16000, prompt=True).interleaved).embedding
+        embedding = decoder.speaker(resample(x, 16000, SPEAKER_RATE))  # as `decoder.voice` computes it
         return voiced(decoder.flow.prior(tokens, tokens[:0], 0, decoder.flow.config.mel_frames(len(tokens)), embedding))
 
     return {
@@ -119,15 +120,16 @@ def resynthesis(decoder, tokenizer, transform=None):
 
 
 class EncodedOnce:
-    """The tokenizer, encoding each utterance once: every resynth row (and mu) tokenizes the same audio."""
+    """One stream's tokenizer, encoding each utterance once: every resynth row (and mu) tokenizes the same
+    audio, and a candidate with its own acoustic tokenizer shares the semantic codes (the Whisper pass)."""
 
-    def __init__(self, tokenizer):
-        self.tokenizer, self.encodings = tokenizer, {}
+    def __init__(self, stream):
+        self.stream, self.encodings = stream, {}
 
-    def encode(self, samples: np.ndarray, sample_rate: int, *, prompt: bool = False):
-        key = (hashlib.blake2b(samples.tobytes(), digest_size=16).digest(), sample_rate, prompt)
+    def encode(self, samples: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+        key = (hashlib.blake2b(samples.tobytes(), digest_size=16).digest(), sample_rate)
         if key not in self.encodings:
-            self.encodings[key] = self.tokenizer.encode(samples, sample_rate, prompt=prompt)
+            self.encodings[key] = self.stream.encode(samples, sample_rate)
         return self.encodings[key]
 
 
@@ -145,7 +147,7 @@ def candidate_renderings(decoder, tokenizer, flows: dict) -> dict:
         own = Path(directory) / "acoustic_codebook.safetensors"
         tokens = tokenizer
         if own.is_file():
-            tokens = EncodedOnce(DualTokenizer(tokenizer.tokenizer.semantic, load_acoustic_mini(own)))
+            tokens = DualTokenizer(tokenizer.semantic, EncodedOnce(load_acoustic_mini(own)))
         candidate = SpeechDecoder(flow, decoder.hift, decoder.speaker)
         renderings[f"resynth, flow {directory}"] = resynthesis(candidate, tokens)
     return renderings
@@ -205,7 +207,7 @@ def main() -> None:
         from stepaudio.tokenizer.dual import DualTokenizer
 
         decoder, tokenizer = SpeechDecoder.load("mini"), DualTokenizer.load("mini")
-        encoded = EncodedOnce(tokenizer)
+        encoded = DualTokenizer(EncodedOnce(tokenizer.semantic), EncodedOnce(tokenizer.acoustic))
         renderings |= mini_renderings(decoder, encoded) | candidate_renderings(decoder, encoded, flows)
         timing = speed(decoder, tokenizer, args.repeat)
     except ModelNotFound as error:

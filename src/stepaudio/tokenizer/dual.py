@@ -49,6 +49,11 @@ class StreamTokenizer(Protocol):
     def stream(self) -> CodeStream: ...
 
 
+def conditioned(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Offline input of both streams: 16 kHz mono at full peak level."""
+    return peak_normalize(as_16k_mono(samples, sample_rate))
+
+
 @dataclass
 class DualTokenizer:
     semantic: StreamTokenizer  # codes 0..1023 at 16.67 Hz
@@ -80,13 +85,13 @@ class DualTokenizer:
         `stepaudio data tokenize` makes again only the stream whose codebook changed."""
 
         def encoder(stream: StreamTokenizer):
-            return lambda samples, sample_rate: stream.encode(peak_normalize(as_16k_mono(samples, sample_rate)))
+            return lambda samples, sample_rate: stream.encode(conditioned(samples, sample_rate))
 
         return encoder(self.semantic), encoder(self.acoustic)
 
     def encode(self, samples: np.ndarray, sample_rate: int, *, prompt: bool = False) -> AudioTokens:
         """Both streams of one utterance; `prompt=True` trims silence as for a voice-cloning prompt."""
-        samples = peak_normalize(as_16k_mono(samples, sample_rate))
+        samples = conditioned(samples, sample_rate)
         if prompt:
             samples = trim_silence(samples, SAMPLE_RATE)
         return AudioTokens(self.semantic.encode(samples), self.acoustic.encode(samples))
