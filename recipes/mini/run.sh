@@ -173,6 +173,14 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   #   2.48 / 2.74), but WER 2.00, more babble.
   #   "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts-sc" --init "$assets/tts" \
   #     --speech-corruption 0.5 --steps 500 --batch-size 16 --lr 3e-4 --warmup 50 --device cpu
+  # Measured (2026-11-27, CPU): do the learned acoustic codes of stage 1's comment make a TTS LM read its text better?
+  # Two fresh LMs side by side, one core each (OMP_NUM_THREADS=1 taskset -c N, the command below with --steps 2000
+  # --batch-size 16 --lr 1e-3 --warmup 100 --save-every 250 --device cpu, batches by length), on corpus-v1 (k-means
+  # codes) and on a copy re-tokenized with the learned tokenizer (same semantic codes); each export scored by
+  # bench/tts_text_use.py --corpus C --split test at step 1500 (loss own / other transcript; semantic loss own / other):
+  # k-means 2.495 / 2.554, 2.325 / 2.438; learned 4.138 / 4.202, 2.430 / 2.551 (step 1000: gaps 0.02-0.04 and
+  # 0.04-0.06). The text helps alike on both, so the learned codes alone will not make the LM read; they would
+  # still help the decoder on real speech (stage 5's comment). ~1.7 h for 1500 steps of 16 on one core beside the other run.
   # --batching random: the packaged weights were trained before batches of similar lengths became the default.
   # On 2 cores (--device cpu, batches of 16, bf16, steps 11-70 of a 300-step schedule, a /tmp A/B run twice in one
   # session): 2.51 / 2.72 s a step before the attention guide's loss became one weighted sum, 1.94 / 2.38 after it,
