@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lm.lm_fixtures import tiny_model
-from stepaudio.train.attention_guide import AttentionGuide, diagonal_band, guide_loss
+from stepaudio.train.attention_guide import AttentionGuide, Span, diagonal_band, guide_loss
 
 
 def test_band_peaks_on_the_diagonal():
@@ -15,7 +15,7 @@ def test_band_peaks_on_the_diagonal():
 
 def test_loss_is_lowest_for_attention_along_the_diagonal():
     speech, text = 12, 4
-    spans = [[(2, 2 + text, 8, 8 + speech)]]
+    spans = [[Span(2, 2 + text, 8, 8 + speech)]]
 
     def loss_of(rows: torch.Tensor) -> float:  # rows [speech, text]: attention of each speech token on the text
         probs = torch.zeros(1, 1, 20, 20)
@@ -32,13 +32,28 @@ def test_loss_is_lowest_for_attention_along_the_diagonal():
 
 def test_loss_averages_each_span_over_its_heads_and_speech_tokens_then_over_the_spans():
     probs = torch.rand(2, 3, 30, 30).softmax(-1)
-    spans = [[(1, 5, 6, 14), (15, 18, 19, 30)], [(0, 9, 10, 25)]]
+    spans = [[Span(1, 5, 6, 14), Span(15, 18, 19, 30)], [Span(0, 9, 10, 25)]]
     per_span = [
         1 - (probs[row, :, s0:s1, t0:t1] * diagonal_band(s1 - s0, t1 - t0)).sum(-1).mean()
         for row, row_spans in enumerate(spans)
-        for t0, t1, s0, s1 in row_spans
+        for t0, t1, s0, s1, _ in row_spans
     ]
     assert guide_loss(probs, spans).item() == pytest.approx(torch.stack(per_span).mean().item(), rel=1e-5)
+
+
+def test_a_span_that_knows_what_each_speech_token_reads_pulls_attention_there_not_to_an_even_pace():
+    speech, text = 6, 10
+    reading = torch.tensor([0.5, 0.5, 1.5, 2.5, 7.5, 8.5])  # slow at first, then a jump: not an even pace
+
+    def loss_of(columns: list[int], span: Span) -> float:  # each speech token attends one text token
+        probs = torch.zeros(1, 1, 20, 20)
+        probs[0, 0, torch.arange(10, 16), torch.tensor(columns)] = 1
+        return guide_loss(probs, [[span]]).item()
+
+    read, even = [0, 0, 1, 2, 7, 8], [0, 2, 4, 5, 7, 9]
+    aligned, even_pace = Span(0, text, 10, 10 + speech, reading), Span(0, text, 10, 10 + speech)
+    assert loss_of(read, aligned) < 0.01 < 0.4 < loss_of(even, aligned)
+    assert loss_of(even, even_pace) < loss_of(read, even_pace)
 
 
 @pytest.mark.parametrize("position", ["rope", "sqrt_alibi"])

@@ -1,5 +1,6 @@
 """`stepaudio train tts` on a tiny corpus: the examples it builds, a few steps, an export that loads."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,10 +9,11 @@ import torch
 
 from stepaudio.cli import main
 from stepaudio.lm.tokenizer import SentencePieceTokenizer
-from stepaudio.train.data.manifest import Utterance, write_manifest
+from stepaudio.train.data.manifest import Utterance, read_manifest, write_manifest
 from stepaudio.train.tts_data import IGNORE, TTSDataset, speed_tag
 from stepaudio.train.tts_vocab import train_vocabulary
 from stepaudio.tts.speech_lm import SpeechLM
+from stepaudio.tts.text import normalize
 
 UTTERANCES = [
     # (text, language, voice, speed, seconds)
@@ -63,7 +65,7 @@ def test_examples_score_only_the_speech_of_both_assistant_turns_and_locate_its_t
         assert any(prompt.rstrip("。.") in t.replace("5", "five") for t in same_voice)  # another utterance, same voice
         request = text.split("<|BOT|>human\n")[2]
         (prompt_text, prompt_speech), (request_text, speech) = (
-            (tokenizer.decode(ids[a:b]), ids[c:d]) for a, b, c, d in spans
+            (tokenizer.decode(ids[a:b]), ids[c:d]) for a, b, c, d, _ in spans
         )
         assert prompt_text == f"<|BOT|>human\n{prompt}<|EOT|>"
         assert request_text == f"<|BOT|>human\n{request.split('<|EOT|>')[0]}<|EOT|>"
@@ -73,6 +75,31 @@ def test_examples_score_only_the_speech_of_both_assistant_turns_and_locate_its_t
             assert request.startswith(("(粤语)", "(广东话)"))
         if speed_tag(target.speed):
             assert f"({speed_tag(target.speed)})" in request
+
+
+def test_examples_of_aligned_utterances_say_which_text_token_each_speech_token_reads(corpus, tmp_path):
+    utterances = read_manifest(corpus)
+    text = normalize(utterances[0].text, "en")
+    assert text.split() == ["Hello", "there,", "friend."]
+    words = [["Hello", 0.1, 0.4], ["there,", 0.4, 0.7], ["friend.", 0.8, 1.1]]
+    write_manifest(corpus, [dataclasses.replace(utterances[0], words=words), *utterances[1:]])
+    tokenizer_file = train_vocabulary([u[0] for u in UTTERANCES], tmp_path / "t.model", 700)
+    tokenizer = SentencePieceTokenizer(tokenizer_file, audio_offset=700)
+    dataset = TTSDataset(corpus, tokenizer)
+    assert dataset.targets[0].words == words
+    for index, target in enumerate(dataset.targets):
+        ids, _, spans = dataset[index]
+        target_span = spans[1]
+        if not target.words:
+            assert target_span.reading is None
+            continue
+        turn, reading = ids[target_span.text_start : target_span.text_end].tolist(), target_span.reading
+        speech_len = target_span.speech_end - target_span.speech_start
+        assert reading.shape == (speech_len,) and (reading.diff() >= 0).all()
+        seconds = (np.arange(speech_len) + 0.5) / speech_len * target.duration
+        for word, start, end in words:
+            read = {tokenizer.decode([turn[int(p)]]).strip() for p in reading[(seconds > start) & (seconds < end)]}
+            assert read and all(piece and piece in word for piece in read), (word, read)
 
 
 def test_train_tts_exports_a_model_the_pipeline_loads(corpus, tmp_path):

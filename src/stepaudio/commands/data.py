@@ -128,6 +128,13 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
     print(f"tokenized {count} utterances; the manifest now points at tokens/*.npy")
 
 
+def cmd_align(args: argparse.Namespace) -> None:
+    from stepaudio.train.data.align import ALIGNED_LANGUAGES, align_corpus
+
+    aligned, failed = align_corpus(args.corpus, threads=args.threads)
+    print(f"aligned {aligned} utterances ({', '.join(ALIGNED_LANGUAGES)}); {failed} could not be aligned")
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser(
         "data",
@@ -148,6 +155,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     tokenize.add_argument("corpus", type=Path, help="corpus folder or its manifest.jsonl")
     tokenize.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
     tokenize.set_defaults(run=cmd_tokenize)
+
+    align = actions.add_parser(
+        "align",
+        help="word timings of a corpus's English utterances, for the TTS LM's attention guide (resumable)",
+        description="Align each English utterance's text (as the TTS LM reads it) to its audio with Whisper "
+        "tiny.en and record the words' start and end times in the manifest's `words` field. `stepaudio train "
+        "tts` then guides its attention to the word being spoken instead of an even pace through the text. "
+        "Re-running skips utterances already aligned. Needs faster-whisper (the train extra).",
+    )
+    align.add_argument("corpus", type=Path, help="corpus folder or its manifest.jsonl")
+    align.add_argument("--threads", type=int, default=2, help="CPU threads for Whisper (default: 2)")
+    align.set_defaults(run=cmd_align)
 
     voices = actions.add_parser("voices", help="list the TTS engines and voices installed here")
     voices.add_argument("--voices", default="*", help="comma-separated patterns on engine:voice (default: all)")

@@ -7,26 +7,54 @@ The guide of DC-TTS (Tachibana et al., 2017) speeds this up: the attention of sp
 text token t of T should lie near t/T = n/N, so some heads get a loss on the attention mass they put
 outside that band (1900 steps later, with the guide: 2.50 against 2.67). Only training uses it; the
 model and its inference are unchanged.
+
+That even pace is a guess: the band must be a fifth of the text wide to hold the word being spoken.
+Where a span knows which text position each speech token reads (word timings, `stepaudio data align`),
+its band follows them and is a word wide.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
 from stepaudio.lm.model import Attention, Transformer
 
-# (text_start, text_end, speech_start, speech_end) positions of one transcript and its speech
-Span = tuple[int, int, int, int]
+READING_WIDTH = 1.5  # text tokens: Whisper's word times are good to about a third of a word
+
+
+class Span(NamedTuple):
+    """Positions of one transcript and its speech in a sequence."""
+
+    text_start: int
+    text_end: int
+    speech_start: int
+    speech_end: int
+    # [speech_end - speech_start] text position (in tokens from text_start) each speech token reads;
+    # None: an even pace
+    reading: torch.Tensor | None = None
+
+
+def band(positions: torch.Tensor, text_len: int, width: float) -> torch.Tensor:
+    """[len(positions), text_len] Gaussian weights, 1 where a text token's middle is the position read."""
+    t = torch.arange(text_len) + 0.5
+    return torch.exp(-((positions[:, None] - t[None, :]) ** 2) / (2 * width**2))
 
 
 def diagonal_band(speech_len: int, text_len: int, width: float = 0.2) -> torch.Tensor:
-    """[speech_len, text_len] Gaussian weights, 1 where t/T = n/N, falling off with `width`."""
-    n = (torch.arange(speech_len) + 0.5) / speech_len
-    t = (torch.arange(text_len) + 0.5) / text_len
-    return torch.exp(-((n[:, None] - t[None, :]) ** 2) / (2 * width**2))
+    """The band of an even pace: 1 where t/T = n/N, falling off with `width` (a fraction of the text)."""
+    return band((torch.arange(speech_len) + 0.5) / speech_len * text_len, text_len, width * text_len)
+
+
+def span_band(span: Span, width: float) -> torch.Tensor:
+    """[speech, text] band of a span: where it reads, or an even pace `width` of the text wide."""
+    text_len, speech_len = span.text_end - span.text_start, span.speech_end - span.speech_start
+    if span.reading is None:
+        return diagonal_band(speech_len, text_len, width)
+    return band(span.reading, text_len, READING_WIDTH)
 
 
 def guide_loss(probs: torch.Tensor, spans: Sequence[Sequence[Span]], width: float = 0.2) -> torch.Tensor:
@@ -37,9 +65,9 @@ def guide_loss(probs: torch.Tensor, spans: Sequence[Sequence[Span]], width: floa
     weights = probs.new_zeros(probs.shape[0], probs.shape[2], probs.shape[3])  # on the GPU when training there
     count = sum(len(row_spans) for row_spans in spans)
     for row, row_spans in enumerate(spans):
-        for text_start, text_end, speech_start, speech_end in row_spans:
-            band = diagonal_band(speech_end - speech_start, text_end - text_start, width).to(weights)
-            weights[row, speech_start:speech_end, text_start:text_end] = band / (count * (speech_end - speech_start))
+        for span in row_spans:
+            speech, text = slice(span.speech_start, span.speech_end), slice(span.text_start, span.text_end)
+            weights[row, speech, text] = span_band(span, width).to(weights) / (count * (speech.stop - speech.start))
     return 1 - (probs * weights[:, None]).sum() / probs.shape[1]
 
 

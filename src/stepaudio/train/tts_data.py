@@ -4,7 +4,8 @@ Each example is one utterance of the corpus spoken in the voice of another utter
 voice: the prompt is built exactly as at inference (system turn, the other utterance's transcript and
 audio tokens as the example turn pair, this utterance's tagged text); the targets are the audio
 tokens and end-of-turn tokens of both assistant turns, and each transcript's and its speech's
-positions go to the attention guide (`stepaudio.train.attention_guide`). Tags come from the manifest:
+positions go to the attention guide (`stepaudio.train.attention_guide`), with the text position each
+speech token reads where the manifest has the words' times (`stepaudio data align`). Tags come from the manifest:
 the language tag (always for Cantonese, which shares its script with Mandarin, half of the time
 otherwise) and a speed tag when the utterance was synthesised clearly faster or slower than the
 voice's natural rate.
@@ -82,12 +83,9 @@ class TTSDataset(torch.utils.data.Dataset):
         target = self.targets[index]
         prompt = self.random.choice([p for p in self.prompts[target.voice] if p is not target])
         offset, eot = self.tokenizer.audio_offset, self.tokenizer.eos_id
+        target_text, prompt_text = normalize(target.text, target.language), normalize(prompt.text, prompt.language)
         ids = request_ids(
-            self.tokenizer,
-            normalize(target.text, target.language),
-            self.tags(target),
-            normalize(prompt.text, prompt.language),
-            self.tokens[prompt.audio].tolist(),
+            self.tokenizer, target_text, self.tags(target), prompt_text, self.tokens[prompt.audio].tolist()
         )
         audio = [offset + int(k) for k in self.tokens[target.audio]] + [eot]
         # The example turn's audio is speech for its transcript too: scored as well, it doubles the
@@ -99,10 +97,35 @@ class TTSDataset(torch.utils.data.Dataset):
         bot = self.tokenizer.token_id(BOT)
         turns = [p for p, i in enumerate(ids) if i == bot]
         spans = [
-            (turns[1], turns[2], prompt_speech[0], prompt_speech[-1] + 1),
-            (turns[3], turns[4], len(ids), len(ids) + len(audio) - 1),
+            self.span(ids, (turns[1], turns[2]), (prompt_speech[0], prompt_speech[-1] + 1), prompt, prompt_text),
+            self.span(ids, (turns[3], turns[4]), (len(ids), len(ids) + len(audio) - 1), target, target_text),
         ]
         return torch.tensor(ids + audio), torch.tensor(labels + audio), spans
+
+    def span(
+        self, ids: list[int], turn: tuple[int, int], speech: tuple[int, int], utterance: Utterance, text: str
+    ) -> Span:
+        """Where a human turn holding `text` and the speech of that text lie in `ids`, and what each speech
+        token reads."""
+        return Span(*turn, *speech, self.reading(ids[turn[0] : turn[1]], speech[1] - speech[0], utterance, text))
+
+    def reading(self, turn: list[int], speech_len: int, utterance: Utterance, text: str) -> torch.Tensor | None:
+        """The position in `turn` (the human turn holding `text`) that each of its speech tokens reads,
+        from the words' times; None without them."""
+        words = utterance.words
+        if not words or [word for word, _, _ in words] != text.split():
+            return None
+        decoded = self.tokenizer.decode(turn)
+        chars, times, at = [], [], decoded.rfind(text)
+        for word, start, end in words:
+            at = decoded.index(word, at)
+            chars += [at, at + len(word)]
+            times += [start, end]
+            at += len(word)
+        seconds = (np.arange(speech_len) + 0.5) / speech_len * utterance.duration
+        char = np.interp(seconds, np.maximum.accumulate(times), chars)
+        ends = [0] + [len(self.tokenizer.decode(turn[: k + 1])) for k in range(len(turn))]
+        return torch.from_numpy(np.interp(char, ends, np.arange(len(ends))).astype(np.float32))
 
 
 def collate_tts(examples: list[tuple[torch.Tensor, torch.Tensor, list[Span]]]) -> dict:

@@ -31,6 +31,8 @@ class Utterance:
     split: str  # "train" or "test"
     source: str  # where the text came from: "chatterbot", "fortunes", "words", "generated", a file, ...
     tokens: str | None = None  # .npy of its speech tokens (ids 0..5119), relative to the manifest, once tokenized
+    # [[word, start s, end s], ...] of the text the TTS LM reads, once aligned (`stepaudio data align`); [] if it failed
+    words: list | None = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
