@@ -8,10 +8,10 @@ from stepaudio.cli import main
 from stepaudio.train.data.manifest import Utterance, read_manifest, write_manifest
 from stepaudio.tts.text import normalize
 
-CLIPS = {  # LibriVox clip -> its transcript (pocketsphinx-testdata's `transcription`)
+CLIPS = {  # LibriVox clip -> its transcript (after pocketsphinx-testdata's `transcription`)
     "0870": "and mister john dashwood had then leisure to consider how much there might be prudently in his "
     "power to do for them",
-    "0880": "he was not an ill disposed young man",
+    "0880": "He was not an ill-disposed young man.",  # punctuation, which Whisper times as words of its own
 }
 
 

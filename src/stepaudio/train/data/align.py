@@ -29,6 +29,10 @@ from stepaudio.tts.text import normalize
 ALIGNED_LANGUAGES = ("en",)  # what Whisper tiny.en can align
 WHISPER_RATE = 16_000
 WINDOW_FRAMES = 3000  # Whisper's 30-s window of 10-ms mel frames
+# An utterance is aligned in a window of its own length plus 1-2 s of silence, not the whole 30 s: the
+# encoder's time falls with the window (5-9x for 3-s utterances), and the words' times move little (on 20 corpus
+# utterances: by 0.02 s at the median, 0.06 s at the 90th percentile).
+WINDOW_STEP = 100
 
 Words = list[list]  # [[word, start s, end s], ...]
 
@@ -55,17 +59,18 @@ class WordAligner:
         frames = features.shape[-1] - 1  # the extractor's STFT gives one frame past the audio
         if frames > WINDOW_FRAMES:
             return None
-        window = np.pad(features, ((0, 0), (0, WINDOW_FRAMES - features.shape[-1])))
-        encoded = self.model.encode(window[:, :WINDOW_FRAMES])
+        window = min(WINDOW_FRAMES, (frames // WINDOW_STEP + 2) * WINDOW_STEP)
+        encoded = self.model.encode(np.pad(features, ((0, 0), (0, window - features.shape[-1]))))
         ids = self.tokenizer.encode(" " + text)
-        aligned = self.model.find_alignment(self.tokenizer, [ids], encoded, frames)[0]
-        words = text.split()
-        if [word["word"].strip() for word in aligned] != words:
-            return None
-        return [
-            [word, round(float(a["start"]), 3), round(float(a["end"]), 3)]
-            for word, a in zip(words, aligned, strict=True)
-        ]
+        timed = []  # Whisper's words, punctuation merged into them as the text writes it
+        for piece in self.model.find_alignment(self.tokenizer, [ids], encoded, frames)[0]:
+            start, end = round(float(piece["start"]), 3), round(float(piece["end"]), 3)
+            if piece["word"].startswith(" ") or not timed:
+                timed.append([piece["word"].strip(), start, end])
+            else:  # punctuation, which has no sound of its own, or a word after an opening quote
+                timed[-1][0] += piece["word"]
+                timed[-1][2] = end if any(c.isalnum() for c in piece["word"]) else timed[-1][2]
+        return timed if [word for word, _, _ in timed] == text.split() else None
 
 
 def align_corpus(manifest: Path, threads: int = 2, progress: bool = True) -> tuple[int, int]:
