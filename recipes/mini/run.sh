@@ -5,8 +5,8 @@
 # Stage 1: acoustic codebook, 4096 x 40 ms log-mel slices (~5 min; a learned tokenizer is tried in its comment)
 # Stage 2: semantic codebook, 1024 x Whisper tiny.en frames pooled to 16.67 Hz (~12 min)
 # Stage 3: token files for the corpus (`stepaudio data tokenize`, ~4-7 utterances/s, 35 min; resumable; in token
-#          files made by another codebook, that stream is made again: a new acoustic codebook takes 1.6 min), and
-#          the built-in voices' cached prompt tokens
+#          files made by another codebook, that stream is made again: a new acoustic codebook takes 1.6 min), the
+#          English words' times (`stepaudio data align`), and the built-in voices' cached prompt tokens
 # Stage 4: the speech decoder's vocoder (HiFT, mel -> 22.05 kHz PCM)
 # Stage 5: the speech decoder's flow (tokens -> mel), on the utterances that have token files
 # Stage 6: the decoder's evaluation set: the 30 held-out English sentences read by training voices that
@@ -87,6 +87,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   "$stepaudio" data tokenize "$corpus"
+  # the English words' times, for stage 7's attention guide (~7 min on 2 cores)
+  "$stepaudio" data align "$corpus"
   # the built-in voices' prompt tokens, cached by the codebooks of stages 1-2 (the caches are named by their hash)
   rm -f "$assets"/voices/*.npz
   "$(dirname "$stepaudio")/python" -c "from stepaudio.tts import TTS; tts = TTS.load('mini')
