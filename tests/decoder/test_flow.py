@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from tiny import TINY_FLOW, tiny_flow, tiny_hift
+from tiny import TINY_FLOW, tiny_flow
 
 from stepaudio.decoder.conformer import EncoderConfig, RelPositionAttention, relative_positions
 from stepaudio.decoder.flow import TOKENS_PER_SECOND, FlowConfig, FlowModel, place, time_aligned, time_grid
@@ -13,11 +13,6 @@ from stepaudio.errors import TokenError
 @pytest.fixture
 def flow():
     return tiny_flow()
-
-
-@pytest.fixture
-def hift():
-    return tiny_hift()
 
 
 def no_prompt(flow):

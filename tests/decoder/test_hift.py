@@ -3,14 +3,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_flow, tiny_hift
+from tiny import tiny_hift
 
 from stepaudio.decoder.hift import HarmonicSource, HiFTConfig, WNConv1d
-
-
-@pytest.fixture
-def flow():
-    return tiny_flow()
 
 
 @pytest.fixture
