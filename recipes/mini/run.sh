@@ -187,6 +187,15 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   # On 2 cores (--device cpu, batches of 16, bf16, steps 11-70 of a 300-step schedule, a /tmp A/B run twice in one
   # session): 2.51 / 2.72 s a step before the attention guide's loss became one weighted sum, 1.94 / 2.38 after it,
   # 1.37 / 2.03 with batches by length (1.3-1.8x in all; this machine's speed varied between the two runs).
+  # On a CPU without native bfloat16 (an AMD EPYC without AVX512-BF16, 2026-12-07) --precision auto trains in
+  # float32: 5.55 s a step, 2000 steps ~3 h. Setting glibc's mmap threshold to 1 MiB (so freed tensors go back to
+  # the system) cut the peak RSS of a 30-step run from 3.6 to 2.9 GB but made it 47 % slower (8.15 s a step).
+  # The packaged weights were trained before stage 3 timed the words, with the even-pace guide alone (--guide-pace
+  # even, below); the default, --guide-pace words, guides the aligned utterances a word wide.
+  # Not yet measured: does that make the LM read? The A/B to run is the 2026-11-27 one above (--steps 2000
+  # --batch-size 16 --lr 1e-3 --warmup 100 --save-every 250 --device cpu), scored by bench/tts_text_use.py
+  # --split test against the even-pace control at steps 1000 (2.870 / 2.894, semantic 2.651 / 2.694) and 1500.
   "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" --export "$assets/tts" \
-    --steps 1700 --batch-size 64 --lr 1e-3 --warmup 300 --save-every 500 --device cuda --workers 4 --batching random
+    --steps 1700 --batch-size 64 --lr 1e-3 --warmup 300 --save-every 500 --device cuda --workers 4 --batching random \
+    --guide-pace even
 fi

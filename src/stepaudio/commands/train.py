@@ -98,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             args.guide_weight,
             args.speech_corruption,
             Path(args.init) if args.init else None,
+            args.guide_pace == "words",
         )
     elif args.recipe == "flow":
         import dataclasses
@@ -276,6 +277,13 @@ def _add_gradient_recipe(recipes: argparse._SubParsersAction, recipe: str, what:
         )
         parser.add_argument(
             "--guide-weight", type=float, default=1.0, help="weight of the attention guide's loss (0: no guide)"
+        )
+        parser.add_argument(
+            "--guide-pace",
+            choices=("words", "even"),
+            default="words",
+            help="words (default): the guide follows the words' times where `stepaudio data align` recorded them, an "
+            "even pace elsewhere; even: an even pace everywhere (the packaged weights were trained so)",
         )
         parser.add_argument(
             "--speech-corruption",

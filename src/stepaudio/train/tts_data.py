@@ -53,7 +53,9 @@ class TTSDataset(torch.utils.data.Dataset):
         max_seconds: float = 10.0,
         max_prompt_seconds: float = 4.0,
         seed: int = 0,
+        word_times: bool = True,
     ):
+        """word_times: spans read where the manifest times the words (False: an even pace everywhere)."""
         root = manifest_dir(manifest)
         utterances = tokenized(read_split(manifest, split), root)
         self.tokens = {u.audio: np.load(root / u.tokens).astype(np.int64).reshape(-1) for u in utterances}
@@ -65,7 +67,7 @@ class TTSDataset(torch.utils.data.Dataset):
         self.targets = [u for u in self.targets if any(p is not u for p in self.prompts[u.voice])]
         # for batching by length: the target's speech is most of an example (its prompt is drawn per example)
         self.lengths = [len(self.tokens[u.audio]) for u in self.targets]
-        self.tokenizer, self.random = tokenizer, random.Random(seed)
+        self.tokenizer, self.random, self.word_times = tokenizer, random.Random(seed), word_times
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -113,7 +115,7 @@ class TTSDataset(torch.utils.data.Dataset):
         """The position in `turn` (the human turn holding `text`) that each of its speech tokens reads,
         from the words' times; None without them."""
         words = utterance.words
-        if not words or [word for word, _, _ in words] != text.split():
+        if not self.word_times or not words or [word for word, _, _ in words] != text.split():
             return None
         decoded = self.tokenizer.decode(turn)
         chars, times, at = [], [], decoded.rfind(text)

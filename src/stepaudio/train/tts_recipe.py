@@ -109,8 +109,10 @@ def train_tts(
     guide_weight: float = 1.0,
     speech_corruption: float = 0.0,
     init: Path | None = None,
+    word_times: bool = True,
 ) -> int:
-    """init: an exported TTS LM to start from (its config and text vocabulary; not `sizes`, `text_vocab`)."""
+    """init: an exported TTS LM to start from (its config and text vocabulary; not `sizes`, `text_vocab`);
+    word_times: the guide follows the manifest's word times where it has them (False: an even pace)."""
     out = Path(options.out)
     tokenizer_file = out / "tokenizer.model"
     if init is not None:
@@ -126,7 +128,7 @@ def train_tts(
             texts = [normalize(u.text, u.language) for u in read_split(manifest, "train")]
             train_vocabulary(texts, tokenizer_file, text_vocab)
     tokenizer = SentencePieceTokenizer(tokenizer_file, audio_offset=text_vocab)
-    dataset = TTSDataset(manifest, tokenizer, max_seconds=max_seconds, seed=options.seed)
+    dataset = TTSDataset(manifest, tokenizer, max_seconds=max_seconds, seed=options.seed, word_times=word_times)
     return train(
         TTSObjective(model, guide_weight, speech_corruption),
         dataset,
