@@ -192,9 +192,18 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   # the system) cut the peak RSS of a 30-step run from 3.6 to 2.9 GB but made it 47 % slower (8.15 s a step).
   # The packaged weights were trained before stage 3 timed the words, with the even-pace guide alone (--guide-pace
   # even, below); the default, --guide-pace words, guides the aligned utterances a word wide.
-  # Not yet measured: does that make the LM read? The A/B to run is the 2026-11-27 one above (--steps 2000
-  # --batch-size 16 --lr 1e-3 --warmup 100 --save-every 250 --device cpu), scored by bench/tts_text_use.py
-  # --split test against the even-pace control at steps 1000 (2.870 / 2.894, semantic 2.651 / 2.694) and 1500.
+  # The packaged LM's guided heads keep that even pace rather than follow the words (bench/tts_attention.py, 40
+  # test utterances: attention mass 0.38 around the word read, 0.65 around the even pace). Fine-tuned 80 steps of 16
+  # with each pace (2026-12-07, the command below, one core each, 17 min), the word-timed heads follow the words
+  # on held-out speech (0.62 around the word read, 0.24 around the even pace; the even arm 0.37 / 0.62), but the LM
+  # reads its text no more: bench/tts_text_use.py --split test, loss own / other transcript 2.507 / 2.740 (semantic
+  # 2.451 / 2.826) against the even arm's 2.517 / 2.767 (2.458 / 2.872) and the packaged 2.481 / 2.738 (2.420 / 2.846).
+  #   "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/ft-words" --init "$assets/tts" \
+  #     --guide-pace words --steps 80 --batch-size 16 --lr 3e-4 --warmup 10 --save-every 80 --device cpu
+  # Not yet measured: a fresh LM trained with the word-timed guide. The A/B to run is the 2026-11-27 one above
+  # (--steps 2000 --batch-size 16 --lr 1e-3 --warmup 100 --save-every 250 --device cpu), scored by
+  # bench/tts_text_use.py --split test against the even-pace control at steps 1000 (2.870 / 2.894, semantic
+  # 2.651 / 2.694) and 1500.
   "$stepaudio" train tts --manifest "$corpus/manifest.jsonl" --out "$runs/tts" --export "$assets/tts" \
     --steps 1700 --batch-size 64 --lr 1e-3 --warmup 300 --save-every 500 --device cuda --workers 4 --batching random \
     --guide-pace even
