@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from stepaudio.models import resolve_model
-from stepaudio.train.attention_guide import AttentionGuide, Span, guide_loss
+from stepaudio.train.attention_guide import AttentionGuide, Span, even_pace, guide_loss
 from stepaudio.train.tts_data import TTSDataset
 from stepaudio.tts.speech_lm import SpeechLM
 
@@ -32,9 +32,8 @@ from stepaudio.tts.speech_lm import SpeechLM
 def attention_against_positions(guide: AttentionGuide, span: Span) -> list[float]:
     """[mass around the word read, around the even pace, in the fifth-wide even band, centre's distance
     from the word read, from the even pace] of the target speech's attention onto its text."""
-    probs = guide.probs.float()
-    speech_len = span.speech_end - span.speech_start
-    even = (torch.arange(speech_len) + 0.5) / speech_len * (span.text_end - span.text_start)
+    probs = guide.probs
+    even = even_pace(span.speech_end - span.speech_start, span.text_end - span.text_start)
     masses = [1 - guide_loss(probs, [[span._replace(reading=r)]]).item() for r in (span.reading, even, None)]
     text = probs[0, :, span.speech_start : span.speech_end, span.text_start : span.text_end]
     centre = (text * (torch.arange(text.shape[-1]) + 0.5)).sum(-1) / text.sum(-1).clamp_min(1e-9)

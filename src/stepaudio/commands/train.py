@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             args.guide_weight,
             args.speech_corruption,
             Path(args.init) if args.init else None,
-            args.guide_pace == "words",
+            word_times=args.guide_pace == "words",
         )
     elif args.recipe == "flow":
         import dataclasses

@@ -44,9 +44,14 @@ def band(positions: torch.Tensor, text_len: int, width: float) -> torch.Tensor:
     return torch.exp(-((positions[:, None] - t[None, :]) ** 2) / (2 * width**2))
 
 
+def even_pace(speech_len: int, text_len: int) -> torch.Tensor:
+    """[speech_len] the text position each speech token would read at an even pace: t/T = n/N."""
+    return (torch.arange(speech_len) + 0.5) / speech_len * text_len
+
+
 def diagonal_band(speech_len: int, text_len: int, width: float = 0.2) -> torch.Tensor:
-    """The band of an even pace: 1 where t/T = n/N, falling off with `width` (a fraction of the text)."""
-    return band((torch.arange(speech_len) + 0.5) / speech_len * text_len, text_len, width * text_len)
+    """The band of an even pace, falling off with `width` (a fraction of the text)."""
+    return band(even_pace(speech_len, text_len), text_len, width * text_len)
 
 
 def span_band(span: Span, width: float) -> torch.Tensor:
