@@ -8,6 +8,7 @@ import soundfile as sf
 
 from conftest import speechlike, tone
 from stepaudio.audio import (
+    check_output_path,
     load_audio,
     peak_normalize,
     resample,
@@ -16,7 +17,7 @@ from stepaudio.audio import (
     trim_silence,
 )
 from stepaudio.audio.io import MAX_SECONDS_ENV, check_audio
-from stepaudio.errors import AudioError
+from stepaudio.errors import AudioError, OptionError
 
 
 def encode(samples: np.ndarray, rate: int, fmt: str, subtype: str | None = None) -> bytes:
@@ -111,6 +112,35 @@ def test_save_and_reload(tmp_path):
     y, rate = load_audio(tmp_path / "out.wav")
     assert rate == 22050
     np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".ogg", ".MP3"])
+def test_save_every_writable_format(tmp_path, suffix):
+    x = tone(0.5, 22050)
+    save_audio(tmp_path / f"out{suffix}", x, 22050)
+    y, rate = load_audio(tmp_path / f"out{suffix}")
+    assert rate == 22050 and abs(len(y) - len(x)) < 0.05 * len(x)  # the lossy codecs pad a little
+    n = min(len(x), len(y))
+    assert np.corrcoef(x[:n], y[:n])[0, 1] > 0.9 or np.abs(x[:n] - y[:n]).mean() < 0.05
+
+
+def test_save_stereo(tmp_path):
+    x = np.stack([tone(0.5, 16000), np.zeros(8000, np.float32)], axis=1)
+    save_audio(tmp_path / "two.wav", x, 16000)
+    assert sf.info(tmp_path / "two.wav").channels == 2
+
+
+@pytest.mark.parametrize(
+    "name,message",
+    [("out.xyz", "cannot write audio as .xyz"), ("out", "without an extension"), ("missing/out.wav", "does not exist")],
+)
+def test_bad_output_paths_are_refused_before_writing(tmp_path, name, message):
+    with pytest.raises(OptionError, match=message):
+        save_audio(tmp_path / name, tone(0.1, 16000), 16000)
+    (tmp_path / "folder.wav").mkdir()
+    with pytest.raises(OptionError, match="is a folder"):
+        check_output_path(tmp_path / "folder.wav")
+    assert check_output_path(tmp_path / "fine.ogg") == tmp_path / "fine.ogg"
 
 
 # Bad input: every case gets an AudioError whose message says what is wrong.

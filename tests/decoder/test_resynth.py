@@ -27,3 +27,10 @@ def test_resynth_refuses_bad_audio_before_loading_models(tmp_path, capsys):
     (tmp_path / "in.wav").write_bytes(b"RIFF nonsense")
     assert main(["resynth", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.wav")]) == 1
     assert "not readable audio" in capsys.readouterr().err and not (tmp_path / "out.wav").exists()
+
+
+def test_resynth_refuses_a_bad_output_path_before_loading_models(speech_path, tmp_path, capsys, monkeypatch):
+    loads = []
+    monkeypatch.setattr(SpeechDecoder, "load", classmethod(lambda cls, *args: loads.append(args)))
+    assert main(["resynth", str(speech_path), "-o", str(tmp_path / "out.aac")]) == 1
+    assert "cannot write audio as .aac" in capsys.readouterr().err and loads == []

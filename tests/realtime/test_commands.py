@@ -18,6 +18,16 @@ def test_chat_checks_the_speech_style_before_loading(speech_path, tmp_path, caps
     assert main(["chat", str(speech_path), "-o", str(tmp_path / "a.wav"), "--tags", "大声"]) == 1
     err = capsys.readouterr().err
     assert "unknown style tag" in err and "loading" not in err
+    assert main(["chat", str(speech_path), "-o", str(tmp_path / "missing" / "a.wav")]) == 1
+    captured = capsys.readouterr()
+    assert "does not exist" in captured.err and captured.out == ""
+
+
+def test_simulate_refuses_a_file_for_its_output_folder_before_loading(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert main(["simulate", str(EXAMPLE), "-o", str(tmp_path / "taken")]) == 1
+    captured = capsys.readouterr()
+    assert "cannot make the output folder" in captured.err and "loading" not in captured.out
 
 
 def test_simulate_and_talk_check_the_speech_style_before_loading(capsys):

@@ -39,6 +39,16 @@ def test_tts_refuses_bad_input_before_loading_models(tmp_path, fake_load, monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["tts", "Hi.", "-o", str(tmp_path / "a.wav"), "--device", "cuda"]) == 1
     assert "torch sees no GPU" in capsys.readouterr().err and fake_load == []
+    assert main(["tts", "Hi.", "-o", str(tmp_path / "a.m4a")]) == 1
+    assert "cannot write audio as .m4a" in capsys.readouterr().err
+    assert main(["tts", "Hi.", "-o", str(tmp_path / "nowhere" / "a.wav")]) == 1
+    assert "does not exist" in capsys.readouterr().err and fake_load == []
+
+
+def test_tts_writes_ogg_and_mp3(tmp_path, fake_load):
+    for name in ("a.ogg", "a.mp3"):
+        assert main(["tts", "Hi there.", "-o", str(tmp_path / name), "--seed", "0", "--stream"]) == 0
+        assert sf.info(tmp_path / name).samplerate == 22050 and sf.read(tmp_path / name)[0].size > 0
 
 
 def test_voices_list_add_remove(tmp_path, monkeypatch, capsys):

@@ -4,7 +4,9 @@ from stepaudio.audio.decoder_mel import mel_spectrogram
 from stepaudio.audio.fbank import Cmvn, ParaformerFrontend, kaldi_fbank, lfr
 from stepaudio.audio.io import (
     check_audio,
+    check_output_path,
     load_audio,
+    open_audio_writer,
     peak_normalize,
     resample,
     save_audio,
@@ -23,6 +25,7 @@ __all__ = [
     "LogMelStream",
     "ParaformerFrontend",
     "check_audio",
+    "check_output_path",
     "kaldi_fbank",
     "lfr",
     "load_audio",
@@ -30,6 +33,7 @@ __all__ = [
     "log_mel_spectrogram",
     "mel_spectrogram",
     "normalize_log_mel",
+    "open_audio_writer",
     "peak_normalize",
     "resample",
     "save_audio",

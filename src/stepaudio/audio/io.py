@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from stepaudio.errors import AudioError
+from stepaudio.errors import AudioError, OptionError
 
 AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
@@ -25,6 +25,8 @@ MAX_SAMPLE_RATE = 384_000
 DEFAULT_MAX_SECONDS = 600.0
 MAX_SECONDS_ENV = "STEPAUDIO_MAX_AUDIO_SECONDS"
 SUPPORTED_FORMATS = "wav, flac, ogg and mp3"
+# what each writable extension holds: 16-bit PCM where the format has a choice (Vorbis and MP3 have none)
+WRITE_SUBTYPES = {".wav": "PCM_16", ".flac": "PCM_16", ".ogg": None, ".mp3": None}
 
 # Leading bytes of containers libsndfile cannot read, so the error can name what the user gave us.
 _UNSUPPORTED_MAGIC = (
@@ -152,11 +154,35 @@ def load_audio(
     return samples, rate
 
 
+def check_output_path(path: str | os.PathLike) -> Path:
+    """`path` if audio can be written there: a known extension, an existing folder, not a folder itself.
+    Commands call it before any model loads, so a typo in -o costs nothing."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_SUBTYPES:
+        kind = f"as {path.suffix}" if path.suffix else "without an extension"
+        raise OptionError(f"{path}: cannot write audio {kind}; name a .wav, .flac, .ogg or .mp3 file")
+    if path.is_dir():
+        raise OptionError(f"{path} is a folder; name a file in it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OptionError(f"{path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OptionError(f"{path}: the folder {folder} is not writable")
+    return path
+
+
+def open_audio_writer(path: str | os.PathLike, sample_rate: int, channels: int = 1) -> sf.SoundFile:
+    """A file to write float32 chunks to as they come (16-bit PCM in wav and flac; the format follows
+    the extension)."""
+    path = check_output_path(path)
+    return sf.SoundFile(path, "w", sample_rate, channels, subtype=WRITE_SUBTYPES[path.suffix.lower()])
+
+
 def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
-    """Write 16-bit PCM; the format follows the file extension (.wav, .flac, .ogg, .mp3)."""
+    """Write samples [n] or [n, channels]; the format follows the file extension (.wav, .flac, .ogg, .mp3)."""
     samples = check_audio(samples, sample_rate, max_seconds=math.inf)
-    subtype = "PCM_16" if Path(path).suffix.lower() in (".wav", ".flac") else None
-    sf.write(path, np.clip(samples, -1.0, 1.0), sample_rate, subtype=subtype)
+    with open_audio_writer(path, sample_rate, 1 if samples.ndim == 1 else samples.shape[1]) as out:
+        out.write(np.clip(samples, -1.0, 1.0))
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:

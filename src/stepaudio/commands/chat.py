@@ -59,13 +59,14 @@ def run_text_chat(args: argparse.Namespace) -> None:
 
 
 def run_voice_turn(args: argparse.Namespace) -> None:
-    from stepaudio.audio import load_audio, save_audio
+    from stepaudio.audio import check_output_path, load_audio, save_audio
     from stepaudio.commands.voice_chat_options import load_engine, speech_style
     from stepaudio.lm.loaders import MINI_CHAT
     from stepaudio.realtime.session import SessionConfig
     from stepaudio.realtime.turn import answer_turn_sync
 
     samples, rate = load_audio(args.audio)
+    check_output_path(args.output)  # before the models load
     config = SessionConfig(**speech_style(args), instructions=args.system)
     write = sys.stdout.write
     args.model = "mini" if args.model == MINI_CHAT else args.model  # the voice path of the mini chat model
@@ -95,7 +96,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     chat.add_argument("audio", nargs="?", help="a spoken question (wav, flac, ogg, mp3)")
-    chat.add_argument("-o", "--output", help="where the spoken answer goes (.wav, .flac)")
+    chat.add_argument("-o", "--output", help="where the spoken answer goes (.wav, .flac, .ogg or .mp3)")
     chat.add_argument("--text", action="store_true", help="type and read text (no audio)")
     add_model_args(chat)
     add_voice_args(chat)

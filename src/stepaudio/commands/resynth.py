@@ -8,12 +8,13 @@ from stepaudio.device import DEVICES
 
 
 def cmd_resynth(args: argparse.Namespace) -> None:
-    from stepaudio.audio import load_audio, save_audio
+    from stepaudio.audio import check_output_path, load_audio, save_audio
     from stepaudio.decoder.speech_decoder import SpeechDecoder
     from stepaudio.device import pick_device
     from stepaudio.tokenizer.dual import DualTokenizer
 
-    samples, rate = load_audio(args.audio)  # a bad file fails before any model loads
+    samples, rate = load_audio(args.audio)  # a bad file or output path fails before any model loads
+    check_output_path(args.output)
     decoder = SpeechDecoder.load(args.model).to(pick_device(args.device))
     tokenizer = DualTokenizer.load(args.model)
     tokens = tokenizer.encode(samples, rate)
@@ -32,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("audio", help="input audio file (wav/flac/ogg/mp3)")
     parser.add_argument(
-        "-o", "--output", required=True, help="output audio file (22.05 kHz; format from the extension)"
+        "-o", "--output", required=True, help="output audio file (22.05 kHz; .wav, .flac, .ogg or .mp3)"
     )
     parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
     parser.add_argument(

@@ -16,6 +16,18 @@ from pathlib import Path
 from stepaudio.commands.voice_chat_options import add_engine_args, load_engine, session_config
 
 
+def output_folder(path: str) -> Path:
+    """The folder for the results, made now: a file in its place fails before the models load."""
+    from stepaudio.errors import OptionError
+
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OptionError(f"cannot make the output folder {out}: {error.strerror}") from error
+    return out
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     import asyncio
 
@@ -29,6 +41,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     conversation = load_conversation(args.conversation)
     config = session_config(args)  # bad settings fail before the models load
+    out = output_folder(args.output)
     write = sys.stdout.write
     write("loading models...\n")
     engine = load_engine(args, lambda line: write(line + "\n"))
@@ -39,8 +52,6 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         return session, result
 
     session, result = asyncio.run(run())
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     transcriber = Transcriber.load("mini")
     for turn in result.turns:
         if "response_id" in turn:

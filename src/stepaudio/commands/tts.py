@@ -21,8 +21,8 @@ def read_text(argument: str | None) -> str:
 
 def cmd_tts(args: argparse.Namespace) -> None:
     import numpy as np
-    import soundfile as sf
 
+    from stepaudio.audio import check_output_path, open_audio_writer
     from stepaudio.decoder.speech_decoder import check_speed
     from stepaudio.errors import OptionError
     from stepaudio.tts import TTS
@@ -32,6 +32,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
     if not text.strip():
         raise OptionError("no text to speak: give it as an argument or on stdin")
     tags, speed = check_tags(args.tags), check_speed(args.speed)  # bad options fail before the models load
+    check_output_path(args.output)
     pick_device(args.device)  # so does asking for a GPU where there is none
     started = time.monotonic()
     tts = TTS.load(args.model, args.device)
@@ -40,7 +41,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
         text, args.voice, tags, prompt_wav=args.prompt_wav, prompt_text=args.prompt_text, seed=args.seed, speed=speed
     )
     seconds, first = 0.0, None
-    with sf.SoundFile(args.output, "w", tts.sample_rate, 1, subtype="PCM_16") as out:
+    with open_audio_writer(args.output, tts.sample_rate) as out:
         for chunk in chunks:
             if first is None:
                 first = time.monotonic() - loaded
@@ -66,7 +67,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--speed time-scales the speech in the decoder, with any model.",
     )
     parser.add_argument("text", nargs="?", help="text to speak; read from stdin when absent or '-'")
-    parser.add_argument("-o", "--output", required=True, help="output audio file (22.05 kHz, wav/flac/ogg)")
+    parser.add_argument(
+        "-o", "--output", required=True, help="output audio file (22.05 kHz; .wav, .flac, .ogg or .mp3)"
+    )
     voice = parser.add_argument_group("voice (default: the model's default voice)")
     voice.add_argument("--voice", help="a voice name from `stepaudio voices list`")
     voice.add_argument("--prompt-wav", help="clone the voice of this recording (3-10 s of clean speech)")
