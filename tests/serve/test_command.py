@@ -1,3 +1,5 @@
+import socket
+
 from stepaudio.cli import main
 
 
@@ -18,3 +20,15 @@ def test_bad_speech_style_fails_before_loading(capsys):
     assert "unknown style tag" in err and "loading" not in err
     assert main(["serve", "--speed", "5"]) == 1
     assert "speed must be between" in capsys.readouterr().err
+
+
+def test_a_bad_or_taken_address_fails_before_loading(capsys):
+    assert main(["serve", "--port", "99999"]) == 1
+    err = capsys.readouterr().err
+    assert "99999 is not a port number" in err and "loading" not in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--port", str(taken.getsockname()[1])]) == 1
+    err = capsys.readouterr().err
+    assert "cannot serve on 127.0.0.1" in err and "in use" in err and "loading" not in err

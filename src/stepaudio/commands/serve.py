@@ -4,9 +4,24 @@ one process (FastAPI + uvicorn). Models load once, before the port opens."""
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 from stepaudio.errors import OptionError
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail before the models load (a minute) when the port is out of range, the host unknown or the
+    address taken; uvicorn would find out only after them."""
+    if not 0 <= port <= 65535:
+        raise OptionError(f"--port {port} is not a port number (0-65535)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as error:  # socket.gaierror included
+        raise OptionError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -32,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"warning: serving on {args.host} without an API key: anyone who reaches it can use it", file=sys.stderr)
     session_defaults = session_config(args)  # bad settings fail before the models load
+    check_address(args.host, args.port)
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     engine = load_engine(args, lambda line: print(line, file=sys.stderr))
     models = Models.from_engine(args.model, engine, session_defaults)
