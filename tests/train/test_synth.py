@@ -77,6 +77,12 @@ def test_plan_notes_languages_without_voices():
         plan(pool_of(), [], SynthOptions(max_utterances=5))
 
 
+@pytest.mark.parametrize("budget", [{"hours": -1.0}, {"max_utterances": -5}, {"hours": 1.0, "test_voices": -1}])
+def test_negative_budgets_are_refused(budget):
+    with pytest.raises(DataError, match="cannot be negative"):
+        SynthOptions(**budget)
+
+
 def espeak_and_flite() -> list[Voice]:
     voices = []
     for engine, name in (("espeak", "en-us"), ("flite", "slt")):

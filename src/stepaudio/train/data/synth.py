@@ -80,6 +80,11 @@ class SynthOptions:
     def __post_init__(self) -> None:
         if self.hours is None and self.max_utterances is None:
             raise DataError("give a budget: hours or max_utterances")
+        if (self.hours or 0) < 0 or (self.max_utterances or 0) < 0 or self.test_voices < 0:
+            raise DataError(
+                f"hours ({self.hours}), max_utterances ({self.max_utterances}) and test_voices ({self.test_voices}) "
+                "cannot be negative"
+            )
         for name, (low, high) in (("speed", self.speed_range), ("pitch", self.pitch_range)):
             if not 0.25 <= low <= high <= 4.0:
                 raise DataError(f"{name} range {low}..{high} must satisfy 0.25 <= min <= max <= 4")
