@@ -202,10 +202,11 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   #     --guide-pace words --steps 80 --batch-size 16 --lr 3e-4 --warmup 10 --save-every 80 --device cpu
   # A fresh LM trained with the word-timed guide (2026-12-07, the 2026-11-27 command above on 2 cores in fp32:
   # --steps 2000 --stop-after 1000 --batch-size 16 --lr 1e-3 --warmup 100 --save-every 250 --device cpu, 89 min,
-  # peak RSS 3.9 GB) reads its text hardly more than the even-pace control did at step 1000: bench/tts_text_use.py
-  # --split test, loss own / other transcript 2.885 / 2.920 (semantic 2.648 / 2.707) against 2.870 / 2.894
-  # (2.651 / 2.694), while its heads follow the words (bench/tts_attention.py: 0.71 around the word read, 0.29
-  # around the even pace). Step 500: 4.741 / 4.749; step 750: 3.401 / 3.420.
+  # peak RSS 3.9 GB, then --resume --stop-after 1500, 43 min) reads its text hardly more than the even-pace control
+  # did: bench/tts_text_use.py --split test, loss own / other transcript at step 1000 2.885 / 2.920 (semantic
+  # 2.648 / 2.707) against 2.870 / 2.894 (2.651 / 2.694), at step 1500 2.526 / 2.596 (2.353 / 2.476) against
+  # 2.495 / 2.554 (2.325 / 2.438), while its heads follow the words (bench/tts_attention.py at step 1000: 0.71
+  # around the word read, 0.29 around the even pace). Step 500: 4.741 / 4.749; step 750: 3.401 / 3.420.
   # Decoding does not make up for it either (2026-12-07, /tmp scripts on the first 10 test sentences of
   # bench/tts.py with the packaged LM and decoder; WER 1.21 with the official sampling): temperature 0.3 gave
   # 1.31; guidance on the text (logits + w (logits - logits with the text left out), which the LM never saw
