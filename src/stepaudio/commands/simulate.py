@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 
 from stepaudio.commands.voice_chat_options import add_engine_args, load_engine, session_config
+from stepaudio.errors import OptionError
 
 
 def output_folder(path: str) -> Path:
     """The folder for the results, made now: a file in its place fails before the models load."""
-    from stepaudio.errors import OptionError
-
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
