@@ -32,3 +32,14 @@ class TokenError(StepAudioError, ValueError):
 
 class OptionError(StepAudioError, ValueError):
     """A setting out of its range, or a request that cannot be served as asked (e.g. too long a message)."""
+
+
+class RequestError(OptionError):
+    """A client's request refused with a machine-readable `code` (OpenAI's error codes, e.g.
+    `input_audio_buffer_commit_empty`), which the server passes on with the message."""
+
+    def __init__(self, message: str, code: str = "invalid_value", param: str | None = None):
+        """param: the request field at fault, as OpenAI's errors name it."""
+        super().__init__(message)
+        self.code = code
+        self.param = param

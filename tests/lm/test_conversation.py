@@ -67,3 +67,19 @@ def test_long_conversations_forget_their_oldest_turns():
         "".join(conversation.reply("x" * 800))
     with pytest.raises(OptionError, match="empty message"):
         "".join(conversation.reply("  "))
+
+
+def test_a_long_history_drops_the_fewest_exchanges_in_few_encodings():
+    lm = LanguageModel(tiny_model(max_seq_len=512), CharTokenizer(), CHATML, "tiny")
+    conversation = Conversation(lm, Sampling(max_new_tokens=4), max_len=400)
+    pairs = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}] for i in range(2000)]
+    history = [message for pair in pairs for message in pair] + [{"role": "user", "content": "last"}]
+    conversation.history = list(history)
+    encodings = []
+    encode = lm.chat.encode
+    lm.chat = type("Counting", (), {"encode": lambda self, *a: encodings.append(1) or encode(*a)})()
+    prompt = conversation._prompt_that_fits()
+    kept = len(conversation.history)
+    assert conversation.history == history[-kept:] and len(prompt) + 4 <= 400
+    assert len(encode(lm.tokenizer, history[-kept - 2 :])) + 4 > 400  # one exchange more would not fit
+    assert len(encodings) <= 15  # bisection: log2(2000) + 2, where dropping one by one took 1000

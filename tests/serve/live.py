@@ -20,15 +20,18 @@ class LiveServer:
     """The app under uvicorn on a free loopback port, in a thread: for clients that need a real
     socket (the openai package, a browser)."""
 
-    def __init__(self, app, ws_max_size: int = 16 << 20):
+    def __init__(self, app):
+        """The socket limits are the app's settings', as `stepaudio serve` sets them."""
         import uvicorn
+
+        from stepaudio.serve.connections import server_config
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
+        limits = app.state.settings.limits
         # log_config=None: uvicorn's records reach the root logger, so tests (caplog) see its errors
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, ws_max_size=ws_max_size, log_config=None)
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(server_config(app, "127.0.0.1", self.port, limits, log_config=None))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

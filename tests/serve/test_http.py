@@ -15,7 +15,8 @@ from stepaudio.serve.settings import Limits, ServeSettings
 
 
 def client(models=None, **settings) -> TestClient:
-    return TestClient(create_app(models or fake_models(), ServeSettings(model="fake", **settings)))
+    app = create_app(models or fake_models(), ServeSettings(model="fake", **settings))
+    return TestClient(app, base_url="http://localhost")
 
 
 def assert_error(response, status: int, words: str) -> None:

@@ -6,11 +6,11 @@ import pytest
 
 from conftest import tone
 from stepaudio.audio.vad import CONVERSATION_VAD, VADParams
-from stepaudio.errors import OptionError
+from stepaudio.errors import OptionError, RequestError
 from stepaudio.realtime.events import AudioDelta, ResponseCreated, ResponseDone, TranscriptDone
 from stepaudio.realtime.session import SessionConfig
 from stepaudio.serve import protocol
-from stepaudio.serve.protocol import AudioFormat, ProtocolError, StreamResampler
+from stepaudio.serve.protocol import AudioFormat, StreamResampler
 
 
 def test_pcm16_round_trip():
@@ -28,7 +28,7 @@ def test_pcm16_round_trip():
     [(None, "base64 string"), ("not base64!", "not valid base64"), (base64.b64encode(b"abc").decode(), "2 bytes")],
 )
 def test_bad_pcm16_is_a_protocol_error(audio, problem):
-    with pytest.raises(ProtocolError, match=problem) as error:
+    with pytest.raises(RequestError, match=problem) as error:
         protocol.decode_pcm16(audio)
     assert error.value.code == "invalid_audio"
 
@@ -40,10 +40,12 @@ def test_bad_pcm16_is_a_protocol_error(audio, problem):
         ("[1, 2]", "invalid_event"),
         ('{"audio": "x"}', "invalid_event"),
         ("[" * 100000, "invalid_json"),
+        ('{"type": "session.update", "session": {"turn_detection": {"silence_duration_ms": Infinity}}}', "invalid_json"),
+        ('{"type": "x", "n": NaN}', "invalid_json"),
     ],
 )
 def test_malformed_client_events(message, code):
-    with pytest.raises(ProtocolError) as error:
+    with pytest.raises(RequestError) as error:
         protocol.parse_client_event(message)
     assert error.value.code == code
 
@@ -91,7 +93,14 @@ def test_session_update_beta_and_ga_shapes():
         ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 5}}}}, "outside"),
         ({"audio": {"output": {"format": {"type": "audio/pcm", "rate": "24k"}}}}, "whole number"),
         ({"turn_detection": {"type": "semantic_vad"}}, "server_vad"),
-        ({"turn_detection": {"threshold": 1.5}}, "bad VAD settings"),
+        ({"turn_detection": {"threshold": 1.5}}, "outside 0..1"),
+        ({"turn_detection": {"threshold": 0.3, "negative_threshold": 0.6}}, "bad VAD settings"),
+        ({"turn_detection": {"silence_duration_ms": 1e12}}, "outside 32..10000"),
+        ({"turn_detection": {"start_ms": 1e15}}, "outside 0..5000"),
+        ({"audio": {"output": {"format": {"type": "audio/pcm", "rate": 384_000}}}}, "outside 8000..48000"),
+        ({"tags": ["快速1"] * 10_000}, "style tags given"),
+        ({"instructions": "be \x00 brief"}, "control character U\\+0000"),
+        ({"instructions": "be \ud800 brief"}, "lone surrogate"),
         ({"turn_detection": {"silence_duration_ms": "long"}}, "must be a number"),
         ({"tags": ["大声"]}, "unknown style tag"),
         ({"audio": {"output": {"speed": 3}}}, "speed must be between"),
@@ -102,9 +111,9 @@ def test_session_update_beta_and_ga_shapes():
     ],
 )
 def test_bad_session_updates(update, problem):
-    with pytest.raises(OptionError, match=problem):  # a ProtocolError, or the tag/speed check's own error
+    with pytest.raises(OptionError, match=problem):  # a RequestError, or the tag/speed check's own error
         protocol.apply_session_update(update, SessionConfig(), AudioFormat(), 100)
-    with pytest.raises(ProtocolError, match="list of strings"):
+    with pytest.raises(RequestError, match="list of strings"):
         protocol.apply_session_update({"tags": "快速1"}, SessionConfig(), AudioFormat(), 100)
 
 
@@ -116,7 +125,7 @@ def test_user_text_items():
         {**item, "content": [{"type": "input_audio", "audio": ""}]},
         {**item, "content": []},
     ):
-        with pytest.raises(ProtocolError):
+        with pytest.raises(RequestError):
             protocol.user_text(bad, 100)
 
 

@@ -73,7 +73,7 @@ def test_bad_messages_get_error_events_and_the_session_goes_on(no_server_errors)
 def test_frames_past_the_socket_limit_close_only_that_connection(no_server_errors):
     models = fake_models()
     app = create_app(models, ServeSettings(model="fake", limits=Limits(max_message_bytes=10_000)))
-    with LiveServer(app, ws_max_size=40_000) as server:
+    with LiveServer(app) as server:  # the socket's limit: 4x the message limit
         with RealtimeClient(server.url) as client:
             client.recv()
             client.send("x" * 100_000)

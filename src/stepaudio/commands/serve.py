@@ -4,6 +4,7 @@ one process (FastAPI + uvicorn). Models load once, before the port opens."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import socket
 import sys
 
@@ -24,6 +25,15 @@ def check_address(host: str, port: int) -> None:
         raise OptionError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
 
 
+def allowed_hosts(host: str, extra: list[str]) -> tuple[str, ...]:
+    """The Host header names served: the loopback names, the bound address (unless a wildcard, which
+    names no host: clients then use the names given with --allowed-hosts) and those given."""
+    from stepaudio.serve.settings import LOOPBACK_HOSTS
+
+    bound = () if host in ("0.0.0.0", "::", "") else (host.strip("[]"),)
+    return tuple(dict.fromkeys(LOOPBACK_HOSTS + bound + tuple(extra)))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     try:
         import uvicorn
@@ -32,34 +42,34 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except ImportError as error:
         raise OptionError(f"the server needs its extra: pip install 'stepaudio[serve]' ({error})") from None
     from stepaudio.commands.voice_chat_options import load_engine, session_config
+    from stepaudio.serve.connections import server_config
     from stepaudio.serve.models import Models
     from stepaudio.serve.settings import Limits, ServeSettings
 
-    limits = Limits(
-        max_sessions=args.max_sessions,
-        max_message_bytes=args.max_message_bytes,
-        max_upload_bytes=args.max_upload_mb << 20,
-        max_text_chars=args.max_text_chars,
-        max_session_seconds=args.max_session_seconds,
-        idle_timeout_seconds=args.idle_timeout,
+    limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
+    settings = ServeSettings.with_env_key(
+        args.api_key,
+        model=args.model,
+        cors_origins=tuple(args.cors),
+        allowed_hosts=allowed_hosts(args.host, args.allowed_hosts),
+        limits=limits,
     )
-    settings = ServeSettings.with_env_key(args.api_key, model=args.model, cors_origins=tuple(args.cors), limits=limits)
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"warning: serving on {args.host} without an API key: anyone who reaches it can use it", file=sys.stderr)
+    if args.host in ("0.0.0.0", "::") and not args.allowed_hosts:
+        print(
+            "warning: only requests to localhost are served; name the hosts clients use with --allowed-hosts",
+            file=sys.stderr,
+        )
     session_defaults = session_config(args)  # bad settings fail before the models load
     check_address(args.host, args.port)
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     engine = load_engine(args, lambda line: print(line, file=sys.stderr))
-    models = Models.from_engine(args.model, engine, session_defaults)
+    models = Models.from_engine(args.model, engine, session_defaults, limits.max_turn_seconds)
     print(f"open http://{args.host}:{args.port}/ in a browser", file=sys.stderr, flush=True)
-    uvicorn.run(
-        create_app(models, settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        # the app answers oversized messages itself with an error event; past 4x, the socket closes (1009)
-        ws_max_size=4 * limits.max_message_bytes,
-    )
+    uvicorn.Server(
+        server_config(create_app(models, settings), args.host, args.port, limits, log_level=args.log_level)
+    ).run()
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -87,43 +97,26 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="let web pages on ORIGIN (e.g. https://example.com) call the API; repeatable (default: none)",
     )
-    limits = parser.add_argument_group("limits")
-    limits.add_argument(
-        "--max-sessions",
-        type=int,
-        default=defaults.max_sessions,
-        help="real-time sessions at once (default: %(default)s)",
+    parser.add_argument(
+        "--allowed-hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients reach the server by (the Host header), besides the bound address and "
+        "localhost, 127.0.0.1, ::1: other names are refused, so a web page cannot reach the server through "
+        "a name it controls (DNS rebinding); repeatable; '*' allows any",
     )
-    limits.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=defaults.max_message_bytes,
-        help="largest WebSocket message (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--max-upload-mb",
-        type=int,
-        default=defaults.max_upload_bytes >> 20,
-        help="largest HTTP request body in MiB (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--max-text-chars",
-        type=int,
-        default=defaults.max_text_chars,
-        help="longest text to speak or chat message (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--max-session-seconds",
-        type=float,
-        default=defaults.max_session_seconds,
-        help="a real-time session ends after this (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=defaults.idle_timeout_seconds,
-        help="... or after this many seconds without a client message (default: %(default)s)",
-    )
+    limits = parser.add_argument_group("limits (each refusal is an HTTP 4xx/503 or an `error` event)")
+    for limit in dataclasses.fields(Limits):
+        kind = int if limit.type in (int, "int") else float
+        limits.add_argument(
+            f"--{limit.name.replace('_', '-')}",
+            *limit.metadata["aliases"],
+            dest=limit.name,
+            type=kind,
+            default=getattr(defaults, limit.name),
+            help=f"{limit.metadata['help']} (default: %(default)g)",
+        )
     parser.add_argument(
         "--log-level",
         default="info",

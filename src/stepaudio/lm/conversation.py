@@ -63,16 +63,31 @@ class Conversation:
 
     def _prompt_that_fits(self) -> list[int]:
         """The prompt with room left for an answer (a quarter of the context at least, or the whole
-        max_new_tokens if smaller), dropping the oldest exchanges as needed."""
+        max_new_tokens if smaller), dropping the oldest exchanges as needed. The number of exchanges
+        to drop is found by bisection: a long history costs a few encodings, not one per exchange."""
         room = min(self.sampling.max_new_tokens, self.decoder.capacity // 4)
-        while True:
-            prompt = self.lm.chat.encode(self.lm.tokenizer, self.messages())
-            if len(prompt) + room <= self.decoder.capacity:
-                return prompt
-            if len(self.history) == 1:
-                self.history.clear()
-                raise OptionError(
-                    f"the message is {len(prompt)} tokens long; this model's context holds {self.decoder.capacity} "
-                    "with room for an answer: send a shorter one"
-                )
-            del self.history[:2]  # the oldest user message and its answer
+        system = [{"role": "system", "content": self.system}] if self.system else []
+
+        def without(exchanges: int) -> list[int]:  # the prompt without the oldest `exchanges` pairs
+            return self.lm.chat.encode(self.lm.tokenizer, system + self.history[2 * exchanges :])
+
+        def fits(prompt: list[int]) -> bool:
+            return len(prompt) + room <= self.decoder.capacity
+
+        if fits(prompt := without(0)):
+            return prompt
+        low, high = 0, (len(self.history) - 1) // 2  # dropping `high` leaves only the new message
+        if not fits(prompt := without(high)):
+            self.history.clear()
+            raise OptionError(
+                f"the message is {len(prompt)} tokens long; this model's context holds {self.decoder.capacity} "
+                "with room for an answer: send a shorter one"
+            )
+        while high - low > 1:  # dropping `low` exchanges is too few, dropping `high` is enough
+            middle = (low + high) // 2
+            if fits(candidate := without(middle)):
+                high, prompt = middle, candidate
+            else:
+                low = middle
+        del self.history[: 2 * high]
+        return prompt

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from stepaudio.audio import check_audio, to_mono
+from stepaudio.audio.io import check_sample_rate, max_audio_seconds
 from stepaudio.audio.vad import CONVERSATION_VAD, FRAME_SECONDS, SAMPLE_RATE, EventKind, VADEvent, VADParams
-from stepaudio.errors import OptionError, StepAudioError
+from stepaudio.errors import OptionError, RequestError, StepAudioError
 from stepaudio.realtime.context import ContextManager, Turn
 from stepaudio.realtime.events import (
     AudioDelta,
@@ -124,6 +125,7 @@ class _UserTurn:
     start_ms: int
     over_output: bool  # began while an answer was out: it must last barge_in_ms to count
     hearing: asyncio.Task | None = None  # hear() started at the last pause (void if speech resumed)
+    seconds: float = 0.0  # user audio appended while the turn is open
 
 
 @dataclass
@@ -161,9 +163,13 @@ async def _stage(code: str, work: Awaitable):
 
 
 class RealtimeSession:
-    def __init__(self, engine, config: SessionConfig | None = None, clock=time.monotonic):
-        """engine: a `ChatEngine` (shared); one session per conversation; create it inside the event loop."""
+    def __init__(
+        self, engine, config: SessionConfig | None = None, clock=time.monotonic, max_turn_seconds: float | None = None
+    ):
+        """engine: a `ChatEngine` (shared); one session per conversation; create it inside the event loop.
+        max_turn_seconds: the user audio one turn may hold (default: the audio length cap, `max_audio_seconds`)."""
         self.engine, self.config, self._clock = engine, config or SessionConfig(), clock
+        self.max_turn_seconds = max_audio_seconds() if max_turn_seconds is None else max_turn_seconds
         self._next_config: SessionConfig | None = None
         self._state = State.LISTENING
         self._out: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -195,7 +201,15 @@ class RealtimeSession:
         return self._state
 
     async def append_audio(self, samples: np.ndarray, sample_rate: int) -> None:
-        """User audio (float32 mono, any rate), in order; await each call before the next."""
+        """User audio (float32 mono, any rate), in order; await each call before the next. Audio that
+        would take the open turn past `max_turn_seconds` is refused (RequestError), the turn kept."""
+        seconds = len(samples) / check_sample_rate(sample_rate)
+        if self._turn is not None and self._turn.seconds + seconds > self.max_turn_seconds:
+            raise RequestError(
+                f"the user turn holds {self._turn.seconds:.0f} s of audio, the limit is {self.max_turn_seconds:g} s: "
+                "commit it or clear it before sending more",
+                "input_audio_buffer_full",
+            )
         samples = self._to_16k(samples, sample_rate)
         self._preroll.append(samples)
         keep = (self._vad.params.start_ms / 1000 + PREROLL_SECONDS) * SAMPLE_RATE
@@ -203,6 +217,8 @@ class RealtimeSession:
             self._preroll.popleft()
         if not self.config.turn_detection and self._turn is None:
             self._turn = self._new_turn(self._input_ms(), over_output=False)
+        if self._turn is not None:
+            self._turn.seconds += seconds
         loop = asyncio.get_running_loop()
         events = await loop.run_in_executor(self._input_worker, self._take_input, self._turn, samples)
         for event in events:
@@ -212,10 +228,9 @@ class RealtimeSession:
     async def commit(self) -> None:
         """End the user's turn now: it is transcribed and joins the context (and, with turn
         detection on, is answered)."""
+        if self._turn is None:
+            raise RequestError("no user audio to commit", "input_audio_buffer_commit_empty")
         turn, self._turn = self._turn, None
-        if turn is None:
-            self._send(Error("no user audio to commit", "input_audio_buffer_commit_empty"))
-            return
         if self.config.turn_detection:
             await self._end_turn(turn)
             return
@@ -260,8 +275,7 @@ class RealtimeSession:
         keep only those words in the context; an answer still going out stops."""
         spoken = self._spoken.get(item_id)
         if spoken is None:
-            self._send(Error(f"no assistant item {item_id!r} to truncate", "item_not_found"))
-            return
+            raise RequestError(f"no assistant item {item_id!r} to truncate", "item_not_found")
         response = self._response
         if response is not None and response.item_id == item_id:
             await self._stop(response)

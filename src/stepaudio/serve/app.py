@@ -13,14 +13,16 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from stepaudio import __version__
-from stepaudio.errors import AudioError, ModelNotFound, StepAudioError
+from stepaudio.errors import AudioError, ModelNotFound, RequestError, StepAudioError
 from stepaudio.serve.models import Models
 from stepaudio.serve.realtime import SessionSlots, serve_realtime
 from stepaudio.serve.routes import public, router
-from stepaudio.serve.security import BodyLimit, error_body
+from stepaudio.serve.security import BodyLimit, RequestGuard, error_body
 from stepaudio.serve.settings import ServeSettings
+from stepaudio.serve.workers import ServerBusy
 
 log = logging.getLogger("stepaudio.serve")
+BUSY_RETRY_SECONDS = 5  # the Retry-After of a 503 for a full queue
 
 
 def create_app(models: Models, settings: ServeSettings) -> FastAPI:
@@ -51,25 +53,31 @@ def create_app(models: Models, settings: ServeSettings) -> FastAPI:
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"]
         )
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_upload_bytes)
+    app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts, cors_origins=settings.cors_origins)
     return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    def error(status: int, message: str, kind: str, code: str) -> JSONResponse:
-        return JSONResponse(error_body(message, kind, code), status_code=status)
+    def error(status: int, message: str, kind: str, code: str, param: str | None = None, **headers) -> JSONResponse:
+        return JSONResponse(error_body(message, kind, code, param), status_code=status, headers=headers or None)
 
     @app.exception_handler(StepAudioError)
     async def bad_request(request: Request, exc: StepAudioError) -> JSONResponse:
         if isinstance(exc, ModelNotFound):
             return error(404, str(exc), "invalid_request_error", "model_not_found")
+        if isinstance(exc, ServerBusy):
+            return error(503, str(exc), "server_error", "server_busy", **{"Retry-After": str(BUSY_RETRY_SECONDS)})
+        if isinstance(exc, RequestError):
+            return error(400, str(exc), "invalid_request_error", exc.code, exc.param)
         return error(
             400, str(exc), "invalid_request_error", "invalid_audio" if isinstance(exc, AudioError) else "invalid_value"
         )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in exc.errors())
-        return error(400, f"bad request: {problems}", "invalid_request_error", "invalid_request")
+        fields = [".".join(map(str, e["loc"][1:])) or "body" for e in exc.errors()]
+        problems = "; ".join(f"{field}: {e['msg']}" for field, e in zip(fields, exc.errors(), strict=True))
+        return error(400, f"bad request: {problems}", "invalid_request_error", "invalid_request", fields[0])
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

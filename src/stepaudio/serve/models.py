@@ -31,14 +31,16 @@ class Models:
     chat_worker: ModelWorker = field(default_factory=lambda: ModelWorker("chat"))
 
     @classmethod
-    def from_engine(cls, name: str, engine, session_defaults=None) -> Models:
+    def from_engine(cls, name: str, engine, session_defaults=None, max_turn_seconds: float | None = None) -> Models:
         """engine: a loaded `ChatEngine`; session_defaults: the `SessionConfig` every connection starts
-        with (a client changes it with session.update)."""
+        with (a client changes it with session.update); max_turn_seconds: see `RealtimeSession`."""
         from stepaudio.realtime.session import RealtimeSession, SessionConfig
 
         defaults = session_defaults or SessionConfig()
         realtime = RealtimeBackend(
-            lambda: defaults, lambda config: RealtimeSession(engine, config), lambda: voice_names(engine.speaker)
+            lambda: defaults,
+            lambda config: RealtimeSession(engine, config, max_turn_seconds=max_turn_seconds),
+            lambda: voice_names(engine.speaker),
         )
         return cls(name, engine.speaker, engine.listener, engine.responder.lm, realtime)
 

@@ -14,26 +14,27 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from stepaudio.audio.io import check_sample_rate
 from stepaudio.audio.vad import VADParams
 from stepaudio.decoder.speech_decoder import check_speed
-from stepaudio.errors import AudioError, OptionError
+from stepaudio.errors import OptionError, RequestError
 from stepaudio.tts.prompt import check_tags
 
 DEFAULT_RATE = 24_000  # OpenAI Realtime's pcm16 rate
-
-
-class ProtocolError(OptionError):
-    """A client event that cannot be served; `code` names the problem for programs."""
-
-    def __init__(self, message: str, code: str = "invalid_value"):
-        super().__init__(message)
-        self.code = code
+WIRE_RATES = (8_000, 48_000)  # the pcm16 rates a client may choose, telephone to studio
+# The VAD settings a session may choose: probabilities, and times in ms that a conversation can use.
+VAD_RANGES = {
+    "threshold": (0, 1),
+    "negative_threshold": (0, 1),
+    "silence_duration_ms": (32, 10_000),
+    "start_ms": (0, 5_000),
+}
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,13 @@ class AudioFormat:
 def decode_pcm16(data: Any) -> np.ndarray:
     """Base64 little-endian 16-bit mono PCM -> float32 in [-1, 1)."""
     if not isinstance(data, str):
-        raise ProtocolError("`audio` must be a base64 string of 16-bit little-endian mono PCM", "invalid_audio")
+        raise RequestError("`audio` must be a base64 string of 16-bit little-endian mono PCM", "invalid_audio")
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise ProtocolError("`audio` is not valid base64", "invalid_audio") from None
+        raise RequestError("`audio` is not valid base64", "invalid_audio") from None
     if len(raw) % 2:
-        raise ProtocolError(f"pcm16 audio has 2 bytes per sample; got {len(raw)} bytes", "invalid_audio")
+        raise RequestError(f"pcm16 audio has 2 bytes per sample; got {len(raw)} bytes", "invalid_audio")
     return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
 
 
@@ -91,15 +92,19 @@ class StreamResampler:
 # --- client events -----------------------------------------------------------------------------
 
 
+def _not_json(constant: str):
+    raise RequestError(f"{constant} is not a JSON number: send finite numbers", "invalid_json")
+
+
 def parse_client_event(message: str) -> dict:
     try:
-        event = json.loads(message)
+        event = json.loads(message, parse_constant=_not_json)  # Python's json would take NaN and Infinity
     except (json.JSONDecodeError, RecursionError):
-        raise ProtocolError("the message is not valid JSON; send one JSON object per message", "invalid_json") from None
+        raise RequestError("the message is not valid JSON; send one JSON object per message", "invalid_json") from None
     if not isinstance(event, dict):
-        raise ProtocolError("an event is a JSON object with a `type`", "invalid_event")
+        raise RequestError("an event is a JSON object with a `type`", "invalid_event")
     if not isinstance(event.get("type"), str):
-        raise ProtocolError("the event has no `type` string", "invalid_event")
+        raise RequestError("the event has no `type` string", "invalid_event")
     return event
 
 
@@ -107,7 +112,7 @@ def _object(value: Any, name: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ProtocolError(f"`{name}` must be an object")
+        raise RequestError(f"`{name}` must be an object")
     return value
 
 
@@ -117,39 +122,61 @@ def _rate(fmt: Any, name: str) -> int | None:
         return None
     if isinstance(fmt, str):
         if fmt != "pcm16":
-            raise ProtocolError(f"`{name}` {fmt!r} is not supported: only pcm16", "unsupported_format")
+            raise RequestError(f"`{name}` {fmt!r} is not supported: only pcm16", "unsupported_format")
         return DEFAULT_RATE
     fmt = _object(fmt, name)
     if fmt.get("type", "audio/pcm") != "audio/pcm":
-        raise ProtocolError(f"`{name}.type` {fmt.get('type')!r} is not supported: only audio/pcm", "unsupported_format")
+        raise RequestError(f"`{name}.type` {fmt.get('type')!r} is not supported: only audio/pcm", "unsupported_format")
     rate = fmt.get("rate", DEFAULT_RATE)
     if not isinstance(rate, int) or isinstance(rate, bool):
-        raise ProtocolError(f"`{name}.rate` must be a whole number of Hz", "unsupported_format")
+        raise RequestError(f"`{name}.rate` must be a whole number of Hz", "unsupported_format")
+    if not WIRE_RATES[0] <= rate <= WIRE_RATES[1]:
+        low, high = WIRE_RATES
+        raise RequestError(f"`{name}.rate` {rate} Hz is outside {low}..{high} Hz", "unsupported_format", name + ".rate")
+    return rate
+
+
+def check_text(value: Any, name: str, max_chars: int) -> str:
+    """A string a model may read: at most `max_chars`, no NUL or other control characters (tabs and
+    line breaks aside), and valid Unicode (JSON can carry a lone surrogate, which nothing can encode)."""
+    if not isinstance(value, str):
+        raise RequestError(f"`{name}` must be a string", param=name)
+    if len(value) > max_chars:
+        raise RequestError(f"`{name}` is {len(value)} characters, over the limit of {max_chars}: send less", param=name)
+    if control := _CONTROL_CHARACTERS.search(value):
+        raise RequestError(
+            f"`{name}` holds the control character U+{ord(control[0]):04X} at {control.start()}: send plain text",
+            param=name,
+        )
     try:
-        return check_sample_rate(rate)
-    except AudioError as error:
-        raise ProtocolError(f"`{name}.rate`: {error}", "unsupported_format") from None
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RequestError(
+            f"`{name}` holds a lone surrogate (U+{ord(value[error.start]):04X}) at {error.start}: send valid Unicode",
+            param=name,
+        ) from None
+    return value
 
 
 def _text_or_none(value: Any, name: str, max_chars: int) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise ProtocolError(f"`{name}` must be a string")
-    if value is not None and len(value) > max_chars:
-        raise ProtocolError(f"`{name}` is {len(value)} characters, over the limit of {max_chars}")
-    return value or None
+    return None if value is None else check_text(value, name, max_chars) or None
 
 
 def _vad(turn_detection: dict, current: VADParams) -> VADParams:
     kind = turn_detection.get("type", "server_vad")
     if kind != "server_vad":
-        raise ProtocolError(f"turn_detection type {kind!r} is not supported: use server_vad, or null for none")
+        raise RequestError(f"turn_detection type {kind!r} is not supported: use server_vad, or null for none")
     renamed = {"silence_duration_ms": "end_ms"}
     changes = {}
-    for key in ("threshold", "negative_threshold", "silence_duration_ms", "start_ms"):
+    for key, (low, high) in VAD_RANGES.items():
         if key in turn_detection:
             value = turn_detection[key]
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ProtocolError(f"turn_detection.{key} must be a number")
+                raise RequestError(f"turn_detection.{key} must be a number", param=f"turn_detection.{key}")
+            if not low <= value <= high:
+                raise RequestError(
+                    f"turn_detection.{key} {value} is outside {low}..{high}", param=f"turn_detection.{key}"
+                )
             changes[renamed.get(key, key)] = type(getattr(current, renamed.get(key, key)))(value)
     if "threshold" in changes and "negative_threshold" not in changes:  # keep the hysteresis gap
         changes["negative_threshold"] = min(current.negative_threshold, changes["threshold"])
@@ -158,7 +185,7 @@ def _vad(turn_detection: dict, current: VADParams) -> VADParams:
     try:
         return dataclasses.replace(current, **changes)
     except OptionError as error:
-        raise ProtocolError(str(error)) from None
+        raise RequestError(str(error)) from None
 
 
 def apply_session_update(session: Any, config: Any, audio: AudioFormat, max_chars: int) -> tuple[Any, AudioFormat]:
@@ -175,12 +202,12 @@ def apply_session_update(session: Any, config: Any, audio: AudioFormat, max_char
     if "tags" in session:
         tags = session["tags"]
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-            raise ProtocolError('`tags` must be a list of strings, e.g. ["快速1"]')
+            raise RequestError('`tags` must be a list of strings, e.g. ["快速1"]')
         changes["tags"] = check_tags(tags)  # an OptionError names the unknown tag
     speed = ga_out.get("speed", session.get("speed"))
     if speed is not None:
         if not isinstance(speed, (int, float)) or isinstance(speed, bool):
-            raise ProtocolError("`audio.output.speed` must be a number, e.g. 1.25")
+            raise RequestError("`audio.output.speed` must be a number, e.g. 1.25")
         changes["speed"] = check_speed(speed)
     has_turn = "turn_detection" in ga_in or "turn_detection" in session
     if has_turn:
@@ -234,30 +261,32 @@ def user_text(item: Any, max_chars: int) -> str:
     """The text of a `conversation.item.create` user message (typed input instead of speech)."""
     item = _object(item, "item")
     if item.get("type", "message") != "message" or item.get("role") != "user":
-        raise ProtocolError("only user messages can be added: {type: message, role: user, content: [...]}")
+        raise RequestError("only user messages can be added: {type: message, role: user, content: [...]}")
     content = item.get("content")
     if not isinstance(content, list):
-        raise ProtocolError("`item.content` must be a list of parts")
+        raise RequestError("`item.content` must be a list of parts")
     texts = []
     for part in content:
         if not isinstance(part, dict) or part.get("type") not in ("input_text", "text"):
-            raise ProtocolError("only input_text parts can be added; send speech with input_audio_buffer.append")
+            raise RequestError("only input_text parts can be added; send speech with input_audio_buffer.append")
         texts.append(_text_or_none(part.get("text"), "text", max_chars) or "")
     text = " ".join(t for t in texts if t).strip()
     if not text:
-        raise ProtocolError("the message has no text")
+        raise RequestError("the message has no text")
     if len(text) > max_chars:
-        raise ProtocolError(f"the message is {len(text)} characters, over the limit of {max_chars}")
+        raise RequestError(f"the message is {len(text)} characters, over the limit of {max_chars}")
     return text
 
 
 # --- server events -----------------------------------------------------------------------------
 
 
-def error_event(message: str, code: str, kind: str = "invalid_request_error", client_event_id: Any = None) -> dict:
+def error_event(
+    message: str, code: str, kind: str = "invalid_request_error", client_event_id: Any = None, param: str | None = None
+) -> dict:
     return {
         "type": "error",
-        "error": {"type": kind, "code": code, "message": message, "param": None, "event_id": client_event_id},
+        "error": {"type": kind, "code": code, "message": message, "param": param, "event_id": client_event_id},
     }
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from stepaudio.errors import StepAudioError
+from stepaudio.errors import RequestError, StepAudioError
 from stepaudio.serve import protocol
-from stepaudio.serve.protocol import AudioFormat, ProtocolError, StreamResampler
+from stepaudio.serve.protocol import AudioFormat, StreamResampler
 from stepaudio.serve.security import bearer_token, key_matches, origin_allowed, subprotocol_key
 from stepaudio.serve.settings import ServeSettings
 
@@ -163,12 +163,14 @@ class RealtimeConnection:
             handler = self._handlers().get(event["type"])
             if handler is None:
                 known = ", ".join(sorted(self._handlers()))
-                raise ProtocolError(
+                raise RequestError(
                     f"unknown event type {event['type']!r}; this server handles {known}", "unknown_event"
                 )
             await handler(session, event)
-        except ProtocolError as error:
-            await self.send(protocol.error_event(str(error), error.code, client_event_id=event.get("event_id")))
+        except RequestError as error:
+            await self.send(
+                protocol.error_event(str(error), error.code, client_event_id=event.get("event_id"), param=error.param)
+            )
         except StepAudioError as error:  # bad audio, an unknown voice, ...: the session goes on
             await self.send(protocol.error_event(str(error), "invalid_value", client_event_id=event.get("event_id")))
         except Exception:
@@ -199,7 +201,7 @@ class RealtimeConnection:
             event.get("session"), self.config, self.audio, self.limits.max_text_chars
         )
         if config.voice is not None and config.voice not in (voices := self.backend.voices()):
-            raise ProtocolError(f"unknown voice {config.voice!r}; the voices are: {', '.join(voices)}")
+            raise RequestError(f"unknown voice {config.voice!r}; the voices are: {', '.join(voices)}")
         self.config = config
         session.update(config)
         await self.send({"type": "session.updated", "session": self._session_object()})
@@ -227,7 +229,7 @@ class RealtimeConnection:
     async def _truncate(self, session, event: dict) -> None:
         item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
         if not isinstance(item_id, str) or not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0:
-            raise ProtocolError("truncate needs `item_id` (string) and `audio_end_ms` (whole ms >= 0)")
+            raise RequestError("truncate needs `item_id` (string) and `audio_end_ms` (whole ms >= 0)")
         await session.truncate(item_id, end_ms)
         await self.send(
             {"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}

@@ -21,12 +21,16 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from stepaudio.errors import OptionError
+from stepaudio.errors import RequestError
+from stepaudio.lm.prompts import TAGS
 from stepaudio.serve.models import STYLE_TAGS, Models
-from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler, pcm16_bytes
+from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler, check_text, pcm16_bytes
 from stepaudio.serve.security import bearer_token, key_matches
+from stepaudio.serve.settings import Limits
+from stepaudio.serve.workers import ModelWorker, ServerBusy
 
 LISTEN_RATE = 16_000  # what the listeners (Whisper, the official tokenizer) read
+DEFAULT_ANSWER_TOKENS = 256  # a chat answer's length when the request sets none
 T = TypeVar("T")
 
 
@@ -44,16 +48,24 @@ public = APIRouter()
 ModelsDep = Annotated[Models, Depends(models_of)]
 
 
-def _max_chars(request: Request) -> int:
-    return request.app.state.settings.limits.max_text_chars
+def limits_of(request: Request) -> Limits:
+    return request.app.state.settings.limits
 
 
-def _check_length(text: str, what: str, limit: int) -> str:
-    if not text.strip():
-        raise OptionError(f"{what} is empty: give some text")
-    if len(text) > limit:
-        raise OptionError(f"{what} is {len(text)} characters, over the limit of {limit}: send less")
-    return text
+LimitsDep = Annotated[Limits, Depends(limits_of)]
+
+
+def _text(value, name: str, limit: int) -> str:
+    if not check_text(value, name, limit).strip():
+        raise RequestError(f"`{name}` is empty: give some text", param=name)
+    return value
+
+
+def _admit(worker: ModelWorker, limits: Limits) -> ModelWorker:
+    """The worker, if its queue has room for one more request; else 503 (try again later)."""
+    if worker.pending > limits.max_queued_requests:
+        raise ServerBusy(f"{worker.pending} requests are waiting for this model; try again in a few seconds")
+    return worker
 
 
 # --- health and models -------------------------------------------------------------------------
@@ -90,9 +102,9 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str | None = None  # any name: the server speaks with the model it loaded
     input: str
-    voice: str | None = None
+    voice: str | None = Field(None, max_length=200)
     response_format: Literal["wav", "pcm"] = "wav"
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, max_length=len(TAGS))
     speed: float | None = None
 
 
@@ -105,12 +117,13 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 
 
 @router.post("/audio/speech")
-async def speech(body: SpeechRequest, request: Request, models: ModelsDep) -> Response:
-    text = _check_length(body.input, "input", _max_chars(request))
+async def speech(body: SpeechRequest, models: ModelsDep, limits: LimitsDep) -> Response:
+    text = _text(body.input, "input", limits.max_text_chars)
+    _admit(models.speaker_worker, limits)
     chunks = _speak(models, text, body.voice, tuple(body.tags), 1.0 if body.speed is None else body.speed)
     first = await _first(chunks)
     if first is None:
-        raise OptionError("the text has nothing to speak")
+        raise RequestError("the text has nothing to speak (no words, only punctuation or symbols)", param="input")
     rate = models.speaker.sample_rate
     if body.response_format == "pcm":
         return StreamingResponse(_pcm_stream(first, chunks, rate), media_type="audio/pcm")
@@ -132,10 +145,16 @@ async def _first(stream: AsyncIterator[T]) -> T | None:
 def _speak(
     models: Models, text: str, voice: str | None, tags: tuple[str, ...], speed: float = 1.0
 ) -> AsyncIterator[np.ndarray]:
+    """The speech of `text`, chunk by chunk; chunks without samples (a sentence of mere punctuation)
+    are left out, so a text with nothing to say gives no chunk at all."""
     speaker = models.speaker
-    return models.speaker_worker.stream(
-        lambda cancel: speaker.stream(text, voice=voice, tags=tags, cancel=cancel, speed=speed)
-    )
+
+    def chunks(cancel) -> Iterator[np.ndarray]:
+        return (
+            chunk for chunk in speaker.stream(text, voice=voice, tags=tags, cancel=cancel, speed=speed) if chunk.size
+        )
+
+    return models.speaker_worker.stream(chunks)
 
 
 async def _pcm_stream(first: np.ndarray, rest: AsyncIterator[np.ndarray], rate: int) -> AsyncIterator[bytes]:
@@ -155,6 +174,7 @@ async def _pcm_stream(first: np.ndarray, rest: AsyncIterator[np.ndarray], rate: 
 @router.post("/audio/transcriptions", response_model=None)
 async def transcriptions(
     models: ModelsDep,
+    limits: LimitsDep,
     file: Annotated[UploadFile, File()],
     model: Annotated[str | None, Form()] = None,
     language: Annotated[str | None, Form()] = None,
@@ -163,9 +183,9 @@ async def transcriptions(
     from stepaudio.audio import load_audio
 
     if language not in (None, "", "en"):
-        raise OptionError(f"language {language!r}: this server transcribes English (en) only")
+        raise RequestError(f"language {language!r}: this server transcribes English (en) only", param="language")
     samples, _ = load_audio(await file.read(), LISTEN_RATE)
-    heard = await models.listener_worker.run(_hear, models.listener, samples)
+    heard = await _admit(models.listener_worker, limits).run(_hear, models.listener, samples)
     if response_format == "text":
         return PlainTextResponse(heard.transcript)
     return {"text": heard.transcript}
@@ -182,9 +202,9 @@ def _hear(listener, samples: np.ndarray):
 
 
 class ChatAudio(BaseModel):
-    voice: str | None = None
+    voice: str | None = Field(None, max_length=200)
     format: Literal["wav", "pcm16"] = "wav"
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, max_length=len(TAGS))
 
 
 class ChatRequest(BaseModel):
@@ -193,63 +213,81 @@ class ChatRequest(BaseModel):
     messages: list[dict]
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.7, ge=0)
+    temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(0.9, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)  # what a torch generator takes
     stream: bool = False
     modalities: list[Literal["text", "audio"]] = Field(default_factory=lambda: ["text"])
     audio: ChatAudio | None = None
 
 
-def _message_text(message: dict, limit: int) -> tuple[str, str]:
+def _message_text(message: dict, index: int, limit: int) -> tuple[str, str]:
     role, content = message.get("role"), message.get("content")
     if role not in ("system", "developer", "user", "assistant"):
-        raise OptionError(f"message role {role!r}: use system, user or assistant")
+        raise RequestError(f"message role {role!r}: use system, user or assistant", param=f"messages.{index}.role")
     if isinstance(content, list):
         if not all(isinstance(p, dict) and p.get("type") == "text" for p in content):
-            raise OptionError("only text content parts are understood; send speech to /v1/audio/transcriptions")
+            raise RequestError(
+                "only text content parts are understood; send speech to /v1/audio/transcriptions",
+                param=f"messages.{index}.content",
+            )
         content = "".join(str(p.get("text", "")) for p in content)
-    if not isinstance(content, str):
-        raise OptionError(f"a {role} message needs text content")
-    return ("system" if role == "developer" else role), _check_length(content, f"a {role} message", limit)
+    return ("system" if role == "developer" else role), _text(content, f"messages.{index}.content", limit)
 
 
-def _conversation(body: ChatRequest, limit: int) -> tuple[str | None, list[dict], str]:
+def _conversation(body: ChatRequest, limits: Limits) -> tuple[str | None, list[dict], str]:
     """(system prompt, earlier turns, the user message to answer)."""
     if not body.messages:
-        raise OptionError("messages is empty: send at least one user message")
-    parsed = [_message_text(m, limit) for m in body.messages]
+        raise RequestError("messages is empty: send at least one user message", param="messages")
+    if len(body.messages) > limits.max_messages:
+        raise RequestError(
+            f"{len(body.messages)} messages, over the limit of {limits.max_messages}: send the recent ones",
+            param="messages",
+        )
+    parsed = [_message_text(m, i, limits.max_text_chars) for i, m in enumerate(body.messages)]
+    if (chars := sum(len(text) for _, text in parsed)) > limits.max_prompt_chars:
+        raise RequestError(
+            f"the messages hold {chars} characters, over the limit of {limits.max_prompt_chars}: send less",
+            param="messages",
+        )
     system = "\n".join(text for role, text in parsed if role == "system") or None
     turns = [{"role": role, "content": text} for role, text in parsed if role != "system"]
     if not turns or turns[-1]["role"] != "user":
-        raise OptionError("the last message must be the user's")
+        raise RequestError("the last message must be the user's", param="messages")
     return system, turns[:-1], turns[-1]["content"]
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, request: Request, models: ModelsDep) -> dict | StreamingResponse:
+async def chat_completions(body: ChatRequest, models: ModelsDep, limits: LimitsDep) -> dict | StreamingResponse:
     from stepaudio.lm.sampling import Sampling
 
-    system, history, question = _conversation(body, _max_chars(request))
+    system, history, question = _conversation(body, limits)
     wants_audio = "audio" in body.modalities
     if wants_audio and body.stream:
-        raise OptionError("streamed audio answers come from the real-time WebSocket /v1/realtime; use stream=false")
-    sampling = Sampling(
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        max_new_tokens=body.max_completion_tokens or body.max_tokens or 256,
-    )
+        raise RequestError(
+            "streamed audio answers come from the real-time WebSocket /v1/realtime; use stream=false", param="stream"
+        )
+    max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_ANSWER_TOKENS
+    if max_tokens > limits.max_answer_tokens:
+        field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
+        raise RequestError(f"{field} {max_tokens} is over the limit of {limits.max_answer_tokens}", param=field)
+    sampling = Sampling(temperature=body.temperature, top_p=body.top_p, seed=body.seed, max_new_tokens=max_tokens)
     chat = models.chat
+    finish = {"reason": "stop"}  # "length" when the answer is cut at max_request_seconds
 
     def reply(cancel) -> Iterator[str]:
-        return _conversation_for(chat, sampling, system, history).reply(question, cancel)
+        deadline = time.monotonic() + limits.max_request_seconds
+        for piece in _conversation_for(chat, sampling, system, history).reply(question, cancel):
+            yield piece
+            if time.monotonic() > deadline:
+                finish["reason"] = "length"
+                return
 
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    pieces = models.chat_worker.stream(reply)
+    pieces = _admit(models.chat_worker, limits).stream(reply)
     if body.stream:
         first = await _first(pieces) or ""
-        sse = _sse(first, pieces, completion_id, created, models.name)
+        sse = _sse(first, pieces, completion_id, created, models.name, finish)
         return StreamingResponse(sse, media_type="text/event-stream")
     async with contextlib.aclosing(pieces):
         text = "".join([piece async for piece in pieces])
@@ -261,7 +299,7 @@ async def chat_completions(body: ChatRequest, request: Request, models: ModelsDe
         "object": "chat.completion",
         "created": created,
         "model": models.name,
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish["reason"]}],
     }
 
 
@@ -293,7 +331,7 @@ async def _spoken(models: Models, text: str, audio: ChatAudio) -> dict:
 
 
 async def _sse(
-    first: str, pieces: AsyncIterator[str], completion_id: str, created: int, model: str
+    first: str, pieces: AsyncIterator[str], completion_id: str, created: int, model: str, finish: dict
 ) -> AsyncIterator[str]:
     import json
 
@@ -306,7 +344,7 @@ async def _sse(
         yield chunk({"role": "assistant", "content": first})
         async for piece in pieces:
             yield chunk({"content": piece})
-        yield chunk({}, "stop")
+        yield chunk({}, finish["reason"])
         yield "data: [DONE]\n\n"
     finally:
         await pieces.aclose()

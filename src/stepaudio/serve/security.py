@@ -40,15 +40,66 @@ def key_matches(expected: str | None, given: str | None) -> bool:
 
 
 def origin_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser), the page's own origin, or one of the `--cors` origins."""
     origin = headers.get("origin")
     if origin is None or origin in allowed or "*" in allowed:
         return True
     return urlsplit(origin).netloc == headers.get("host")
 
 
-def error_body(message: str, kind: str, code: str) -> dict:
+def host_allowed(headers: Headers, allowed: tuple[str, ...]) -> bool:
+    """The Host header names one of the `--allowed-hosts` (any port). A page on a name its owner
+    points at 127.0.0.1 (DNS rebinding) is same-origin with us by its Host, so the Origin check alone
+    lets it in; the name it must use is refused here."""
+    if "*" in allowed:
+        return True
+    name = urlsplit("//" + headers.get("host", "")).hostname  # lower case, IPv6 brackets and port gone
+    return name is not None and name in {host.lower().strip("[]") for host in allowed}
+
+
+def error_body(message: str, kind: str, code: str, param: str | None = None) -> dict:
     """The error object of the OpenAI API, which its clients know how to show."""
-    return {"error": {"message": message, "type": kind, "code": code, "param": None}}
+    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
+
+
+class RequestGuard:
+    """Refuse, before any route runs, a request whose Host is not allowed (HTTP 400; a WebSocket
+    handshake gets 403), and an HTTP request from a web page on a foreign origin (403): CORS only
+    hides the answer from such a page, the request itself would still be served."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]):
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+        self.cors_origins = cors_origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not host_allowed(headers, self.allowed_hosts):
+            host = headers.get("host", "")[:100]
+            message = f"host {host!r} is not served here; start the server with --allowed-hosts NAME to serve it"
+            await _refuse(scope, send, 400, message, "host_not_allowed")
+        elif scope["type"] == "http" and not origin_allowed(headers, self.cors_origins):
+            message = "pages on this origin may not call the API; start the server with --cors ORIGIN"
+            await _refuse(scope, send, 403, message, "origin_not_allowed")
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _refuse(scope: Scope, send: Send, status: int, message: str, code: str) -> None:
+    if scope["type"] == "websocket":  # closing before accepting: the client's handshake gets 403
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await _send_json(send, status, error_body(message, "invalid_request_error", code))
+
+
+async def _send_json(send: Send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
 
 
 class BodyLimit:
@@ -97,7 +148,4 @@ class BodyLimit:
 
     async def _too_large(self, send: Send) -> None:
         message = f"the request body is over the server's limit of {self.max_bytes} bytes: send less"
-        body = json.dumps(error_body(message, "invalid_request_error", "request_too_large")).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, error_body(message, "invalid_request_error", "request_too_large"))

@@ -13,11 +13,16 @@ from typing import Any, TypeVar
 
 import torch
 
+from stepaudio.errors import StepAudioError
 from stepaudio.realtime.worker import STAGE_THREADS
 
 T = TypeVar("T")
 _END = object()
 STALL_SECONDS = 30.0  # a consumer that takes nothing for this long is gone: the producer stops
+
+
+class ServerBusy(StepAudioError):
+    """A model's queue is full: the request is refused at once (503) rather than left waiting."""
 
 
 class ModelWorker:
@@ -29,9 +34,16 @@ class ModelWorker:
             initializer=torch.set_num_threads,
             initargs=(torch_threads,),
         )
+        self.pending = 0  # calls given to the worker and not finished: the one running and those waiting
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future:
+        self.pending += 1
+        future = asyncio.get_running_loop().run_in_executor(self._executor, _no_grad(fn), *args)
+        future.add_done_callback(lambda _: setattr(self, "pending", self.pending - 1))
+        return future
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, _no_grad(fn), *args)
+        return await self._submit(fn, *args)
 
     async def stream(self, make: Callable[[threading.Event], Iterator[T]], buffer: int = 8) -> AsyncIterator[T]:
         """Run the iterator `make(cancel)` on the worker's thread and yield its items here. When the
@@ -61,7 +73,7 @@ class ModelWorker:
                 if not cancel.is_set():
                     put(error)
 
-        done = loop.run_in_executor(self._executor, _no_grad(produce))
+        done = self._submit(produce)
         try:
             while (item := await queue.get()) is not _END:
                 if isinstance(item, BaseException):

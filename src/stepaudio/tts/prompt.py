@@ -28,6 +28,8 @@ _ORDER = (MUSIC_TAGS, EMOTION_TAGS, LANGUAGE_TAGS, SPEED_TAGS)  # music first: o
 def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     """Tags without parentheses or repeats, music first, then emotion, language and speed;
     OptionError names an unknown one."""
+    if len(tags) > len(TAGS):
+        raise OptionError(f"{len(tags)} style tags given; there are {len(TAGS)} in all: give each at most once")
     cleaned = [tag.strip().strip("()（）").strip() for tag in tags]
     unknown = [tag for tag in cleaned if tag not in TAGS]
     if unknown:
