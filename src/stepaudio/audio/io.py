@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,6 +19,7 @@ import soundfile as sf
 import soxr
 
 from stepaudio.errors import AudioError, OptionError
+from stepaudio.outputs import atomic_output, check_output, write_failure
 
 AudioSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
@@ -93,6 +96,8 @@ def _read_head(source: AudioSource) -> tuple[BinaryIO, bytes, str]:
         return io.BytesIO(bytes(source)), bytes(source[:16]), "audio bytes"
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            raise AudioError(f"{path} is a folder, not an audio file")
         if not path.is_file():
             raise AudioError(f"no such audio file: {path}")
         if path.stat().st_size == 0:
@@ -154,28 +159,31 @@ def load_audio(
     return samples, rate
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """`path` if audio can be written there: a known extension, an existing folder, not a folder itself.
-    Commands call it before any model loads, so a typo in -o costs nothing."""
+def check_output_path(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """`path` if audio can be written there: a known extension, a writable folder, none of `inputs`
+    (`check_output`). Commands call it before any model loads, so a typo in -o costs nothing."""
     path = Path(path)
     if path.suffix.lower() not in WRITE_SUBTYPES:
         kind = f"as {path.suffix}" if path.suffix else "without an extension"
         raise OptionError(f"{path}: cannot write audio {kind}; name a .wav, .flac, .ogg or .mp3 file")
-    if path.is_dir():
-        raise OptionError(f"{path} is a folder; name a file in it")
-    folder = path.parent
-    if not folder.is_dir():
-        raise OptionError(f"{path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OptionError(f"{path}: the folder {folder} is not writable")
-    return path
+    return check_output(path, inputs)
 
 
-def open_audio_writer(path: str | os.PathLike, sample_rate: int, channels: int = 1) -> sf.SoundFile:
-    """A file to write float32 chunks to as they come (16-bit PCM in wav and flac; the format follows
-    the extension)."""
+@contextmanager
+def open_audio_writer(
+    path: str | os.PathLike, sample_rate: int, channels: int = 1, *, growing: bool = False
+) -> Iterator[sf.SoundFile]:
+    """A file to write float32 chunks to as they come (16-bit PCM in wav and flac; the format follows the
+    extension), moved into place when complete (`atomic_output`); `growing` writes in place instead, so
+    the file can be played while it grows."""
     path = check_output_path(path)
-    return sf.SoundFile(path, "w", sample_rate, channels, subtype=WRITE_SUBTYPES[path.suffix.lower()])
+    subtype = WRITE_SUBTYPES[path.suffix.lower()]
+    with nullcontext(path) if growing else atomic_output(path) as target:
+        try:
+            with sf.SoundFile(target, "w", sample_rate, channels, subtype=subtype) as out:
+                yield out
+        except sf.LibsndfileError as error:  # libsndfile reports a full disk as a "System error."
+            raise write_failure(path, error.error_string) from error
 
 
 def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:

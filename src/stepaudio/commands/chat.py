@@ -62,11 +62,12 @@ def run_voice_turn(args: argparse.Namespace) -> None:
     from stepaudio.audio import check_output_path, load_audio, save_audio
     from stepaudio.commands.voice_chat_options import load_engine, speech_style
     from stepaudio.lm.loaders import MINI_CHAT
+    from stepaudio.outputs import note_replacing
     from stepaudio.realtime.session import SessionConfig
     from stepaudio.realtime.turn import answer_turn_sync
 
     samples, rate = load_audio(args.audio)
-    check_output_path(args.output)  # before the models load
+    note_replacing(check_output_path(args.output, [args.audio]))  # before the models load
     config = SessionConfig(**speech_style(args), instructions=args.system)
     write = sys.stdout.write
     args.model = "mini" if args.model == MINI_CHAT else args.model  # the voice path of the mini chat model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 
 FEATURE_KINDS = ("paraformer", "whisper-80", "whisper-128", "decoder")
 
@@ -22,7 +23,10 @@ def cmd_features(args: argparse.Namespace) -> None:
         trim_silence,
         whisper_mel,
     )
+    from stepaudio.outputs import check_output, note_replacing, write_file
 
+    if args.output:
+        note_replacing(check_output(args.output, [args.audio, args.cmvn]))  # before the work
     rate = decoder_mel.SAMPLE_RATE if args.kind == "decoder" else fbank.SAMPLE_RATE
     samples, rate = load_audio(args.audio, rate)
     samples = peak_normalize(samples)
@@ -42,7 +46,9 @@ def cmd_features(args: argparse.Namespace) -> None:
         f"min {feats.min():.3f} mean {feats.mean():.3f} max {feats.max():.3f}"
     )
     if args.output:
-        np.save(args.output, feats)
+        npy = io.BytesIO()
+        np.save(npy, feats)  # given a path, np.save would add .npy to a name without it
+        write_file(args.output, npy.getvalue())
         print(f"wrote {args.output} (float32 [frames, dims])")
 
 

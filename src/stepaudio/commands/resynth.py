@@ -11,10 +11,11 @@ def cmd_resynth(args: argparse.Namespace) -> None:
     from stepaudio.audio import check_output_path, load_audio, save_audio
     from stepaudio.decoder.speech_decoder import SpeechDecoder
     from stepaudio.device import pick_device
+    from stepaudio.outputs import note_replacing
     from stepaudio.tokenizer.dual import DualTokenizer
 
     samples, rate = load_audio(args.audio)  # a bad file or output path fails before any model loads
-    check_output_path(args.output)
+    note_replacing(check_output_path(args.output, [args.audio]))
     decoder = SpeechDecoder.load(args.model).to(pick_device(args.device))
     tokenizer = DualTokenizer.load(args.model)
     tokens = tokenizer.encode(samples, rate)

@@ -15,15 +15,20 @@ from pathlib import Path
 
 from stepaudio.commands.voice_chat_options import add_engine_args, load_engine, session_config
 from stepaudio.errors import OptionError
+from stepaudio.outputs import check_output, note_replacing, write_file
+
+RESULTS = ("timeline.json", "assistant.wav", "conversation.wav")
 
 
-def output_folder(path: str) -> Path:
-    """The folder for the results, made now: a file in its place fails before the models load."""
+def output_folder(path: str, inputs: tuple[Path, ...]) -> Path:
+    """The folder for the results, made now, its result files checked: a file in its place, a folder that
+    cannot be written or a result that would overwrite an input fails before the models load."""
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OptionError(f"cannot make the output folder {out}: {error.strerror}") from error
+    note_replacing(*(check_output(out / name, inputs) for name in RESULTS))
     return out
 
 
@@ -40,7 +45,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     conversation = load_conversation(args.conversation)
     config = session_config(args)  # bad settings fail before the models load
-    out = output_folder(args.output)
+    out = output_folder(args.output, conversation.sources)
     write = sys.stdout.write
     write("loading models...\n")
     engine = load_engine(args, lambda line: write(line + "\n"))
@@ -73,13 +78,13 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         "listen_after_end_ms": [round(ms) for ms in metrics.listen_after_end_ms],
     }
     report = {"summary": summary, "turns": result.turns, "timeline": result.timeline}
-    (out / "timeline.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    write_file(out / "timeline.json", (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode())
     for number, turn in enumerate(result.turns, start=1):
         write(f"turn {number}: {turn.get('transcript', '')!r}\n")
         status, latency = turn.get("status", "none"), turn.get("latency_ms", "-")
         write(f"  answer ({status}, {latency} ms after the speech ended): {turn.get('response_text', '')!r}\n")
         write(f"  heard: {turn.get('whisper', '')!r}\n")
-    write(f"{json.dumps(summary)}\nwrote {out}/timeline.json, assistant.wav, conversation.wav\n")
+    write(f"{json.dumps(summary)}\nwrote {', '.join(str(out / name) for name in RESULTS)}\n")
 
 
 def register(commands: argparse._SubParsersAction) -> None:

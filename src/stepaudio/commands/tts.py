@@ -25,6 +25,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
     from stepaudio.audio import check_output_path, open_audio_writer
     from stepaudio.decoder.speech_decoder import check_speed
     from stepaudio.errors import OptionError
+    from stepaudio.outputs import note_replacing
     from stepaudio.tts import TTS
     from stepaudio.tts.prompt import check_tags
 
@@ -32,7 +33,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
     if not text.strip():
         raise OptionError("no text to speak: give it as an argument or on stdin")
     tags, speed = check_tags(args.tags), check_speed(args.speed)  # bad options fail before the models load
-    check_output_path(args.output)
+    note_replacing(check_output_path(args.output, [args.prompt_wav]))
     pick_device(args.device)  # so does asking for a GPU where there is none
     started = time.monotonic()
     tts = TTS.load(args.model, args.device)
@@ -41,7 +42,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
         text, args.voice, tags, prompt_wav=args.prompt_wav, prompt_text=args.prompt_text, seed=args.seed, speed=speed
     )
     seconds, first = 0.0, None
-    with open_audio_writer(args.output, tts.sample_rate) as out:
+    with open_audio_writer(args.output, tts.sample_rate, growing=args.stream) as out:
         for chunk in chunks:
             if first is None:
                 first = time.monotonic() - loaded
@@ -81,7 +82,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--stream",
         action="store_true",
-        help="write the file chunk by chunk as audio is made (it can be played while growing)",
+        help="write the file in place chunk by chunk as audio is made (it can be played while growing; "
+        "a failure leaves the part made so far, where without --stream the file appears only when complete)",
     )
     parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
     parser.add_argument(

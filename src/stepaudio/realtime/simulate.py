@@ -59,6 +59,7 @@ class UserTurn:
 class Conversation:
     turns: list[UserTurn]
     gap_ms: int = 700
+    sources: tuple[Path, ...] = ()  # the files it was read from, which no result may overwrite
 
 
 def load_conversation(path: str | Path) -> Conversation:
@@ -70,19 +71,16 @@ def load_conversation(path: str | Path) -> Conversation:
         raise DataError(f"no conversation file at {path} (a JSON file, or a folder with conversation.json)")
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
+        recordings = [path.parent / turn["audio"] for turn in spec["turns"]]
         turns = [
-            UserTurn(
-                load_audio(path.parent / turn["audio"], SAMPLE_RATE)[0],
-                turn.get("text", ""),
-                turn.get("barge_in_after_ms"),
-            )
-            for turn in spec["turns"]
+            UserTurn(load_audio(audio, SAMPLE_RATE)[0], turn.get("text", ""), turn.get("barge_in_after_ms"))
+            for audio, turn in zip(recordings, spec["turns"], strict=True)
         ]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise DataError(f"{path} is not a conversation file ({error}); see `stepaudio simulate --help`") from None
     if not turns:
         raise DataError(f"{path} has no turns")
-    return Conversation(turns, int(spec.get("gap_ms", 700)))
+    return Conversation(turns, int(spec.get("gap_ms", 700)), (path, *recordings))
 
 
 @dataclass
