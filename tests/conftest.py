@@ -26,6 +26,18 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="module")
+def mini_chat():
+    """The real mini chat LM (SmolLM2-135M-Instruct), loaded once per test module."""
+    from stepaudio.errors import ModelNotFound
+    from stepaudio.lm.loaders import MINI_CHAT, load_lm
+
+    try:
+        return load_lm(MINI_CHAT)
+    except ModelNotFound as error:
+        pytest.skip(str(error))
+
+
 def tone(seconds: float, rate: int, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)

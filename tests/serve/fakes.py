@@ -43,7 +43,8 @@ class FakeVoices:
 
 
 class FakeSpeaker:
-    """0.05 s of a 440 Hz tone per character (over `speed`); unknown voices and tags are OptionErrors."""
+    """0.05 s of a 440 Hz tone per letter or digit (over `speed`), as one chunk or more, empty for a text
+    of mere punctuation (as Piper renders one); unknown voices and tags are OptionErrors."""
 
     sample_rate = TTS_RATE
     default_voice = "Tingting"
@@ -60,13 +61,13 @@ class FakeSpeaker:
             raise OptionError(f"unknown voice {voice!r}")
         if unknown := [tag for tag in tags if tag not in self.tags]:
             raise OptionError(f"unknown tags {unknown}")
-        return self._tone(len(text) / speed, cancel)
+        return self._tone(sum(c.isalnum() for c in text) / speed, cancel)
 
     def _tone(self, characters: float, cancel):
         total = int(0.05 * characters * self.sample_rate)
         t = np.arange(total) / self.sample_rate
         wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        for start in range(0, total, 4096):
+        for start in range(0, max(total, 1), 4096):
             if cancel is not None and cancel.is_set():
                 return
             yield wave[start : start + 4096]

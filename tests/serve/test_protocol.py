@@ -40,7 +40,7 @@ def test_bad_pcm16_is_a_protocol_error(audio, problem):
         ("[1, 2]", "invalid_event"),
         ('{"audio": "x"}', "invalid_event"),
         ("[" * 100000, "invalid_json"),
-        ('{"type": "session.update", "session": {"turn_detection": {"silence_duration_ms": Infinity}}}', "invalid_json"),
+        ('{"type": "session.update", "session": {"speed": Infinity}}', "invalid_json"),
         ('{"type": "x", "n": NaN}', "invalid_json"),
     ],
 )

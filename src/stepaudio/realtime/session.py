@@ -125,7 +125,7 @@ class _UserTurn:
     start_ms: int
     over_output: bool  # began while an answer was out: it must last barge_in_ms to count
     hearing: asyncio.Task | None = None  # hear() started at the last pause (void if speech resumed)
-    seconds: float = 0.0  # user audio appended while the turn is open
+    samples: int = 0  # user audio appended while the turn is open, in 16 kHz samples
 
 
 @dataclass
@@ -203,10 +203,11 @@ class RealtimeSession:
     async def append_audio(self, samples: np.ndarray, sample_rate: int) -> None:
         """User audio (float32 mono, any rate), in order; await each call before the next. Audio that
         would take the open turn past `max_turn_seconds` is refused (RequestError), the turn kept."""
-        seconds = len(samples) / check_sample_rate(sample_rate)
-        if self._turn is not None and self._turn.seconds + seconds > self.max_turn_seconds:
+        incoming = round(len(samples) * SAMPLE_RATE / check_sample_rate(sample_rate))
+        if self._turn is not None and self._turn.samples + incoming > self.max_turn_seconds * SAMPLE_RATE:
+            held = self._turn.samples / SAMPLE_RATE
             raise RequestError(
-                f"the user turn holds {self._turn.seconds:.0f} s of audio, the limit is {self.max_turn_seconds:g} s: "
+                f"the user turn holds {held:.1f} s of audio, the limit is {self.max_turn_seconds:g} s: "
                 "commit it or clear it before sending more",
                 "input_audio_buffer_full",
             )
@@ -218,7 +219,7 @@ class RealtimeSession:
         if not self.config.turn_detection and self._turn is None:
             self._turn = self._new_turn(self._input_ms(), over_output=False)
         if self._turn is not None:
-            self._turn.seconds += seconds
+            self._turn.samples += incoming
         loop = asyncio.get_running_loop()
         events = await loop.run_in_executor(self._input_worker, self._take_input, self._turn, samples)
         for event in events:

@@ -34,7 +34,7 @@ class Limits:
     max_prompt_chars: int = _limit(32_768, "characters of all the messages of one chat request together")
     max_answer_tokens: int = _limit(1024, "largest max_tokens of a chat request (the default is 256)")
     max_request_seconds: float = _limit(60.0, 'a chat answer stops after this long (finish_reason "length")')
-    max_queued_requests: int = _limit(8, "requests waiting for one model; past it, 503 (try again later)")
+    max_queued_requests: int = _limit(16, "requests waiting for one model; past it, 503 (try again later)")
     max_turn_seconds: float = _limit(
         max_audio_seconds, "user audio one real-time turn may hold (default: the audio cap, $" + MAX_SECONDS_ENV + ")"
     )
