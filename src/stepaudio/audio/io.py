@@ -122,7 +122,10 @@ def _describe_failure(head: bytes, name: str, error: Exception) -> AudioError:
                 f"{name} is {container}, which stepaudio cannot read; it reads {SUPPORTED_FORMATS}. "
                 "Convert it first, e.g. `ffmpeg -i input output.wav`"
             )
-    return AudioError(f"{name} is not readable audio ({SUPPORTED_FORMATS} expected) or is corrupt: {error}")
+    # libsndfile's own message names the file object it was given (`<_io.BytesIO object at 0x...>`):
+    # keep only its reason, which tells the user something and leaks no address.
+    reason = getattr(error, "error_string", None) or str(error)
+    return AudioError(f"{name} is not readable audio ({SUPPORTED_FORMATS} expected) or is corrupt: {reason}")
 
 
 def load_audio(
