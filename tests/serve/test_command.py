@@ -32,3 +32,16 @@ def test_a_bad_or_taken_address_fails_before_loading(capsys):
         assert main(["serve", "--port", str(taken.getsockname()[1])]) == 1
     err = capsys.readouterr().err
     assert "cannot serve on 127.0.0.1" in err and "in use" in err and "loading" not in err
+
+
+def test_the_readme_lists_every_server_limit_and_its_default():
+    import dataclasses
+    from pathlib import Path
+
+    from stepaudio.serve.settings import Limits
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for limit in dataclasses.fields(Limits):
+        flag, default = f"--{limit.name.replace('_', '-')}", getattr(Limits(), limit.name)
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        assert f"| `{flag}` | {shown} |" in readme, flag

@@ -114,8 +114,9 @@ def register(commands: argparse._SubParsersAction) -> None:
             *limit.metadata["aliases"],
             dest=limit.name,
             type=kind,
+            metavar="N" if kind is int else "SECONDS",
             default=getattr(defaults, limit.name),
-            help=f"{limit.metadata['help']} (default: %(default)g)",
+            help=f"{limit.metadata['help']} (default: %(default)s)",
         )
     parser.add_argument(
         "--log-level",

@@ -36,7 +36,7 @@ class Limits:
     max_request_seconds: float = _limit(60.0, 'a chat answer stops after this long (finish_reason "length")')
     max_queued_requests: int = _limit(16, "requests waiting for one model; past it, 503 (try again later)")
     max_turn_seconds: float = _limit(
-        max_audio_seconds, "user audio one real-time turn may hold (default: the audio cap, $" + MAX_SECONDS_ENV + ")"
+        max_audio_seconds, f"user audio one real-time turn may hold (the audio cap, ${MAX_SECONDS_ENV})"
     )
     max_session_seconds: float = _limit(1800.0, "a real-time session ends after this long")
     idle_timeout_seconds: float = _limit(
