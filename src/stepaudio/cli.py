@@ -20,6 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 COMMANDS = (
     "info",
+    "install",
     "features",
     "vad",
     "tokenize",

@@ -81,7 +81,7 @@ class GE2E(nn.Module):
     def from_resemblyzer(cls, path: Path) -> GE2E:
         """Load the `pretrained.pt` inside the resemblyzer wheel (its `model_state`, weights only)."""
         if not Path(path).is_file():
-            raise ModelNotFound(f"{path} not found; run: pip install --no-deps resemblyzer")
+            raise ModelNotFound(f"{path} not found; run: stepaudio install mini")
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = checkpoint.get("model_state") if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict):

