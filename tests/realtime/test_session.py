@@ -279,6 +279,34 @@ def test_answers_are_spoken_in_the_session_voice_tags_and_speed():
     run(main())
 
 
+def test_tags_leading_an_answer_style_all_of_it_and_are_not_spoken():
+    """A chat answer with its tags inline, as the release hands it to its TTS: read, not said."""
+
+    class Tagged(FakeResponder):
+        def session(self):
+            responder = self
+
+            class Session:
+                capacity = responder.capacity_tokens
+
+                def reply(self, messages, cancel):
+                    yield from ["(高兴1)", "\n", "(慢速1)It is sunny today. ", "Take a hat (really)."]
+
+            return Session()
+
+    async def main():
+        speaker = ToneSpeaker()
+        r = Run(fake_engine(speaker=speaker, responder=Tagged()), turn_detection=False, tags=("快速1",))
+        await r.session.create_response("hello")
+        done = await r.done()
+        await r.close()
+        assert done.text.startswith("(高兴1)")  # the answer's text stays as written
+        assert speaker.spoken == ["It is sunny today.", "Take a hat (really)."]
+        assert {tags for _, tags, _ in speaker.styles} == {("高兴1", "慢速1", "快速1")}
+
+    run(main())
+
+
 def test_the_state_machine_refuses_a_transition_it_does_not_have():
     async def main():
         session = RealtimeSession(fake_engine())

@@ -6,6 +6,7 @@ import pytest
 import torch
 from tts_fixtures import FakePromptTokenizer, write_official_tts
 
+from stepaudio.errors import OptionError
 from stepaudio.tokenizer.dual import DualTokenizer
 from stepaudio.tts import TTS
 
@@ -80,3 +81,64 @@ def test_the_lm_and_the_decoders_run_on_the_gpu_when_there_is_one(official_tts):
     assert tts.lm.model.dtype == (torch.bfloat16 if gpu else torch.float32)  # the 3B LM: bf16 on a GPU
     pcm, _ = tts.synthesize("你好。", seed=0)
     assert np.isfinite(pcm).all()
+
+
+def _request_turn(tokenizer, ids: list[int]) -> list[int]:
+    """The ids of the last human turn (the text to speak) of a TTS prompt."""
+    from stepaudio.lm.tokenizer import BOT, EOT
+
+    human = [tokenizer.token_id(BOT), *tokenizer.encode("human\n", bos=True)]
+    start = max(i for i in range(len(ids)) if ids[i : i + len(human)] == human) + len(human)
+    return ids[start : ids.index(tokenizer.token_id(EOT), start)]
+
+
+def test_cli_reads_an_inline_tag_as_the_release_does_and_never_speaks_it(official_root, monkeypatch, tmp_path):
+    """`stepaudio tts "(高兴1)Hello there."`: the LM gets the tag as the release's tts.py gives it (the text
+    as written, tag in front, encoded after "\\n"), not as words to say; --tags 高兴1 asks the same."""
+    from stepaudio.cli import main
+    from stepaudio.tts.speech_lm import SpeechLM
+
+    monkeypatch.setenv("STEPAUDIO_VOICES_DIR", str(tmp_path / "user"))
+    monkeypatch.setattr(DualTokenizer, "load", classmethod(lambda cls, model: FakePromptTokenizer()))
+    prompts, generate = [], SpeechLM.generate
+
+    def recording(self, prompt, *args, **kwargs):
+        prompts.append((self.tokenizer, prompt))
+        yield from generate(self, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(SpeechLM, "generate", recording)
+    out = tmp_path / "x.wav"
+    assert main(["tts", "(高兴1)Hello there.", "-o", str(out), "--model", str(official_root), "--seed", "0"]) == 0
+    assert out.is_file()
+    assert main(["tts", "Hello there.", "--tags", "高兴1", "-o", str(out), "--model", str(official_root)]) == 0
+    (tokenizer, inline), (_, given) = prompts
+    assert inline == given
+    request = _request_turn(tokenizer, inline)
+    newline = len(tokenizer.encode("\n", bos=True))
+    assert request == tokenizer.encode("\n(高兴1)Hello there.", bos=True)[newline:]  # official tts.py's target tokens
+    text = tokenizer.decode(inline)
+    assert tokenizer.decode(request) == "(高兴1)Hello there."  # the words to say: "Hello there." alone
+    assert "使用[Tingting]的声音" in text and "高兴one" not in text and "高兴一" not in text
+
+
+def test_inline_music_tags_pick_the_music_vocoder_and_prompt(official_tts, monkeypatch):
+    tts, prompts = official_tts
+    used = []
+    for name in ("decoder", "music_decoder"):
+        decoder = getattr(tts, name)
+        stream = decoder.stream
+        monkeypatch.setattr(
+            decoder, "stream", lambda voice, speed, _s=stream, _n=name: used.append(_n) or _s(voice, speed=speed)
+        )
+    tts.synthesize("（RAP）你好。", seed=0)  # the release's own way of asking for RAP
+    tts.synthesize("(哼唱)你好。", seed=0)
+    tts.synthesize("(高兴1)(RAP)你好。", seed=0)  # as in the release, only a leading music tag counts
+    assert used == ["music_decoder", "music_decoder", "decoder"]
+    assert "用RAP方式" in prompts[0] and "我是说唱的婷婷。" in prompts[0]  # Tingting's RAP prompt
+    assert "<|BOT|>human\n（RAP）你好。<|EOT|>" in prompts[0]  # written full-width: passed on full-width
+    assert "用哼唱的方式" in prompts[1] and "<|BOT|>human\n(哼唱)你好。<|EOT|>" in prompts[1]
+    assert "使用[Tingting]的声音" in prompts[2] and "<|BOT|>human\n(高兴1)(RAP)你好。<|EOT|>" in prompts[2]
+    with pytest.raises(OptionError, match="no text to speak after the style tags"):
+        tts.synthesize("(高兴1) ")
+    tts.synthesize("(note)你好。", seed=0)  # not a tag: words to say
+    assert "<|BOT|>human\nnote你好。<|EOT|>" in prompts[3]

@@ -2,6 +2,7 @@
 
 stepaudio tts "Hello there, how are you today?" -o hi.wav
 echo "你好，今天天气很好。" | stepaudio tts -o ni.wav --voice mandarin --tags 慢速1
+stepaudio tts "(高兴1)Hello there." -o happy.wav
 stepaudio tts "A little faster." -o f.wav --speed 1.25
 stepaudio tts "Cloned." -o c.wav --prompt-wav me.wav --prompt-text "What I say in me.wav."
 """
@@ -27,12 +28,14 @@ def cmd_tts(args: argparse.Namespace) -> None:
     from stepaudio.errors import OptionError
     from stepaudio.outputs import note_replacing
     from stepaudio.tts import TTS
-    from stepaudio.tts.prompt import check_tags
+    from stepaudio.tts.prompt import check_tags, split_tags
 
     text = read_text(args.text)
     if not text.strip():
         raise OptionError("no text to speak: give it as an argument or on stdin")
     tags, speed = check_tags(args.tags), check_speed(args.speed)  # bad options fail before the models load
+    if not split_tags(text.strip(), tags)[1].strip():
+        raise OptionError("no text to speak after the style tags: give the words after them")
     note_replacing(check_output_path(args.output, [args.prompt_wav]))
     pick_device(args.device)  # so does asking for a GPU where there is none
     started = time.monotonic()
@@ -65,6 +68,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "生气2 悲伤1 撒娇1, languages 中文 英文 韩语 日语 四川话 粤语 广东话, music RAP 哼唱, speed 慢速1 慢速2 "
         "快速1 快速2 (mini was trained with the language tags but does not follow them reliably yet; its decoder "
         "renders the speed tags, which the official LM follows itself; the rest need the official weights). "
+        "Give them with --tags, or inline at the start of the text as the official release does: "
+        '"(高兴1)Hello there.", "（RAP）我踏上自由的征途" (half- or full-width parentheses, one tag in each); '
+        "they are read as instructions, never spoken. As in the release, RAP or 哼唱 selects the music vocoder "
+        "and its system prompt when it is the first tag (a music tag given with --tags counts as the first). "
+        "Parentheses that do not hold exactly one of these tags are not tags: inline, they are plain text and "
+        'spoken ("(note) hi" says "note hi"); in --tags, an error. '
         "--speed time-scales the speech in the decoder, with any model.",
     )
     parser.add_argument("text", nargs="?", help="text to speak; read from stdin when absent or '-'")
@@ -75,7 +84,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     voice.add_argument("--voice", help="a voice name from `stepaudio voices list`")
     voice.add_argument("--prompt-wav", help="clone the voice of this recording (3-10 s of clean speech)")
     voice.add_argument("--prompt-text", help="the exact transcript of --prompt-wav")
-    parser.add_argument("--tags", nargs="+", default=[], metavar="TAG", help="style tags, e.g. --tags 英文 快速1")
+    parser.add_argument(
+        "--tags",
+        nargs="+",
+        default=[],
+        metavar="TAG",
+        help="style tags, e.g. --tags 英文 快速1 (added to the text's own inline tags; an unknown tag is an error)",
+    )
     parser.add_argument(
         "--speed", type=float, default=1.0, help="speaking rate, 0.5-2 (1.25: a quarter faster), made by the decoder"
     )

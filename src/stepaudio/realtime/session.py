@@ -51,6 +51,7 @@ from stepaudio.realtime.events import (
 from stepaudio.realtime.listen import Heard
 from stepaudio.realtime.speech import PlaybackClock, SentenceSplitter, SpokenText
 from stepaudio.realtime.worker import LISTEN_THREADS, StageThreads, call_in_thread, iterate_in_thread
+from stepaudio.tts.prompt import split_tags
 
 DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant. Answer in one or two short sentences."
 ANSWER_ROOM = 256  # tokens of the KV cache kept free for the answer
@@ -472,11 +473,18 @@ class RealtimeSession:
         speaker, config = self.engine.speaker, self.config
         rate = speaker.sample_rate
         piece = int(AUDIO_PIECE_SECONDS * rate)
+        tags, leading = config.tags, ""
         while (sentence := await sentences.get()) is not None:
+            if leading is not None:  # tags leading the answer style all of it (the release's TTS gets it whole)
+                tags, said = split_tags(leading + sentence, config.tags)
+                if not said.strip():
+                    leading += sentence  # the tags alone so far: nothing to say yet
+                    continue
+                sentence, leading = said.strip(), None
             r.spoken.start(sentence)
             chunks = iterate_in_thread(
-                lambda cancel, s=sentence: self.metrics.timed(
-                    "speak", speaker.stream(s, voice=config.voice, tags=config.tags, cancel=cancel, speed=config.speed)
+                lambda cancel, s=sentence, t=tags: self.metrics.timed(
+                    "speak", speaker.stream(s, voice=config.voice, tags=t, cancel=cancel, speed=config.speed)
                 ),
                 self._threads,
             )

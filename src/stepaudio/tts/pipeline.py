@@ -3,8 +3,10 @@
 For each sentence: normalise it, build the official TTS prompt with the voice's transcript and
 tokens as the example turn, sample speech tokens from the LM (official sampling, between half and
 twice the sentence's expected duration), and hand every token to a streaming speech decoder conditioned on
-the same voice, so audio leaves while the LM is still speaking. RAP and humming use the official
-music vocoder (and the voice's music prompt, e.g. `TingtingRAP`, where one is registered).
+the same voice, so audio leaves while the LM is still speaking. Style tags come as an argument or
+inline at the start of the text ("(高兴1)Hello", "（RAP）我踏上..."), as the release takes them; a
+leading RAP or 哼唱 tag picks the official music vocoder (and the voice's music prompt, e.g.
+`TingtingRAP`, where one is registered) and the music system prompt.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from stepaudio.errors import OptionError
 from stepaudio.lm.prompts import MUSIC_TAGS
 from stepaudio.tokenizer.input import SAMPLE_RATE as PROMPT_RATE
 from stepaudio.tokenizer.interleave import GROUP_SECONDS, GROUP_SIZE
-from stepaudio.tts.prompt import CANTONESE_TAGS, check_tags, tagged_rate
+from stepaudio.tts.prompt import CANTONESE_TAGS, split_tags, tagged_rate
 from stepaudio.tts.speech_lm import SpeechLM
 from stepaudio.tts.text import guess_language, normalize, split_sentences
 from stepaudio.tts.voices import MAX_PROMPT_SECONDS, VoiceEntry, VoiceRegistry, check_transcript, condition_prompt
@@ -198,24 +200,31 @@ class TTS:
         speed: float = 1.0,
     ) -> Iterator[np.ndarray]:
         """float32 mono chunks at `sample_rate`, sentence by sentence, as the decoder makes them;
-        stops early (between LM steps or decoder chunks) once `cancel` is set. `speed` time-scales what
-        the LM says in the decoder (any model); the speed tags ask the LM, or the decoder where the LM does
-        not follow them (mini)."""
+        stops early (between LM steps or decoder chunks) once `cancel` is set. `tags` and the tags at the
+        start of `text` are merged (`split_tags`) and never spoken. `speed` time-scales what the LM says in
+        the decoder (any model); the speed tags ask the LM, or the decoder where the LM does not follow
+        them (mini)."""
         if not text or not text.strip():
             raise OptionError("no text to speak")
-        tags, speed = check_tags(tags), check_speed(speed)
+        tags, body = split_tags(text.strip(), tags)
+        if not body.strip():
+            raise OptionError(f"no text to speak after the style tags {''.join(f'({t})' for t in tags)}")
+        wide = text.strip().startswith("（")  # tags written full-width go to the LM full-width, as in the release
+        speed = check_speed(speed)
         if not self.lm.follows_speed_tags:  # the decoder renders them
             speed = tagged_rate(speed, tags)
         prepared, decoder = self._voice(voice, tags, prompt_wav, prompt_text)
-        return self._stream(split_sentences(text.strip()), tags, prepared, decoder, cancel, seed, speed)
+        return self._stream(split_sentences(body.strip()), tags, wide, prepared, decoder, cancel, seed, speed)
 
-    def _stream(self, sentences, tags, prepared, decoder, cancel, seed, speed) -> Iterator[np.ndarray]:
+    def _stream(self, sentences, tags, wide, prepared, decoder, cancel, seed, speed) -> Iterator[np.ndarray]:
         for sentence in sentences:
             language = sentence_language(sentence, tags)
             spoken = normalize(sentence, language)
             if not re.search(r"\w", spoken):
                 continue  # punctuation only
-            prompt = self.lm.prompt(spoken, tags, prepared.transcript, prepared.tokens.tolist(), prepared.speaker)
+            prompt = self.lm.prompt(
+                spoken, tags, prepared.transcript, prepared.tokens.tolist(), prepared.speaker, wide=wide
+            )
             expected_tokens = expected_seconds(spoken, language, tags) * TOKENS_PER_SECOND
             cap = int(MAX_DURATION_FACTOR * expected_tokens)
             floor = GROUP_SIZE * math.ceil(MIN_DURATION_FACTOR * expected_tokens / GROUP_SIZE)  # whole groups

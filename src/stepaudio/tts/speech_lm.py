@@ -78,10 +78,17 @@ class SpeechLM:
         return cls(lm.model, lm.tokenizer, names_speakers=True, follows_speed_tags=True, max_len=max_len)
 
     def prompt(
-        self, text: str, tags: Sequence[str], prompt_text: str, prompt_tokens: Sequence[int], speaker: str | None
+        self,
+        text: str,
+        tags: Sequence[str],
+        prompt_text: str,
+        prompt_tokens: Sequence[int],
+        speaker: str | None,
+        wide: bool = False,
     ) -> list[int]:
+        """The request's ids: `tags` in front of `text` in the order given (wide: full-width parentheses)."""
         return request_ids(
-            self.tokenizer, text, tags, prompt_text, prompt_tokens, speaker if self.names_speakers else None
+            self.tokenizer, text, tags, prompt_text, prompt_tokens, speaker if self.names_speakers else None, wide
         )
 
     def generate(

@@ -5,7 +5,8 @@ the letters is spelled out here: numbers (cardinals, years, times, decimals, per
 ordinals) in English words or Mandarin characters, and punctuation folded to a small set (full-width
 marks for Chinese, ASCII for English). The same function prepares the training text, so the model
 only ever sees normalised text. Parentheses are dropped from the body, because a leading "(...)"
-is an instruction tag in the official prompt.
+is an instruction tag in the official prompt: real tags are taken out of the text before it comes
+here (`stepaudio.tts.prompt.split_tags`), and anything else in parentheses is read as words.
 """
 
 from __future__ import annotations
