@@ -30,12 +30,24 @@ def test_step1_directory_loads_and_matches_the_direct_formula(step1_dir):
         False,
     )
     assert lm.chat is STEP1_CHAT and lm.model.dtype == torch.float32
+    assert lm.answer_tokens == 2048  # Step-Audio-Chat's max_new_tokens in the release (stepaudio.py:37)
     tokens = torch.tensor([lm.chat.encode(lm.tokenizer, [{"role": "user", "content": "hello world"}])])
     with torch.no_grad():
         got = lm.model(tokens, lm.model.new_cache(), all_logits=True)
         expected = direct_step1_forward(lm.model, tokens)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
     assert load_lm(step1_dir, dtype=torch.bfloat16).model.dtype == torch.bfloat16
+
+
+def test_generate_and_text_chat_answer_at_the_models_length_unless_told(step1_dir):
+    from argparse import Namespace
+
+    from stepaudio.commands.generate import sampling_from_args
+
+    lm = load_lm(step1_dir)
+    args = Namespace(temperature=0.7, top_k=0, top_p=0.9, max_tokens=None, seed=None)
+    assert sampling_from_args(args, lm).max_new_tokens == 2048
+    assert sampling_from_args(Namespace(**vars(args) | {"max_tokens": 7}), lm).max_new_tokens == 7
 
 
 def test_step1_tokenizer_keeps_markers_and_audio_tokens_whole(step1_dir):
@@ -48,7 +60,7 @@ def test_step1_tokenizer_keeps_markers_and_audio_tokens_whole(step1_dir):
     )
     text = STEP1_CHAT.render([{"role": "user", "content": "hello<audio_7><audio_5119>world"}])
     ids = tokenizer.encode(text)
-    assert ids[:2] == [1, 4] and ids.count(3) == 2 and ids[-1] != 3
+    assert ids[:2] == [1, 4] and ids.count(3) == 1 and ids[-1] != 3
     assert LLM_AUDIO_OFFSET + 7 in ids and LLM_AUDIO_OFFSET + 5119 in ids
     assert tokenizer.decode(ids) == text
     with pytest.raises(ValueError, match="audio tokens go up to"):
@@ -222,6 +234,7 @@ def test_gguf_q4_1_loads_dequantised_and_unpermuted(tmp_path):
                 param.copy_(torch.from_numpy(dequantize(quantize(param.numpy(), q41), q41)))
     lm = load_lm(tmp_path / "tiny.gguf")
     assert lm.chat.default_system == "Be brief." and lm.stop_ids() == (len(tokens) - 1,)
+    assert lm.answer_tokens == 256
     assert lm.tokenizer.encode("<|im_start|>hello world") == [
         len(tokens) - 2,
         tokens.index("hello"),

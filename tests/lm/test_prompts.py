@@ -21,9 +21,12 @@ CONVERSATION = [
 
 
 def test_step1_chat_template_text():
+    """As the release's StepAudio.apply_chat_template (stepaudio.py:53-74): no system turn of its own."""
     text = STEP1_CHAT.render(CONVERSATION[:1])
-    assert text == (
-        "<|BOT|>system\nYou are a helpful assistant.<|EOT|><|BOT|>human\n你好，我是小明。<|EOT|><|BOT|>assistant\n"
+    assert text == "<|BOT|>human\n你好，我是小明。<|EOT|><|BOT|>assistant\n"
+    assert STEP1_CHAT.render(CONVERSATION) == (
+        "<|BOT|>human\n你好，我是小明。<|EOT|><|BOT|>assistant\nHello!\nHow can I help?<|EOT|>"
+        "<|BOT|>human\n<audio_1><audio_2000><|EOT|><|BOT|>assistant\n"
     )
     with_system = STEP1_CHAT.render([{"role": "system", "content": "Be short."}, *CONVERSATION[:1]], False)
     assert with_system == "<|BOT|>system\nBe short.<|EOT|><|BOT|>human\n你好，我是小明。<|EOT|>"
@@ -52,7 +55,8 @@ def test_chatml_equals_the_smollm2_gguf_template():
 def test_render_then_parse_round_trips(chat):
     for generation in (True, False):
         parsed = chat.parse(chat.render(CONVERSATION, generation))
-        assert parsed == [{"role": "system", "content": chat.default_system}, *CONVERSATION]
+        default = [{"role": "system", "content": chat.default_system}] if chat.default_system else []
+        assert parsed == [*default, *CONVERSATION]
 
 
 text_without_markers = st.text(

@@ -63,6 +63,7 @@ class FakeResponder:
     reads_audio: bool = False
     prompts: list = field(default_factory=list)
     capacity_tokens: int = 4096
+    answer_tokens: int = 256
 
     def prompt_tokens(self, messages) -> int:
         return sum(len(m["content"].split()) + 2 for m in messages)

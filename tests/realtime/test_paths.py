@@ -68,3 +68,35 @@ def test_the_official_listener_hears_nothing_in_a_blip():
     stream = listener.stream()
     stream.step(np.zeros(100, np.float32))
     assert stream.hear().transcript == "" and listener.tokenizer.calls == 0
+
+
+def test_the_official_chat_model_answers_at_the_release_length(tmp_path, monkeypatch):
+    """Step-Audio-Chat may answer 2048 new tokens, as in the release (stepaudio.py:37), and a voice
+    session keeps that much of its context free for the answer."""
+    import asyncio
+    import json
+
+    from realtime_fakes import ToneSpeaker
+
+    from lm.lm_fixtures import write_step1_checkpoint
+    from stepaudio.realtime.engine import ChatEngine
+    from stepaudio.realtime.session import RealtimeSession
+    from stepaudio.tokenizer.dual import DualTokenizer
+
+    chat = tmp_path / "Step-Audio-Chat"
+    write_step1_checkpoint(chat)
+    config = json.loads((chat / "config.json").read_text())
+    (chat / "config.json").write_text(json.dumps(config | {"max_seq_len": 32768}))  # as released
+    monkeypatch.setattr(DualTokenizer, "load", classmethod(lambda cls, model: _Tokenizer()))
+    engine = ChatEngine.load(tmp_path, speaker=ToneSpeaker())
+    assert engine.responder.answer_tokens == 2048 and engine.responder.sampling.top_p == 0.9
+
+    async def session_budget():
+        session = RealtimeSession(engine)
+        try:
+            return session._responder.capacity, session.context.budget
+        finally:
+            await session.close()
+
+    capacity, budget = asyncio.run(session_budget())
+    assert capacity - budget >= 2048

@@ -29,7 +29,7 @@ def run_text_chat(args: argparse.Namespace) -> None:
 
     read, write = input, sys.stdout.write
     lm, draft = load_for_cli(args)
-    conversation = Conversation(lm, sampling_from_args(args), args.system, draft)
+    conversation = Conversation(lm, sampling_from_args(args, lm), args.system, draft)
     write(f"chatting with {args.model} ({HELP})\n")
     while True:
         try:

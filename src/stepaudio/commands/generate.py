@@ -41,7 +41,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_args(parser: argparse.ArgumentParser, temperature: float, top_p: float) -> None:
-    parser.add_argument("--max-tokens", type=int, default=256, help="most new tokens (default: %(default)s)")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        help="most new tokens (default: the model's own: 2048 for an official Step1 model, as in the release; "
+        "256 for the others)",
+    )
     parser.add_argument("--temperature", type=float, default=temperature, help="0 = greedy (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k best tokens (default: off)")
     parser.add_argument("--top-p", type=float, default=top_p, help="nucleus sampling mass (default: %(default)s)")
@@ -73,14 +78,15 @@ def load_for_cli(args: argparse.Namespace):
     return lm, draft
 
 
-def sampling_from_args(args: argparse.Namespace):
+def sampling_from_args(args: argparse.Namespace, lm):
+    """The sampling the options ask for; `lm` (a LanguageModel) gives the default answer length."""
     from stepaudio.lm.sampling import Sampling
 
     return Sampling(
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
-        max_new_tokens=args.max_tokens,
+        max_new_tokens=lm.answer_tokens if args.max_tokens is None else args.max_tokens,
         seed=args.seed,
     )
 
@@ -96,7 +102,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if args.raw and (args.speculative or args.system):
         raise OptionError("--raw continues plain text: it takes neither --system nor --speculative")
     lm, draft = load_for_cli(args)
-    sampling = sampling_from_args(args)
+    sampling = sampling_from_args(args, lm)
     start, pieces = time.perf_counter(), 0
     with torch.inference_mode():
         if args.raw:

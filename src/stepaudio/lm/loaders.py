@@ -24,6 +24,8 @@ from stepaudio.lm.prompts import CHATML, STEP1_CHAT, ChatFormat
 from stepaudio.lm.tokenizer import BPETokenizer, SentencePieceTokenizer, Tokenizer
 
 MINI_CHAT = "mini-chat"
+ANSWER_TOKENS = 256  # the default answer length of a model whose release sets none
+STEP1_ANSWER_TOKENS = 2048  # Step-Audio-Chat's in the release (stepaudio.py:37, max_new_tokens=2048)
 
 
 @dataclass
@@ -32,6 +34,7 @@ class LanguageModel:
     tokenizer: Tokenizer
     chat: ChatFormat
     source: str
+    answer_tokens: int = ANSWER_TOKENS  # new tokens an answer may take unless told otherwise
 
     def stop_ids(self) -> tuple[int, ...]:
         return self.chat.stop_ids(self.tokenizer)
@@ -143,7 +146,7 @@ def load_step1(directory: str | Path, dtype: torch.dtype = torch.bfloat16, devic
         raise ModelNotFound(f"{directory} lacks tokenizer.model (the SentencePiece tokenizer of Step1)")
     state = convert_hf_state(read_safetensors(directory), config.num_layers)
     model = Transformer.from_state_dict(config, state, dtype).to(device)
-    return LanguageModel(model, SentencePieceTokenizer(tokenizer_file), STEP1_CHAT, str(directory))
+    return LanguageModel(model, SentencePieceTokenizer(tokenizer_file), STEP1_CHAT, str(directory), STEP1_ANSWER_TOKENS)
 
 
 def llama_config(fields: dict) -> LMConfig:

@@ -2,7 +2,7 @@
 model was trained on.
 
 - `STEP1_CHAT`: the official Step-Audio-Chat template (`<|BOT|>role\\ncontent<|EOT|>`, user is
-  called "human", a default system turn when none is given).
+  called "human", no system turn unless one is given), as the release's `StepAudio.apply_chat_template`.
 - `asr_messages`: the official speech-recognition prompt for Step-Audio-Chat.
 - `tts_prompt_ids`: the official Step-Audio-TTS-3B prompt, built as ids like the release does
   (system turn with the instruction-tag guide and voice, one example turn pair with the voice
@@ -28,7 +28,7 @@ class ChatFormat:
     name: str
     begin: str
     end: str  # closes a turn; also what the model emits to stop
-    default_system: str
+    default_system: str  # put first when a conversation has no system turn; "" for none
     role_names: tuple[tuple[str, str], ...] = ()  # (our role, the template's name for it)
 
     def _role(self, role: str) -> str:
@@ -37,8 +37,9 @@ class ChatFormat:
         return dict(self.role_names).get(role, role)
 
     def render(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """The prompt text; a default system turn goes first when the conversation has none."""
-        if not messages or messages[0]["role"] != "system":
+        """The prompt text; the default system turn (if the format has one) goes first when the
+        conversation has none."""
+        if self.default_system and (not messages or messages[0]["role"] != "system"):
             messages = [{"role": "system", "content": self.default_system}, *messages]
         text = "".join(f"{self.begin}{self._role(m['role'])}\n{m['content']}{self.end}" for m in messages)
         return text + (f"{self.begin}{self._role('assistant')}\n" if add_generation_prompt else "")
@@ -64,7 +65,8 @@ class ChatFormat:
         return tuple(sorted({tokenizer.token_id(self.end.strip()), tokenizer.eos_id}))
 
 
-STEP1_CHAT = ChatFormat("step1", BOT, EOT, "You are a helpful assistant.", (("user", "human"),))
+# The release adds no system turn of its own (Step-Audio stepaudio.py:53-74 at a52b94d8).
+STEP1_CHAT = ChatFormat("step1", BOT, EOT, "", (("user", "human"),))
 CHATML = ChatFormat(
     "chatml", "<|im_start|>", "<|im_end|>\n", "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 )

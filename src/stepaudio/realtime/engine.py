@@ -51,7 +51,7 @@ class ChatEngine:
     def load(cls, model: str | Path = MINI, speaker: Speaker | None = None) -> ChatEngine:
         """`mini` or a directory of official checkpoints; `speaker` replaces the model's own TTS
         (e.g. `PiperSpeaker` while the mini TTS is still training). Mini answers greedily and short
-        (a spoken answer); official uses the release's sampling."""
+        (a spoken answer); official uses the release's sampling and answer length (2048 tokens)."""
         from stepaudio.lm.quantize import int4_supported, quantize_int4
         from stepaudio.lm.sampling import Sampling
 
@@ -75,11 +75,12 @@ class ChatEngine:
             from stepaudio.device import pick_device
             from stepaudio.lm.loaders import load_lm
             from stepaudio.realtime.listen import StepAudioListener
+            from stepaudio.realtime.respond import OFFICIAL_CONTEXT_TOKENS
             from stepaudio.tokenizer.dual import DualTokenizer
 
             lm = load_lm(resolved.require("chat"), torch.bfloat16, str(pick_device()))
             listener = StepAudioListener(DualTokenizer.load(model), lm)
-            responder = ChatResponder(lm, Sampling.official_chat(max_new_tokens=512), reads_audio=True)
+            responder = ChatResponder(lm, Sampling.official_chat(), reads_audio=True, max_len=OFFICIAL_CONTEXT_TOKENS)
         if speaker is None:
             from stepaudio.tts import TTS
 

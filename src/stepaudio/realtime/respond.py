@@ -20,6 +20,8 @@ from stepaudio.lm.sampling import Sampling
 from stepaudio.realtime.listen import Heard
 
 CONTEXT_TOKENS = 2048  # per-session KV cache: history + new turn + answer
+# Step-Audio-Chat's: room for the release's 2048-token answer after a long history and spoken turn
+OFFICIAL_CONTEXT_TOKENS = 8192
 
 
 class ChatResponder:
@@ -27,6 +29,11 @@ class ChatResponder:
         self.lm, self.reads_audio, self.max_len = lm, reads_audio, max_len
         self.sampling = replace(sampling, stop_ids=tuple(sampling.stop_ids) or lm.stop_ids())
         self.text_only = text_ids(lm)
+
+    @property
+    def answer_tokens(self) -> int:
+        """The longest answer, in tokens."""
+        return self.sampling.max_new_tokens
 
     def prompt_tokens(self, messages: list[Message]) -> int:
         return len(self.lm.chat.encode(self.lm.tokenizer, messages))

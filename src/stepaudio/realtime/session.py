@@ -54,7 +54,9 @@ from stepaudio.realtime.worker import LISTEN_THREADS, StageThreads, call_in_thre
 from stepaudio.tts.prompt import split_tags
 
 DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant. Answer in one or two short sentences."
-ANSWER_ROOM = 256  # tokens of the KV cache kept free for the answer
+# tokens of the KV cache kept free for the answer: this many, or the responder's whole answer length when
+# longer (up to a quarter of the cache)
+ANSWER_ROOM = 256
 PREROLL_SECONDS = 0.3  # audio kept from before the VAD's speech start (its onset is a little late)
 AUDIO_PIECE_SECONDS = 0.1  # output audio leaves in pieces this long, so a barge-in stops it promptly
 CLOSE_TIMEOUT_SECONDS = 5.0  # close() waits this long at most for cancelled model stages to return
@@ -177,9 +179,11 @@ class RealtimeSession:
         self._ids = itertools.count(1)
         self._vad = engine.vad.stream(self.config.vad_params())
         self._responder = engine.responder.session()
+        capacity = self._responder.capacity
+        room = max(ANSWER_ROOM, min(engine.responder.answer_tokens, capacity // 4))
         self.context = ContextManager(
             engine.responder.prompt_tokens,
-            self._responder.capacity - ANSWER_ROOM,
+            capacity - room,
             self.config.instructions or DEFAULT_INSTRUCTIONS,
         )
         self.metrics = SessionMetrics()
