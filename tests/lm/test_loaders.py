@@ -89,6 +89,58 @@ def test_tts_prompt_ids_follow_the_official_construction(step1_dir):
         assert lm.model(torch.tensor([ids]), lm.model.new_cache()).isfinite().all()
 
 
+def _step1_variant(source, directory, tie, head):
+    """A copy of a tiny Step1 checkpoint with `tie_word_embeddings` = tie (None: absent) and with or
+    without lm_head.weight (in one file, as a single-shard checkpoint)."""
+    from safetensors.torch import save_file
+
+    from stepaudio.lm.loaders import read_safetensors
+
+    directory.mkdir()
+    (directory / "tokenizer.model").write_bytes((source / "tokenizer.model").read_bytes())
+    config = json.loads((source / "config.json").read_text())
+    if tie is not None:
+        config["tie_word_embeddings"] = tie
+    (directory / "config.json").write_text(json.dumps(config))
+    state = read_safetensors(source)
+    if not head:
+        del state["lm_head.weight"]
+    save_file(state, str(directory / "model.safetensors"))
+    return state
+
+
+@pytest.mark.parametrize(
+    ("tie", "head", "tied"),
+    [(True, False, True), (False, True, False), (None, False, True), (None, True, False), (True, True, True)],
+)
+def test_step1_ties_lm_head_as_its_config_says(step1_dir, tmp_path, recwarn, tie, head, tied):
+    """tie_word_embeddings as vLLM's Step1 reads it; tied with an lm_head.weight of its own as well, the
+    embeddings are the head (transformers ties after loading; vLLM keeps the one read last, which in one
+    file is model.embed_tokens.weight) and a warning says the stored head is not used."""
+    state = _step1_variant(step1_dir, tmp_path / "variant", tie, head)
+    lm = load_lm(tmp_path / "variant")
+    model = lm.model
+    assert model.config.tie_embeddings is tied
+    assert (model.lm_head.weight.data_ptr() == model.embed.weight.data_ptr()) is tied
+    expected_head = state["model.embed_tokens.weight"] if tied else state["lm_head.weight"]
+    torch.testing.assert_close(model.lm_head.weight, expected_head.float())
+    tokens = torch.tensor([lm.chat.encode(lm.tokenizer, [{"role": "user", "content": "hello world"}])])
+    with torch.no_grad():
+        got = model(tokens, model.new_cache(), all_logits=True)
+    torch.testing.assert_close(got, direct_step1_forward(model, tokens), atol=1e-4, rtol=0)
+    warned = [str(w.message) for w in recwarn if "lm_head.weight is not used" in str(w.message)]
+    assert bool(warned) is (tie is True and head)
+
+
+def test_step1_tying_problems_are_clear(step1_dir, tmp_path):
+    _step1_variant(step1_dir, tmp_path / "untied", False, False)
+    with pytest.raises(CheckpointError, match="tie_word_embeddings false but the weights have no lm_head.weight"):
+        load_lm(tmp_path / "untied")
+    _step1_variant(step1_dir, tmp_path / "odd", "yes", True)
+    with pytest.raises(CheckpointError, match="tie_word_embeddings must be true or false, not 'yes'"):
+        load_lm(tmp_path / "odd")
+
+
 def test_step1_directory_problems_are_clear(step1_dir, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -13,6 +13,7 @@ Each returns a `LanguageModel`: the network, its tokenizer and its chat format.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,8 +120,8 @@ def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def step1_config(fields: dict) -> LMConfig:
-    """LMConfig from an official Step1 `config.json`."""
+def step1_config(fields: dict, tie_embeddings: bool = False) -> LMConfig:
+    """LMConfig from an official Step1 `config.json` (tie_embeddings: `step1_ties`)."""
     try:
         return LMConfig(
             vocab_size=fields["vocab_size"],
@@ -131,20 +132,49 @@ def step1_config(fields: dict) -> LMConfig:
             num_kv_heads=fields["num_attention_groups"],
             position="sqrt_alibi",
             norm_eps=fields.get("rms_norm_eps", 1e-5),
-            tie_embeddings=False,
+            tie_embeddings=tie_embeddings,
             max_seq_len=fields.get("max_seq_len", 32768),
         )
     except KeyError as error:
         raise CheckpointError(f"Step1 config.json lacks the field {error}") from error
 
 
+def step1_ties(fields: dict, state: dict[str, torch.Tensor], where: Path) -> bool:
+    """Whether the output head is the embedding matrix: `tie_word_embeddings` of config.json, as vLLM's
+    Step1ForCausalLM reads it; a config.json without the field follows the weights (tied when there is
+    no lm_head.weight; vLLM's Step1Config would tie by default)."""
+    tie = fields.get("tie_word_embeddings")
+    if tie is None:
+        return "lm_head.weight" not in state
+    if not isinstance(tie, bool):
+        raise CheckpointError(f"{where}: tie_word_embeddings must be true or false, not {tie!r}")
+    if not tie and "lm_head.weight" not in state:
+        raise CheckpointError(f"{where} sets tie_word_embeddings false but the weights have no lm_head.weight")
+    return tie
+
+
 def load_step1(directory: str | Path, dtype: torch.dtype = torch.bfloat16, device: str = "cpu") -> LanguageModel:
+    """An official Step1 directory; lm_head is tied to the embeddings as config.json says (`step1_ties`).
+    Tied, a stored lm_head.weight is not used (with a warning when it differs): vLLM loads both tensors
+    into the one shared matrix, so the one read last stays (in a single file the embeddings, whose name
+    sorts after it), and transformers ties after loading (the embeddings)."""
     directory = Path(directory)
-    config = step1_config(_read_json(directory / "config.json"))
+    fields = _read_json(directory / "config.json")
+    step1_config(fields)  # a config.json lacking a field is refused before the weights are read
     tokenizer_file = directory / "tokenizer.model"
     if not tokenizer_file.is_file():
         raise ModelNotFound(f"{directory} lacks tokenizer.model (the SentencePiece tokenizer of Step1)")
-    state = convert_hf_state(read_safetensors(directory), config.num_layers)
+    hf = read_safetensors(directory)
+    config = step1_config(fields, step1_ties(fields, hf, directory / "config.json"))
+    if config.tie_embeddings and "lm_head.weight" in hf:
+        head, embeddings = hf.pop("lm_head.weight"), hf.get("model.embed_tokens.weight")
+        if embeddings is None or head.shape != embeddings.shape or not torch.equal(head, embeddings):
+            warnings.warn(
+                f"{directory}: config.json ties lm_head to the embeddings (tie_word_embeddings true), so the "
+                "checkpoint's own, different lm_head.weight is not used (the embeddings are, as in transformers)",
+                stacklevel=2,
+            )
+    state = convert_hf_state(hf, config.num_layers)
     model = Transformer.from_state_dict(config, state, dtype).to(device)
     return LanguageModel(model, SentencePieceTokenizer(tokenizer_file), STEP1_CHAT, str(directory), STEP1_ANSWER_TOKENS)
 
