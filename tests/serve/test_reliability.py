@@ -309,7 +309,7 @@ def test_6_http_values_are_checked_with_their_field(no_server_errors):
         speech, chat = server.url + "/v1/audio/speech", server.url + "/v1/chat/completions"
         hello = [{"role": "user", "content": "hi"}]
         assert_refused(httpx.post(chat, json={"messages": hello, "seed": 2**70}), "seed", "less than")
-        assert_refused(httpx.post(chat, json={"messages": hello, "max_tokens": 10**6}), "max_tokens", "limit of 1024")
+        assert_refused(httpx.post(chat, json={"messages": hello, "max_tokens": 10**6}), "max_tokens", "limit of 2048")
         raw = {"content-type": "application/json"}
         assert_refused(httpx.post(speech, content=b'{"input": "a\\u0000b"}', headers=raw), "input", "U+0000")
         assert_refused(httpx.post(speech, content=b'{"input": "a\\ud800b"}', headers=raw), "input", "lone surrogate")

@@ -30,7 +30,6 @@ from stepaudio.serve.settings import Limits
 from stepaudio.serve.workers import ModelWorker, ServerBusy
 
 LISTEN_RATE = 16_000  # what the listeners (Whisper, the official tokenizer) read
-DEFAULT_ANSWER_TOKENS = 256  # a chat answer's length when the request sets none
 T = TypeVar("T")
 
 
@@ -267,7 +266,8 @@ async def chat_completions(body: ChatRequest, models: ModelsDep, limits: LimitsD
         raise RequestError(
             "streamed audio answers come from the real-time WebSocket /v1/realtime; use stream=false", param="stream"
         )
-    max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_ANSWER_TOKENS
+    asked = body.max_completion_tokens or body.max_tokens
+    max_tokens = asked or min(models.chat.answer_tokens, limits.max_answer_tokens)  # the model's own default
     if max_tokens > limits.max_answer_tokens:
         field = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         raise RequestError(f"{field} {max_tokens} is over the limit of {limits.max_answer_tokens}", param=field)

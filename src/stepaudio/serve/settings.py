@@ -32,7 +32,9 @@ class Limits:
     max_text_chars: int = _limit(4096, "longest text to speak, chat message or session instructions")
     max_messages: int = _limit(256, "messages in one chat request")
     max_prompt_chars: int = _limit(32_768, "characters of all the messages of one chat request together")
-    max_answer_tokens: int = _limit(1024, "largest max_tokens of a chat request (the default is 256)")
+    max_answer_tokens: int = _limit(
+        2048, "largest max_tokens of a chat request (the default: the model's own, 2048 for Step-Audio-Chat, else 256)"
+    )
     max_request_seconds: float = _limit(60.0, 'a chat answer stops after this long (finish_reason "length")')
     max_queued_requests: int = _limit(16, "requests waiting for one model; past it, 503 (try again later)")
     max_turn_seconds: float = _limit(
