@@ -561,6 +561,18 @@ def step1_goldens(work: Path, modeling: Path, base: dict) -> Golden:
             golden.add(f"{name}.{tag}.logits_no_cache", whole)
         golden.meta["models"][name] = entry
     golden.meta["prefill"] = prefill
+    # weight tying: Step1ForCausalLM defines no get_output_embeddings, so transformers never ties its head,
+    # whatever tie_word_embeddings says (and a checkpoint without lm_head.weight gets a random head)
+    tying = {}
+    for tie in (True, False):
+        config = {**step1_config(STEP1_LOGITS_CONFIGS["gqa6"], STEP1_LOGITS_VOCAB), "tie_word_embeddings": tie}
+        folder = work / f"step1-tie-{tie}"
+        write_step1(folder, config, step1_spec(config), 100, modeling, None)
+        model = load_step1(folder, torch.float32)
+        tying[f"tie_word_embeddings={str(tie).lower()}"] = (
+            model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+        )
+    golden.meta["official_ties_lm_head"] = tying
     return golden
 
 

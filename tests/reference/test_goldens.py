@@ -136,7 +136,10 @@ def test_step1_logits_with_kv_cache_fp32(step1):
     name, folder, tensors, meta = step1
     model = load_step1(folder, torch.float32).model
     assert model.lm_head.weight.data_ptr() != model.embed.weight.data_ptr()
-    assert meta["models"][name]["ties_lm_head"] is False  # the official does not tie (config.json has no field)
+    # the official never ties lm_head to the embeddings: not with config.json's field left out (as released;
+    # PretrainedConfig's default is true), not with it set either way
+    assert meta["models"][name]["ties_lm_head"] is False
+    assert not any(meta["official_ties_lm_head"].values())
     ours = cached_logits(model, tensors["ids"], meta["prefill"])
     error = relative(ours, tensors[f"{name}.fp32.logits"])
     assert error < FP32, f"Step1 {name} fp32 logits differ from the official by {error:.2e} (relative)"
