@@ -105,17 +105,18 @@ CORPUS = [
 ] * 20
 
 
-def train_step1_tokenizer(path):
-    """A SentencePiece model laid out like Step1's: <unk> 0, <s> 1, </s> 2, <|EOT|> 3, <|BOT|> 4."""
+def train_step1_tokenizer(path, audio_pieces: int = 0):
+    """A SentencePiece model laid out like Step1's: <unk> 0, <s> 1, </s> 2, <|EOT|> 3, <|BOT|> 4, then
+    `audio_pieces` pieces <audio_0>... from id 5 (the released model holds all 4096 at 65536 + K)."""
     import sentencepiece
 
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(CORPUS),
         model_writer=model,
-        vocab_size=400,
+        vocab_size=400 + audio_pieces,
         model_type="bpe",
-        user_defined_symbols=["<|EOT|>", "<|BOT|>"],
+        user_defined_symbols=["<|EOT|>", "<|BOT|>"] + [f"<audio_{k}>" for k in range(audio_pieces)],
         character_coverage=1.0,
         byte_fallback=True,
         normalization_rule_name="identity",  # keep newlines, as Llama-style tokenizers do

@@ -314,3 +314,23 @@ def test_gguf_tensor_sanity_of_the_reference_writer():
     w = np.arange(8 * 3 * 4).reshape(8 * 3, 4).astype(np.float32)
     permuted = w.reshape(3, 2, 4, 4).swapaxes(1, 2).reshape(w.shape)
     assert torch.equal(_unpermute_rope(torch.from_numpy(permuted), 3), torch.from_numpy(w))
+
+
+def test_a_tokenizer_holding_the_audio_pieces_loads_where_they_are(tmp_path):
+    """The released tokenizer.model carries <audio_K> as pieces 65536 + K, inside its 74,752 pieces."""
+    from lm_fixtures import train_step1_tokenizer
+
+    from stepaudio.lm.tokenizer import SentencePieceTokenizer
+
+    path = tmp_path / "tokenizer.model"
+    train_step1_tokenizer(path, audio_pieces=16)
+    tokenizer = SentencePieceTokenizer(path, audio_offset=5)
+    assert tokenizer.vocab_size > 5 + 16
+    assert tokenizer.encode("hi<audio_3><audio_15>", bos=False)[-2:] == [8, 20]
+    assert [tokenizer.sp.id_to_piece(i) for i in (8, 20)] == ["<audio_3>", "<audio_15>"]  # the model's own ids
+    assert tokenizer.decode([8, 20]) == "<audio_3><audio_15>"
+    with pytest.raises(CheckpointError, match="its <audio_0> is id 5, where audio ids start at 7"):
+        SentencePieceTokenizer(path, audio_offset=7)
+    with pytest.raises(CheckpointError, match="would overlap"):
+        train_step1_tokenizer(path)
+        SentencePieceTokenizer(path, audio_offset=5)

@@ -50,7 +50,12 @@ class SentencePieceTokenizer(Tokenizer):
         self.eos_id = self.token_id(EOT) if self.sp.piece_to_id(EOT) != self.sp.unk_id() else self.sp.eos_id()
         self.vocab_size = self.sp.get_piece_size()
         self.audio_offset = audio_offset
-        if audio_offset < self.vocab_size:
+        # The released tokenizer.model holds the audio pieces itself (74,752 pieces, <audio_K> at 65536 + K);
+        # a tokenizer without them must end before the audio ids.
+        own_audio = self.sp.piece_to_id("<audio_0>")
+        if own_audio != self.sp.unk_id() and own_audio != audio_offset:
+            raise CheckpointError(f"{path}: its <audio_0> is id {own_audio}, where audio ids start at {audio_offset}")
+        if own_audio == self.sp.unk_id() and audio_offset < self.vocab_size:
             raise CheckpointError(f"audio ids from {audio_offset} would overlap the {self.vocab_size} text pieces")
         self._markers = {self.token_id(m): m for m in (BOT, EOT) if self.sp.piece_to_id(m) != self.sp.unk_id()}
 
