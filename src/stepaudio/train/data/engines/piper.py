@@ -21,6 +21,10 @@ DURATION_NOISE_CHANNELS = 2  # VITS stochastic duration predictor: noise [1, 2, 
 PRIOR_NOISE_CHANNELS = 192  # VITS prior sample: noise [1, 192, frames] (inter_channels of every Piper voice)
 MAX_FRAMES_PER_ID = 40  # upper bound on frames per phoneme id at length_scale 1 (~0.46 s): sizes the noise
 SENTENCE_GAP_SECONDS = 0.2
+# One ONNX run's phonemes. A run's memory peaks at ~25 MB a second of speech (the vocoder's layers) and
+# numbers read aloud make ~12 phonemes a character, so a long sentence is rendered in runs cut between
+# words: 400 phonemes, ~20 s of speech, ~+450 MB at the peak (an ordinary sentence is one run).
+MAX_PHONEMES_PER_RUN = 400
 
 
 def voice_files() -> dict[str, Path]:
@@ -92,6 +96,9 @@ class PiperEngine(Engine):
                 raise EngineUnavailable(f"Piper voice {name} is not installed")
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = options.inter_op_num_threads = self.threads
+            # onnxruntime's CPU arena keeps its peak for good and grows with each new input shape
+            # (two 4,000-digit texts: +1.9 GB); without it a run's memory goes back when it ends.
+            options.enable_cpu_mem_arena = False
             session = onnxruntime.InferenceSession(seedable_graph(path), options, providers=["CPUExecutionProvider"])
             config = PiperConfig.from_dict(json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8")))
             self._loaded[name] = PiperVoice(config=config, session=session)
@@ -105,8 +112,8 @@ class PiperEngine(Engine):
         scales = np.array([config.noise_scale, length_scale, config.noise_w_scale], dtype=np.float32)
         gap = np.zeros(int(SENTENCE_GAP_SECONDS * config.sample_rate), dtype=np.float32)
         pieces = []
-        for phonemes in piper_voice.phonemize(text):
-            ids = piper_voice.phonemes_to_ids(phonemes) if phonemes else []
+        for phonemes in (run for sentence in piper_voice.phonemize(text) for run in phoneme_runs(sentence)):
+            ids = piper_voice.phonemes_to_ids(phonemes)
             if not ids:
                 continue
             frames = math.ceil(len(ids) * MAX_FRAMES_PER_ID * length_scale)
@@ -123,3 +130,14 @@ class PiperEngine(Engine):
         if not pieces:
             return np.zeros(0, dtype=np.float32), config.sample_rate
         return np.concatenate(pieces[:-1]), config.sample_rate
+
+
+def phoneme_runs(phonemes: list[str], limit: int = MAX_PHONEMES_PER_RUN) -> list[list[str]]:
+    """A sentence's phonemes in runs of at most `limit`, each cut after the last word break in it
+    (anywhere, in a word longer than `limit`)."""
+    runs = []
+    while len(phonemes) > limit:
+        cut = next((i + 1 for i in range(limit - 1, 0, -1) if phonemes[i] == " "), limit)
+        runs.append(phonemes[:cut])
+        phonemes = phonemes[cut:]
+    return runs + [phonemes] if phonemes else runs
