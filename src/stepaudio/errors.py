@@ -43,3 +43,8 @@ class RequestError(OptionError):
         super().__init__(message)
         self.code = code
         self.param = param
+
+
+class SynthesisFailed(StepAudioError, RuntimeError):
+    """Our own speech worker died or stalled on a request (a crash in a native library); it was
+    restarted, so the next request is served. A server fault (5xx), not the client's."""

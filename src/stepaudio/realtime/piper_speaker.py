@@ -1,44 +1,48 @@
 """A Piper voice behind the TTS interface a conversation needs: a fast, intelligible stand-in speaker
-for the mini voice chat while the mini TTS trains (Piper is in the `train` extra)."""
+for the mini voice chat while the mini TTS trains (Piper is in the `train` extra). Piper runs in a
+child process (`PiperProcess`) on text cut where its espeak-ng cannot crash (`speech_pieces`)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import numpy as np
 
 from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError
+from stepaudio.realtime.espeak_text import speech_pieces
+from stepaudio.realtime.piper_process import MAX_RSS_BYTES, PiperProcess
 from stepaudio.tts.prompt import check_tags, tagged_rate
-
-_SENTENCES = re.compile(r"(?<=[.!?])\s+")
 
 
 class PiperSpeaker:
-    def __init__(self, voice: str | None = None):
+    def __init__(self, voice: str | None = None, max_worker_rss: int = MAX_RSS_BYTES):
         from stepaudio.train.data.engines import get_engine
 
-        self.engine = get_engine("piper")
-        self.voices = {v.name: v for v in self.engine.voices()}  # EngineUnavailable says how to install
+        self.voices = {v.name: v for v in get_engine("piper").voices()}  # EngineUnavailable says how to install
         self.default_voice = self._voice(voice).name
-        # One short rendering loads the voice (the first answer should not pay for it) and gives its rate.
-        self.sample_rate = self.engine.render(self.voices[self.default_voice], "Hello.", 1.0, seed=0)[1]
+        # The worker loads the voice with one short rendering (the first answer should not pay for it).
+        self.worker = PiperProcess(self.default_voice, max_worker_rss)
+        self.sample_rate = self.worker.sample_rate
 
     def stream(
         self, text: str, voice: str | None = None, tags=(), cancel=None, speed: float = 1.0
     ) -> Iterator[np.ndarray]:
-        """One chunk per sentence (Piper renders a sentence at once); `voice`: a Piper voice name; `speed`:
-        Piper's own rate control (its phoneme durations), in the TTS pipeline's range, times the rates of
-        the speed tags (the other tags have no Piper rendering)."""
+        """One chunk per sentence, a long one in pieces (`speech_pieces`); `voice`: a Piper voice name
+        (default: `default_voice`); `speed`: Piper's own rate control (its phoneme durations), in the TTS
+        pipeline's range, times the rates of the speed tags (the other tags have no Piper rendering)."""
         if not text.strip():
             raise OptionError("nothing to say: empty text")
         speed = tagged_rate(check_speed(speed), check_tags(tags))
-        chosen = self._voice(voice)
-        for sentence in _SENTENCES.split(text.strip()):
+        chosen = self._voice(voice or self.default_voice)
+        for piece in speech_pieces(text):
             if cancel is not None and cancel.is_set():
                 return
-            yield self.engine.render(chosen, sentence, speed, seed=0)[0].astype(np.float32)
+            yield self.worker.render(chosen.name, piece, speed)
+
+    def close(self) -> None:
+        """Ends the worker process."""
+        self.worker.close()
 
     def _voice(self, name: str | None):
         if name is None:

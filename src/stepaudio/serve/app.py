@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from stepaudio import __version__
-from stepaudio.errors import AudioError, ModelNotFound, RequestError, StepAudioError
+from stepaudio.errors import AudioError, ModelNotFound, RequestError, StepAudioError, SynthesisFailed
 from stepaudio.serve.models import Models
 from stepaudio.serve.realtime import SessionSlots, serve_realtime
 from stepaudio.serve.routes import public, router
@@ -67,6 +67,8 @@ def _add_error_handlers(app: FastAPI) -> None:
             return error(404, str(exc), "invalid_request_error", "model_not_found")
         if isinstance(exc, ServerBusy):
             return error(503, str(exc), "server_error", "server_busy", **{"Retry-After": str(BUSY_RETRY_SECONDS)})
+        if isinstance(exc, SynthesisFailed):
+            return error(500, str(exc), "server_error", "synthesis_failed")
         if isinstance(exc, RequestError):
             return error(400, str(exc), "invalid_request_error", exc.code, exc.param)
         return error(

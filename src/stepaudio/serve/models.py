@@ -50,6 +50,8 @@ class Models:
     def close(self) -> None:
         for worker in (self.speaker_worker, self.listener_worker, self.chat_worker):
             worker.close()
+        if hasattr(self.speaker, "close"):  # PiperSpeaker's worker process
+            self.speaker.close()
 
 
 def voice_names(speaker) -> list[str]:
