@@ -236,6 +236,11 @@ class FlowModel(nn.Module):
                 f"token ids must be in 0..{self.config.vocab_size - 1}, got {int(tokens.min())}..{int(tokens.max())}"
             )
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (float32; bfloat16 where the official flow runs as released, on a GPU)."""
+        return self.input_embedding.weight.dtype
+
     def speaker(self, embedding: torch.Tensor) -> torch.Tensor:
         """[B, spk_embed_dim] -> [B, 80]: L2-normalised, then projected (zeros stay a bias only)."""
         return self.spk_embed_affine_layer(F.normalize(embedding, dim=1))
@@ -290,7 +295,8 @@ class FlowModel(nn.Module):
     ) -> torch.Tensor:
         """mu [1, 80, prompt_frames + frames]: the encoder's rough mel of the prompt's and the target's tokens,
         which the flow refines (the vocoder on it alone tells what the encoder gets from the tokens)."""
-        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None], embedding[None].float())  # [1, P_tok + N, 80]
+        embedding = embedding[None].to(self.dtype)
+        h = self.encode(torch.cat([prompt_tokens, tokens]).long()[None], embedding)  # [1, P_tok + N, 80]
         split = self.encoded_length(len(prompt_tokens))
         return self.length_regulator([(h[:, :split], prompt_frames), (h[:, split:], frames)])
 
@@ -326,7 +332,7 @@ class FlowModel(nn.Module):
         mel = self.decoder.sample(
             cfm.temperature * noise[None].to(mu),
             mu,
-            self.speaker(embedding[None].float()),
+            self.speaker(embedding[None].to(mu.dtype)),
             cond,
             cfm.n_timesteps if n_steps is None else n_steps,
             cfm.inference_cfg_rate if cfg_rate is None else cfg_rate,

@@ -8,6 +8,11 @@ ones, and voices them with `vocoder_context_frames` of left context and the prov
 right context; audio joins are cross-faded too. Noise comes from position-keyed tapes and the
 harmonic source carries its phase across runs, so a stream that gets all tokens at once equals the
 offline output exactly, and chunked streams differ only by the missing right context.
+
+A voice is conditioned two ways: `voice` (ours: the conditioned 16 kHz prompt, its mel cut to the
+span its tokens cover) and `voice_as_released` (the official `StepAudioTTS.preprocess_prompt_wav`:
+the whole recording at its own rate, resampled as the release resamples, untrimmed and unnormalised).
+The official flow runs in bfloat16 on a GPU as released (`to(device, flow_dtype)`), HiFT in float32.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 
 from stepaudio.audio import mel_spectrogram, resample
 from stepaudio.audio.decoder_mel import HOP_LENGTH, SAMPLE_RATE
+from stepaudio.audio.sinc import resample_sinc
 from stepaudio.decoder.checkpoint import load_model
 from stepaudio.decoder.flow import FlowConfig, FlowModel
 from stepaudio.decoder.hift import HiFT, HiFTConfig
@@ -85,9 +91,11 @@ class SpeechDecoder:
     def device(self) -> torch.device:
         return next(self.flow.parameters()).device
 
-    def to(self, device: torch.device | str) -> SpeechDecoder:
-        """Run the flow and the vocoder there (voices and PCM stay on the CPU; the speaker encoder too)."""
-        self.flow.to(device)
+    def to(self, device: torch.device | str, flow_dtype: torch.dtype | None = None) -> SpeechDecoder:
+        """Run the flow and the vocoder there (voices and PCM stay on the CPU; the speaker encoder too);
+        flow_dtype: the flow's weights and arithmetic (the release runs its flow in bfloat16 on a GPU,
+        cosyvoice.py:44; HiFT stays float32, as the release feeds it `mel.float()`)."""
+        self.flow.to(device, flow_dtype) if flow_dtype is not None else self.flow.to(device)
         self.hift.to(device)
         return self
 
@@ -145,6 +153,38 @@ class SpeechDecoder:
             )
         return Voice(tokens, mel, embedding)
 
+    def voice_as_released(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        tokens: torch.Tensor | np.ndarray,
+        embedding: torch.Tensor | None = None,
+    ) -> Voice:
+        """A voice prompt as the release conditions it (`StepAudioTTS.preprocess_prompt_wav`, tts.py:201-217 at
+        stepfun-ai/Step-Audio a52b94d8): `samples` is the whole mono recording at its own `sample_rate`, as
+        read from the file (untrimmed, not normalised). The prompt mel is that of the recording resampled
+        to 22.05 kHz with the release's resampler (`resample_sinc`, torchaudio's), all of it: the flow
+        stretches the prompt's tokens (made from the trimmed, normalised 16 kHz audio) over all its frames,
+        as the release's does; the CAMPPlus embedding is that of the recording resampled to 16 kHz.
+        `embedding`: computed before for this recording (a cache)."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1 or len(samples) < sample_rate // 10:
+            raise AudioError("a voice prompt needs at least 0.1 s of mono audio")
+        if self.speaker is None and embedding is None:
+            raise AudioError("this decoder has no speaker encoder: build it with one to use voice prompts")
+        tokens = torch.as_tensor(np.array(tokens)).long().reshape(-1)
+        self.flow.check_tokens(tokens)
+        if len(tokens) == 0:
+            raise TokenError("a voice prompt needs its tokens")
+        mel = mel_spectrogram(resample_sinc(samples, sample_rate, SAMPLE_RATE))
+        if embedding is None:
+            embedding = self.speaker(resample_sinc(samples, sample_rate, SPEAKER_RATE))
+        elif embedding.shape != (self.flow.config.spk_embed_dim,):
+            raise AudioError(
+                f"speaker embedding of shape {tuple(embedding.shape)}, the flow wants {self.flow.config.spk_embed_dim}"
+            )
+        return Voice(tokens, mel, embedding)
+
     def no_voice(self) -> Voice:
         dim = self.flow.config.spk_embed_dim
         return Voice(torch.zeros(0, dtype=torch.long), torch.zeros(self.flow.config.output_size, 0), torch.zeros(dim))
@@ -156,7 +196,8 @@ class SpeechDecoder:
         return DecoderStream(self, voice or self.no_voice(), schedule or StreamSchedule(), check_speed(speed))
 
     def decode(self, tokens, voice: Voice | None = None, speed: float = 1.0) -> tuple[np.ndarray, int]:
-        """All tokens at once -> (float32 PCM, 22050)."""
+        """All tokens at once -> (float32 PCM, 22050): one flow call over every token, then HiFT over the
+        whole mel (the release's `token_to_wav_offline`, cosyvoice.py:47-68)."""
         stream = self.stream(voice, speed=speed)
         stream.add(tokens)
         return stream.flush(), SAMPLE_RATE
@@ -226,7 +267,7 @@ class DecoderStream:
         noise = torch.cat([self.prompt_noise, self.target_noise(first, frames).to(self.device)], dim=1)
         v = self.voice
         window = torch.tensor(self.tokens[start:], dtype=torch.long, device=self.device)
-        mel = self.flow.generate(window, v.tokens, v.mel, v.embedding, noise, frames=frames - first)
+        mel = self.flow.generate(window, v.tokens, v.mel, v.embedding, noise, frames=frames - first).float()
         new = mel[:, done - first :].clone()  # frames done .. frames
         if self.provisional is not None:
             k = min(s.mel_crossfade_frames, self.provisional.shape[1], new.shape[1])
