@@ -2,8 +2,9 @@
 
 Two sources behind one class: the mini model (our Step1 network with a compact vocabulary whose audio
 ids start at `audio_offset`) and Step-Audio-TTS-3B (official Step1 directory, audio ids from 65 536).
-Generation may only choose audio tokens or the end of turn, so nothing but speech can come out,
-and the pipeline bounds its length by the text's expected duration (no runaway, no cut-off speech).
+`generate` may only choose audio tokens or the end of turn, so nothing but speech can come out (the
+pipeline bounds mini's length by the text's expected duration); `generate_as_released` is the
+release's own call: any token, up to the model's 8192 positions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,6 +27,16 @@ from stepaudio.tokenizer.interleave import AUDIO_VOCAB
 from stepaudio.tts.prompt import request_ids
 
 MINI_FILES = ("lm.json", "lm.safetensors", "tokenizer.model", "tts.json")
+
+
+@dataclass
+class ReleasedCall:
+    """What `generate_as_released` gives: the audio indices the release's flow would read, and how it ended."""
+
+    tokens: list[int] = field(default_factory=list)  # audio indices 0..5119
+    cut: bool = False  # the model's positions ran out before the end of turn (speech cut there, as in the release)
+    not_speech: int = 0  # tokens that are no audio index (voiced as code 0, as the release's flow clamps them)
+    cancelled: bool = False
 
 
 @dataclass
@@ -98,14 +109,18 @@ class SpeechLM:
         cancel: threading.Event | None = None,
         seed: int | None = None,
         min_new_tokens: int = 0,
+        audio_only: bool = True,
     ) -> Iterator[int]:
         """Audio indices (0..5119) as they are sampled, until the end of turn (not before
-        `min_new_tokens`) or the cap; official sampling (temperature 0.7, top-k 50, the
-        repetition-aware rule)."""
+        `min_new_tokens`) or the cap (at most the model's positions after the prompt); official sampling
+        (temperature 0.7, top-k 50, the repetition-aware rule). audio_only=False: any token of the
+        vocabulary may be chosen, as in the release (a text token comes out as its id minus the offset,
+        negative)."""
         max_new_tokens = min(max_new_tokens, self.max_len - len(prompt))
         if max_new_tokens <= 0:
             raise OptionError(
-                f"the prompt takes {len(prompt)} of the model's {self.max_len} positions: use a shorter voice prompt"
+                f"the text and the voice prompt take {len(prompt)} of the model's {self.max_len} positions, "
+                "leaving none for speech: use a shorter voice prompt or shorter text"
             )
         sampling = Sampling.official_tts(
             max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, stop_ids=(self.tokenizer.eos_id,), seed=seed
@@ -116,7 +131,29 @@ class SpeechLM:
             session = Session(self.model, max_len=self.max_len)
         try:
             offset = self.tokenizer.audio_offset
-            for token in session.stream(prompt, sampling, cancel, self.allowed):
+            for token in session.stream(prompt, sampling, cancel, self.allowed if audio_only else None):
                 yield token - offset
         finally:
             self._sessions.put(session)  # one generation at a time per session; threads take their own
+
+    def generate_as_released(
+        self, prompt: list[int], cancel: threading.Event | None = None, seed: int | None = None
+    ) -> ReleasedCall:
+        """StepAudioTTS.__call__'s LM call (tts.py:102-109 at stepfun-ai/Step-Audio a52b94d8): the release's
+        sampling (temperature 0.7, transformers' top-k 50, the repetition-aware rule) over the whole
+        vocabulary, until the end of turn or `max_len` positions, prompt included (max_length=8192); no
+        length floor, no cap of ours. As tts.py:109 does, the last token is dropped (the end of turn; when
+        the positions run out, the last speech token) and every id becomes `id - 65536` clamped at 0 as the
+        release's flow reads it (flow.py:159), so a text token is voiced as code 0; an id past the audio
+        codes (the release's flow cannot embed it) is voiced so too."""
+        call, tokens = ReleasedCall(), []
+        for index in self.generate(prompt, self.max_len, cancel, seed, audio_only=False):
+            tokens.append(index)
+        if cancel is not None and cancel.is_set():
+            return ReleasedCall(cancelled=True)
+        call.cut = len(prompt) + len(tokens) >= self.max_len
+        if call.cut:
+            tokens = tokens[:-1]  # tts.py:109's [:, len(token_ids):-1] drops it, taking it for the end of turn
+        call.not_speech = sum(not 0 <= t < AUDIO_VOCAB for t in tokens)
+        call.tokens = [t if 0 <= t < AUDIO_VOCAB else 0 for t in tokens]
+        return call
