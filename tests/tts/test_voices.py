@@ -1,4 +1,4 @@
-"""The voice registry: built-in and user voices, prompts conditioned as the official does."""
+"""The voice registry: built-in and user voices, prompts kept as recorded and conditioned per model."""
 
 import json
 
@@ -26,7 +26,9 @@ def test_user_dir_comes_from_the_environment(monkeypatch, tmp_path):
     assert user_voices_dir() == tmp_path / "xdg" / "stepaudio" / "voices"
 
 
-def test_add_conditions_a_stereo_prompt_and_remove_deletes_it(registry, tmp_path):
+def test_add_keeps_a_stereo_prompt_as_recorded_and_remove_deletes_it(registry, tmp_path):
+    """Stored mixed to mono at its own rate, untrimmed and not normalised (official weights condition the
+    recording as the release does); mini's conditioning is made when the voice is used."""
     quiet = 0.05 * speechlike(2.0, 44_100)
     padded = np.concatenate([np.zeros(44_100), quiet, np.zeros(44_100)])
     stereo = np.stack([padded, 0.5 * padded], axis=1)
@@ -34,8 +36,10 @@ def test_add_conditions_a_stereo_prompt_and_remove_deletes_it(registry, tmp_path
     voice = registry.add("me", tmp_path / "me.wav", "  The exact   words. ")
     assert voice.transcript == "The exact words." and not voice.builtin
     samples, rate = load_audio(voice.wav)
-    assert rate == 16_000 and 2.0 <= len(samples) / rate < 2.6  # mono, silence trimmed
-    assert abs(np.abs(samples).max() - 0.999) < 0.01  # peak-normalised
+    assert rate == 44_100 and len(samples) == len(padded)  # mono, as recorded
+    assert np.abs(samples - load_audio(tmp_path / "me.wav")[0]).max() < 1e-4
+    conditioned = voice.samples()  # mini's: 16 kHz, silence trimmed, peak-normalised
+    assert 2.0 <= len(conditioned) / 16_000 < 2.6 and abs(np.abs(conditioned).max() - 0.999) < 0.01
     assert registry.names() == ["anna", "me"] and registry.get("me").transcript == "The exact words."
     voice.cache_file("mini").write_bytes(b"cache")
     registry.remove("me")

@@ -34,7 +34,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="list, add or remove TTS voices",
         description="Voices are prompt recordings with their exact transcripts. Built-in ones come with the model; "
         "user voices are kept in $STEPAUDIO_VOICES_DIR (default $XDG_DATA_HOME/stepaudio/voices). A prompt is "
-        "stored mixed to mono, at 16 kHz, peak-normalised and silence-trimmed, as the official prepares prompts.",
+        "stored as recorded, mixed to mono at its own rate; each model conditions it as it reads prompts (mini: "
+        "16 kHz, peak-normalised, silence-trimmed; official weights: as the release, from the whole recording).",
     )
     parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -1,7 +1,10 @@
 """Voices: a name for a prompt recording and its exact transcript, built in or added by the user.
 
-A voice is stored as `NAME.wav` (the prompt, already conditioned: mono, 16 kHz, peak-normalised and
-silence-trimmed as the official does for prompts) and `NAME.json` (its transcript). What the models
+A voice is stored as `NAME.wav` (the prompt recording as given, mixed to mono, at its own rate) and
+`NAME.json` (its transcript). Mini conditions the recording (16 kHz, peak-normalised, silence-trimmed as
+the official tokenizer does for prompts) for all it needs; official weights condition it as the release
+does (tokens from the conditioned audio, the flow's prompt mel and speaker embedding from the whole
+recording: `SpeechDecoder.voice_as_released`). What the models
 need from it (the prompt's speech tokens and speaker embedding) depends on the tokenizer, so it is
 cached beside it per tokenizer as `NAME.<tag>.npz` (`official`, or `mini-` and a hash of
 mini's codebooks: `stepaudio.tokenizer.dual.mini_tokens_tag`); the built-in mini voices ship with theirs.
@@ -48,6 +51,15 @@ def condition_prompt(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return conditioned
 
 
+def read_prompt(source: AudioSource) -> tuple[np.ndarray, int]:
+    """A prompt recording as the release reads it: mono (channels averaged) at its own rate, untrimmed and
+    not normalised; at most MAX_PROMPT_SECONDS; refused (AudioError) when silent or shorter than 0.5 s of
+    speech, as `condition_prompt` refuses it."""
+    samples, rate = load_audio(source, max_seconds=MAX_PROMPT_SECONDS)
+    condition_prompt(samples, rate)
+    return samples, rate
+
+
 def check_transcript(transcript: str) -> str:
     transcript = " ".join(transcript.split())
     if not transcript:
@@ -66,9 +78,13 @@ class VoiceEntry:
         return self.wav.with_name(f"{self.name}.{tag}.npz")
 
     def samples(self) -> np.ndarray:
-        """The conditioned 16 kHz prompt (official speaker wavs are conditioned on the way in)."""
+        """The stored recording conditioned as mini reads prompts: 16 kHz, peak-normalised, silence-trimmed."""
         samples, rate = load_audio(self.wav, max_seconds=MAX_PROMPT_SECONDS)
         return condition_prompt(samples, rate)
+
+    def recording(self) -> tuple[np.ndarray, int]:
+        """(mono samples, rate): the recording as stored, as the release reads a speaker's wav."""
+        return read_prompt(self.wav)
 
 
 class VoiceRegistry:
@@ -111,18 +127,20 @@ class VoiceRegistry:
         return voice
 
     def add(self, name: str, source: AudioSource, transcript: str) -> VoiceEntry:
-        """Register a prompt file (any format load_audio reads, any channels and rate) as `name`."""
+        """Register a prompt file (any format load_audio reads, any channels and rate) as `name`: kept as
+        recorded (mono, its own rate, not trimmed or normalised), so official weights condition it as the
+        release conditions a clone prompt; refused when silent, shorter than 0.5 s of speech or longer than
+        MAX_PROMPT_SECONDS."""
         if not _NAME.fullmatch(name):
             raise OptionError(f"voice name {name!r}: use letters, digits, '.', '-' or '_' (at most 64)")
         if name in self.builtin:
             raise OptionError(f"{name!r} is a built-in voice; choose another name")
         transcript = check_transcript(transcript)
-        samples, rate = load_audio(source, max_seconds=MAX_PROMPT_SECONDS)
-        conditioned = condition_prompt(samples, rate)
+        samples, rate = read_prompt(source)
         self.user_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.user_dir.glob(f"{glob_escape(name)}.*.npz"):  # caches of a replaced voice
             stale.unlink()
-        save_audio(self.user_dir / f"{name}.wav", conditioned, SAMPLE_RATE)
+        save_audio(self.user_dir / f"{name}.wav", samples, rate)
         (self.user_dir / f"{name}.json").write_text(json.dumps({"transcript": transcript}, ensure_ascii=False) + "\n")
         return VoiceEntry(name, self.user_dir / f"{name}.wav", transcript, builtin=False)
 
