@@ -4,11 +4,14 @@ both CosyVoice folders, CAMPPlus, `speakers/`; RAP and humming switch to the mus
 import numpy as np
 import pytest
 import torch
-from tts_fixtures import FakePromptTokenizer, write_official_tts
+from tts_fixtures import FakePromptTokenizer, short_official_speech, write_official_tts
 
 from stepaudio.errors import OptionError
 from stepaudio.tokenizer.dual import DualTokenizer
 from stepaudio.tts import TTS
+
+# the random tiny LM says mostly text tokens in the release's call, which it notes each time
+pytestmark = pytest.mark.filterwarnings("ignore::stepaudio.tts.pipeline.SpeechNote")
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +26,24 @@ def official_tts(official_root, monkeypatch, tmp_path):
     monkeypatch.setenv("STEPAUDIO_VOICES_DIR", str(tmp_path / "user"))
     tokenizer = FakePromptTokenizer()
     monkeypatch.setattr(DualTokenizer, "load", classmethod(lambda cls, model: tokenizer))
+    calls = short_official_speech(monkeypatch)
     tts = TTS.load(official_root)
-    prompts = []
-    generate = tts.lm.generate
+    return tts, Decoded(calls)
 
-    def recording(prompt, max_new_tokens, cancel=None, seed=None, min_new_tokens=0):
-        prompts.append(tts.lm.tokenizer.decode(prompt))
-        yield from generate(prompt, max_new_tokens, cancel, seed, min_new_tokens)
 
-    monkeypatch.setattr(tts.lm, "generate", recording)
-    return tts, prompts
+class Decoded(list):
+    """The prompts of the LM calls so far, as text."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def __getitem__(self, index):
+        tokenizer, prompt = self.calls[index]
+        return tokenizer.decode(prompt)
+
+    def __len__(self):
+        return len(self.calls)
 
 
 def test_official_directory_speaks_in_a_registered_voice(official_tts):
@@ -96,17 +107,10 @@ def test_cli_reads_an_inline_tag_as_the_release_does_and_never_speaks_it(officia
     """`stepaudio tts "(高兴1)Hello there."`: the LM gets the tag as the release's tts.py gives it (the text
     as written, tag in front, encoded after "\\n"), not as words to say; --tags 高兴1 asks the same."""
     from stepaudio.cli import main
-    from stepaudio.tts.speech_lm import SpeechLM
 
     monkeypatch.setenv("STEPAUDIO_VOICES_DIR", str(tmp_path / "user"))
     monkeypatch.setattr(DualTokenizer, "load", classmethod(lambda cls, model: FakePromptTokenizer()))
-    prompts, generate = [], SpeechLM.generate
-
-    def recording(self, prompt, *args, **kwargs):
-        prompts.append((self.tokenizer, prompt))
-        yield from generate(self, prompt, *args, **kwargs)
-
-    monkeypatch.setattr(SpeechLM, "generate", recording)
+    prompts = short_official_speech(monkeypatch)
     out = tmp_path / "x.wav"
     assert main(["tts", "(高兴1)Hello there.", "-o", str(out), "--model", str(official_root), "--seed", "0"]) == 0
     assert out.is_file()
@@ -140,5 +144,5 @@ def test_inline_music_tags_pick_the_music_vocoder_and_prompt(official_tts, monke
     assert "使用[Tingting]的声音" in prompts[2] and "<|BOT|>human\n(高兴1)(RAP)你好。<|EOT|>" in prompts[2]
     with pytest.raises(OptionError, match="no text to speak after the style tags"):
         tts.synthesize("(高兴1) ")
-    tts.synthesize("(note)你好。", seed=0)  # not a tag: words to say
-    assert "<|BOT|>human\nnote你好。<|EOT|>" in prompts[3]
+    tts.synthesize("(note)你好。", seed=0)  # not a tag: words, given to the LM as written, as the release does
+    assert "使用[Tingting]的声音" in prompts[3] and "<|BOT|>human\n(note)你好。<|EOT|>" in prompts[3]

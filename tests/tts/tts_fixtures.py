@@ -114,3 +114,18 @@ def write_official_tts(root: Path) -> Path:
         (speakers / f"{name}.json").unlink()
     (speakers / "speakers_info.json").write_text(json.dumps(transcripts, ensure_ascii=False))
     return tts
+
+
+def short_official_speech(monkeypatch, tokens: int = 40) -> list:
+    """A random Step1 LM never ends its turn (the release's call would run to its positions): every LM call
+    stops after `tokens` tokens, as at an end of turn. Returns the (tokenizer, prompt ids) of each call."""
+    import itertools
+
+    calls, generate = [], SpeechLM.generate
+
+    def stopping(self, prompt, *args, **kwargs):
+        calls.append((self.tokenizer, prompt))
+        yield from itertools.islice(generate(self, prompt, *args, **kwargs), tokens)
+
+    monkeypatch.setattr(SpeechLM, "generate", stopping)
+    return calls

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
 from stepaudio.device import DEVICES, pick_device
 
@@ -28,6 +29,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
     from stepaudio.errors import OptionError
     from stepaudio.outputs import note_replacing
     from stepaudio.tts import TTS
+    from stepaudio.tts.pipeline import SpeechNote
     from stepaudio.tts.prompt import check_tags, split_tags
 
     text = read_text(args.text)
@@ -41,18 +43,26 @@ def cmd_tts(args: argparse.Namespace) -> None:
     started = time.monotonic()
     tts = TTS.load(args.model, args.device)
     loaded = time.monotonic()
-    chunks = tts.stream(
+    speak = tts.stream_sentences if args.stream else tts.stream  # official weights: the release's call by default
+    chunks = speak(
         text, args.voice, tags, prompt_wav=args.prompt_wav, prompt_text=args.prompt_text, seed=args.seed, speed=speed
     )
     seconds, first = 0.0, None
-    with open_audio_writer(args.output, tts.sample_rate, growing=args.stream) as out:
-        for chunk in chunks:
-            if first is None:
-                first = time.monotonic() - loaded
-            out.write(np.clip(chunk, -1.0, 1.0))
-            if args.stream:
-                out.flush()  # the file grows as audio arrives
-            seconds += len(chunk) / tts.sample_rate
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", SpeechNote)
+        with open_audio_writer(args.output, tts.sample_rate, growing=args.stream) as out:
+            for chunk in chunks:
+                if first is None:
+                    first = time.monotonic() - loaded
+                out.write(np.clip(chunk, -1.0, 1.0))
+                if args.stream:
+                    out.flush()  # the file grows as audio arrives
+                seconds += len(chunk) / tts.sample_rate
+    for note in notes:  # what the release's call does silently (speech cut at the model's positions, ...)
+        if issubclass(note.category, SpeechNote):
+            print(f"stepaudio tts: note: {note.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
     spent = time.monotonic() - loaded
     report = f"{args.output}: {seconds:.2f} s of speech in {spent:.2f} s (RTF {spent / max(seconds, 1e-9):.2f}"
     report += f", first audio after {first:.2f} s" if first is not None else ""
@@ -64,10 +74,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         "tts",
         help="text -> speech in a voice (built-in, registered or cloned)",
         description="Speak text (English, Mandarin; Cantonese with --tags 粤语) with the TTS language model and "
-        "the speech decoder, sentence by sentence. Style tags are the official set: emotions 高兴1 高兴2 生气1 "
-        "生气2 悲伤1 撒娇1, languages 中文 英文 韩语 日语 四川话 粤语 广东话, music RAP 哼唱, speed 慢速1 慢速2 "
-        "快速1 快速2 (mini was trained with the language tags but does not follow them reliably yet; its decoder "
-        "renders the speed tags, which the official LM follows itself; the rest need the official weights). "
+        "the speech decoder. With official weights the whole text is spoken as the release speaks it: read as "
+        "written, in one LM call (up to the model's 8192 positions; longer speech is cut there, as in the "
+        "release, with a note on stderr), decoded in one flow call; --stream speaks it sentence by sentence "
+        "instead. mini speaks sentence by sentence either way. Style tags are the official set: emotions "
+        "高兴1 高兴2 生气1 生气2 悲伤1 撒娇1, languages 中文 英文 韩语 日语 四川话 粤语 广东话, music RAP 哼唱, "
+        "speed 慢速1 慢速2 快速1 快速2 (mini was trained with the language tags but does not follow them "
+        "reliably yet; its decoder renders the speed tags, which the official LM follows itself; the rest "
+        "need the official weights). "
         "Give them with --tags, or inline at the start of the text as the official release does: "
         '"(高兴1)Hello there.", "（RAP）我踏上自由的征途" (half- or full-width parentheses, one tag in each); '
         "they are read as instructions, never spoken. As in the release, RAP or 哼唱 selects the music vocoder "
@@ -97,8 +111,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--stream",
         action="store_true",
-        help="write the file in place chunk by chunk as audio is made (it can be played while growing; "
-        "a failure leaves the part made so far, where without --stream the file appears only when complete)",
+        help="speak sentence by sentence, each streamed through the decoder as the LM speaks it (as the real-time "
+        "pipeline does), and write the file in place chunk by chunk (it can be played while growing; a failure "
+        "leaves the part made so far, where without --stream the file appears only when complete)",
     )
     parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
     parser.add_argument(

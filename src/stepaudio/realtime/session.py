@@ -475,6 +475,9 @@ class RealtimeSession:
 
     async def _speak(self, r: _Response, sentences: asyncio.Queue) -> None:
         speaker, config = self.engine.speaker, self.config
+        # the TTS streams each sentence through its decoder as the LM speaks (official weights' default,
+        # the release's whole-text call, would wait for the whole sentence); Piper speaks by sentence already
+        speak = getattr(speaker, "stream_sentences", speaker.stream)
         rate = speaker.sample_rate
         piece = int(AUDIO_PIECE_SECONDS * rate)
         tags, leading = config.tags, ""
@@ -488,7 +491,7 @@ class RealtimeSession:
             r.spoken.start(sentence)
             chunks = iterate_in_thread(
                 lambda cancel, s=sentence, t=tags: self.metrics.timed(
-                    "speak", speaker.stream(s, voice=config.voice, tags=t, cancel=cancel, speed=config.speed)
+                    "speak", speak(s, voice=config.voice, tags=t, cancel=cancel, speed=config.speed)
                 ),
                 self._threads,
             )
