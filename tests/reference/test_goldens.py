@@ -34,7 +34,8 @@ from golden_weights import digest, make_state, to_torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from stepaudio.audio import mel_spectrogram, resample
+from stepaudio.audio import mel_spectrogram
+from stepaudio.audio.sinc import resample_sinc
 from stepaudio.decoder.official import load_official
 from stepaudio.decoder.speaker import CAMPPlus
 from stepaudio.lm.generate import Session
@@ -253,15 +254,10 @@ def test_prompt_mel():
     assert error < LOG_ABS, f"prompt mel differs from the official by {error:.2e} (log units)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resampling: the official resamples the prompt with torchaudio's sinc "
-    "Resample, ours with soxr HQ (stepaudio.audio.io.resample); on this 24 kHz prompt the mel "
-    "differs by ~1e-1 in log units at some bins (#33 point 2)",
-)
 def test_prompt_mel_from_a_24khz_wav():
+    """Resampled as the release does (torchaudio's sinc Resample, `resample_sinc`), which official voices use."""
     tensors, _ = golden("prompt_mel")
-    ours = mel_spectrogram(resample(tensors["raw"].numpy(), 24000, 22050))
+    ours = mel_spectrogram(resample_sinc(tensors["raw"].numpy(), 24000, 22050))
     assert absolute(ours, tensors["speech_feat"].T) < LOG_ABS
 
 
@@ -286,14 +282,9 @@ def test_campplus_front_end_and_embedding(campplus):
     assert relative(speaker(tensors["raw16"].numpy()), tensors["embedding16"]) < CAMPPLUS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resampling: torchaudio sinc Resample (official) vs soxr HQ (ours) "
-    "before the fbank, from a 24 kHz prompt (#33 point 2)",
-)
 def test_campplus_from_a_24khz_wav(campplus):
     speaker, tensors = campplus
-    ours = speaker(resample(tensors["raw"].numpy(), 24000, 16000))
+    ours = speaker(resample_sinc(tensors["raw"].numpy(), 24000, 16000))
     assert relative(ours, tensors["embedding"]) < CAMPPLUS
 
 
@@ -426,13 +417,7 @@ def test_tts_call_speaker_embedding(tmp_path):
     assert error < CAMPPLUS, f"speaker embedding differs from the official by {error:.2e} (relative)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resampling: the official makes the 22.05 kHz prompt with torchaudio's sinc "
-    "Resample, ours with soxr HQ: the top mel bins (near 8 kHz, the 16 kHz input's Nyquist) differ by "
-    "up to 0.8 in log units, the others by up to 0.03 (#33 point 2)",
-)
 def test_tts_call_prompt_mel_from_the_speaker_wav():
     tensors, _ = golden("tts_e2e_fp32")
-    ours = mel_spectrogram(resample(tensors["speaker_wav"].numpy(), 16000, 22050))
+    ours = mel_spectrogram(resample_sinc(tensors["speaker_wav"].numpy(), 16000, 22050))
     assert absolute(ours, tensors["speech_feat"].T) < LOG_ABS
