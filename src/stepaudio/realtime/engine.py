@@ -20,6 +20,7 @@ import numpy as np
 from stepaudio.audio.vad import SileroVAD
 from stepaudio.models.store import MINI, resolve_model
 from stepaudio.realtime.listen import Heard
+from stepaudio.realtime.memory import release_memory
 from stepaudio.realtime.respond import ChatResponder
 
 
@@ -85,4 +86,5 @@ class ChatEngine:
             from stepaudio.tts import TTS
 
             speaker = TTS.load(model=model)
+        release_memory()  # the loaders' temporaries (weights decoded, quantised) are free now
         return cls(vad, listener, responder, speaker)

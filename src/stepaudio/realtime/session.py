@@ -49,6 +49,7 @@ from stepaudio.realtime.events import (
     TranscriptDone,
 )
 from stepaudio.realtime.listen import Heard
+from stepaudio.realtime.memory import release_memory
 from stepaudio.realtime.speech import PlaybackClock, SentenceSplitter, SpokenText
 from stepaudio.realtime.worker import LISTEN_THREADS, StageThreads, call_in_thread, iterate_in_thread
 from stepaudio.tts.prompt import split_tags
@@ -307,6 +308,7 @@ class RealtimeSession:
         self._input_worker.shutdown(wait=False)
         await self._threads.join(CLOSE_TIMEOUT_SECONDS)
         self._out.put_nowait(None)
+        release_memory()  # carried out a moment later, once the server has dropped the session and its buffers
 
     # --- turns --------------------------------------------------------------------------------------
 
@@ -544,6 +546,7 @@ class RealtimeSession:
             self._spoken[r.item_id] = r.spoken
         if status is not None:
             self._send(ResponseDone(r.id, status, r.text))
+            release_memory()  # the answer's temporaries are free: give the pages back (malloc keeps them)
         if self._response is r:
             self._response = None
             if self._state is not State.INTERRUPTED:
