@@ -34,3 +34,16 @@ def test_resynth_refuses_a_bad_output_path_before_loading_models(speech_path, tm
     monkeypatch.setattr(SpeechDecoder, "load", classmethod(lambda cls, *args: loads.append(args)))
     assert main(["resynth", str(speech_path), "-o", str(tmp_path / "out.aac")]) == 1
     assert "cannot write audio as .aac" in capsys.readouterr().err and loads == []
+
+
+def test_resynth_with_mini_says_its_output_is_experimental_and_why(speech_path, tmp_path, capsys, monkeypatch):
+    from stepaudio.errors import OptionError
+    from stepaudio.models.measured import MINI_RESYNTH_BENCH, MINI_RESYNTH_WER
+
+    def stop(cls, *args):
+        raise OptionError("stopped before decoding")
+
+    monkeypatch.setattr(SpeechDecoder, "load", classmethod(stop))
+    assert main(["resynth", str(speech_path), "-o", str(tmp_path / "out.wav")]) == 1
+    err = capsys.readouterr().err
+    assert "experimental" in err and f"WER {MINI_RESYNTH_WER:.2f}" in err and MINI_RESYNTH_BENCH in err

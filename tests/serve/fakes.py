@@ -46,6 +46,7 @@ class FakeSpeaker:
     """0.05 s of a 440 Hz tone per letter or digit (over `speed`), as one chunk or more, empty for a text
     of mere punctuation (as Piper renders one); unknown voices and tags are OptionErrors."""
 
+    engine = "fake-tts"
     sample_rate = TTS_RATE
     default_voice = "Tingting"
     tags = ("快速1", "英文")

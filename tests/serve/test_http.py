@@ -178,3 +178,25 @@ def test_chat_completion_text_stream_and_audio(mini_chat):
     ).json()["choices"][0]["message"]
     samples, rate = soundfile.read(io.BytesIO(base64.b64decode(spoken["audio"]["data"])))
     assert rate == TTS_RATE and len(samples) > 0 and spoken["audio"]["transcript"] == spoken["content"]
+
+
+def test_speech_and_spoken_chat_name_the_engine_that_spoke(monkeypatch):
+    """X-Speech-Engine: the speaker's `engine` (piper, step-audio-tts or mini-tts; the fake's own here)."""
+    from types import SimpleNamespace
+
+    from stepaudio.serve import routes
+
+    class Answer:
+        def reply(self, question, cancel):
+            yield "Paris."
+
+    monkeypatch.setattr(routes, "_conversation_for", lambda *args: Answer())
+    http = client(fake_models(chat=SimpleNamespace(answer_tokens=8)))
+    for response_format in ("wav", "pcm"):
+        speech = http.post("/v1/audio/speech", json={"input": "Hello there.", "response_format": response_format})
+        assert speech.status_code == 200 and speech.headers["x-speech-engine"] == "fake-tts"
+    question = {"messages": [{"role": "user", "content": "The capital of France?"}]}
+    spoken = http.post("/v1/chat/completions", json={**question, "modalities": ["text", "audio"]})
+    assert spoken.status_code == 200 and spoken.headers["x-speech-engine"] == "fake-tts"
+    assert spoken.json()["choices"][0]["message"]["audio"]["transcript"] == "Paris."
+    assert "x-speech-engine" not in http.post("/v1/chat/completions", json=question).headers  # nothing spoken

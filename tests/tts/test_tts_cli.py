@@ -21,12 +21,12 @@ def fake_load(tmp_path, monkeypatch):
 
 
 def test_tts_writes_speech_from_an_argument_or_stdin(tmp_path, fake_load, monkeypatch, capsys):
-    assert main(["tts", "Hi there.", "-o", str(tmp_path / "a.wav"), "--seed", "0", "--stream"]) == 0
+    assert main(["tts", "Hi there.", "-o", str(tmp_path / "a.wav"), "--seed", "0", "--stream", "--tts", "model"]) == 0
     samples, rate = sf.read(tmp_path / "a.wav")
     assert rate == 22050 and len(samples) > 0
     assert "RTF" in capsys.readouterr().out
     monkeypatch.setattr("sys.stdin", io.StringIO("Hi.\n"))
-    assert main(["tts", "-o", str(tmp_path / "b.wav"), "--tags", "快速1", "--voice", "anna"]) == 0
+    assert main(["tts", "-o", str(tmp_path / "b.wav"), "--tags", "快速1", "--voice", "anna", "--tts", "model"]) == 0
     assert sf.info(tmp_path / "b.wav").frames > 0 and fake_load == [("mini", "auto"), ("mini", "auto")]
 
 
@@ -47,7 +47,7 @@ def test_tts_refuses_bad_input_before_loading_models(tmp_path, fake_load, monkey
 
 def test_tts_writes_ogg_and_mp3(tmp_path, fake_load):
     for name in ("a.ogg", "a.mp3"):
-        assert main(["tts", "Hi there.", "-o", str(tmp_path / name), "--seed", "0", "--stream"]) == 0
+        assert main(["tts", "Hi there.", "-o", str(tmp_path / name), "--seed", "0", "--stream", "--tts", "model"]) == 0
         assert sf.info(tmp_path / name).samplerate == 22050 and sf.read(tmp_path / name)[0].size > 0
 
 

@@ -10,15 +10,46 @@ from stepaudio.audio.vad import CONVERSATION_VAD, VADParams
 TTS_CHOICES = ("auto", "model", "piper")
 
 
+def tts_help() -> str:
+    from stepaudio.models.measured import INTELLIGIBLE_WER, MINI_TTS_WER
+
+    return (
+        "who speaks: auto (default): with official weights their TTS; with mini a Piper voice (`stepaudio install "
+        f"piper`), because the mini TTS LM is not intelligible yet (WER {MINI_TTS_WER:.2f}, over "
+        f"{INTELLIGIBLE_WER:.2f}); model: the model's own TTS (with mini EXPERIMENTAL: babble-like speech); "
+        "piper: a Piper voice (English)"
+    )
+
+
+def add_tts_arg(parser: argparse.ArgumentParser) -> None:
+    """--tts: which engine speaks (`stepaudio tts` and the voice-chat commands)."""
+    parser.add_argument("--tts", choices=TTS_CHOICES, default="auto", help=tts_help())
+
+
+def speaks_with_piper(tts: str, model) -> bool:
+    """Whether --tts `tts` with --model `model` asks for a Piper voice: piper, or auto with mini while
+    the mini TTS LM is not intelligible (`stepaudio.models.measured`)."""
+    from stepaudio.models import resolve_model
+    from stepaudio.models.measured import mini_tts_intelligible
+
+    if tts != "auto":
+        return tts == "piper"
+    return resolve_model(model).kind == "mini" and not mini_tts_intelligible()
+
+
+def no_piper_hint(missing: Exception) -> str:
+    """How to get the Piper voice (or the mini TTS LM instead) when it is not installed."""
+    from stepaudio.models.measured import MINI_TTS_WER
+
+    return (
+        f"no Piper voice is installed ({missing}): run `stepaudio install piper` to get it; "
+        f"--tts model speaks with the experimental mini TTS LM instead (not intelligible yet: WER {MINI_TTS_WER:.2f})"
+    )
+
+
 def add_voice_args(parser: argparse.ArgumentParser) -> None:
     """Who speaks the answers."""
-    parser.add_argument(
-        "--tts",
-        choices=TTS_CHOICES,
-        default="auto",
-        help="who speaks: the model's TTS, a Piper voice (the `train` extra), or auto: the official TTS with "
-        "official weights; with mini, Piper while the mini TTS is not yet intelligible (default: auto)",
-    )
+    add_tts_arg(parser)
     parser.add_argument("--voice", help="voice name (of the TTS, or of Piper)")
     parser.add_argument(
         "--tags", nargs="+", default=[], metavar="TAG", help="style tags of the answers, e.g. --tags 快速1 (see tts)"
@@ -69,18 +100,17 @@ def session_config(args: argparse.Namespace):
 
 
 def load_engine(args: argparse.Namespace, say=print):
-    """The ChatEngine of --model with the speaker --tts asks for. `auto`: with official weights their TTS;
-    with mini a Piper voice while the mini TTS is not yet intelligible (issue #6), else the mini TTS."""
-    from stepaudio.models import resolve_model
+    """The ChatEngine of --model with the speaker --tts asks for (`speaks_with_piper`). `auto` with mini
+    and no Piper installed: the mini TTS, after a line through `say` on how to install Piper."""
     from stepaudio.realtime.engine import ChatEngine
     from stepaudio.realtime.piper_speaker import PiperSpeaker
     from stepaudio.train.data.engines import EngineUnavailable
 
     if args.tts == "piper":
         return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
-    if args.tts == "auto" and resolve_model(args.model).kind == "mini":
+    if speaks_with_piper(args.tts, args.model):
         try:
             return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
         except EngineUnavailable as missing:
-            say(f"(no Piper voice: {missing}; speaking with the mini TTS, which is not yet intelligible)")
+            say(f"({no_piper_hint(missing)}; speaking with the mini TTS LM meanwhile)")
     return ChatEngine.load(args.model)

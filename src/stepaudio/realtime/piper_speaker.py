@@ -16,6 +16,8 @@ from stepaudio.tts.prompt import check_tags, tagged_rate
 
 
 class PiperSpeaker:
+    engine = "piper"  # which engine spoke: /v1/audio/speech's X-Speech-Engine, `stepaudio tts`'s note
+
     def __init__(self, voice: str | None = None, max_worker_rss: int = MAX_RSS_BYTES):
         from stepaudio.train.data.engines import get_engine
 

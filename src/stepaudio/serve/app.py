@@ -50,7 +50,11 @@ def create_app(models: Models, settings: ServeSettings) -> FastAPI:
     _add_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"], allow_headers=["*"]
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Speech-Engine"],  # which engine spoke (routes.ENGINE_HEADER)
         )
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_upload_bytes)
     app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts, cors_origins=settings.cors_origins)

@@ -30,6 +30,7 @@ from stepaudio.serve.settings import Limits
 from stepaudio.serve.workers import ModelWorker, ServerBusy
 
 LISTEN_RATE = 16_000  # what the listeners (Whisper, the official tokenizer) read
+ENGINE_HEADER = "X-Speech-Engine"  # which engine spoke: piper, step-audio-tts or mini-tts (the speaker's `engine`)
 T = TypeVar("T")
 
 
@@ -123,12 +124,12 @@ async def speech(body: SpeechRequest, models: ModelsDep, limits: LimitsDep) -> R
     first = await _first(chunks)
     if first is None:
         raise RequestError("the text has nothing to speak (no words, only punctuation or symbols)", param="input")
-    rate = models.speaker.sample_rate
+    rate, headers = models.speaker.sample_rate, {ENGINE_HEADER: models.speaker.engine}
     if body.response_format == "pcm":
-        return StreamingResponse(_pcm_stream(first, chunks, rate), media_type="audio/pcm")
+        return StreamingResponse(_pcm_stream(first, chunks, rate), media_type="audio/pcm", headers=headers)
     async with contextlib.aclosing(chunks):
         pcm = np.concatenate([first] + [chunk async for chunk in chunks])
-    return Response(wav_bytes(pcm, rate), media_type="audio/wav")
+    return Response(wav_bytes(pcm, rate), media_type="audio/wav", headers=headers)
 
 
 async def _first(stream: AsyncIterator[T]) -> T | None:
@@ -257,7 +258,9 @@ def _conversation(body: ChatRequest, limits: Limits) -> tuple[str | None, list[d
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, models: ModelsDep, limits: LimitsDep) -> dict | StreamingResponse:
+async def chat_completions(
+    body: ChatRequest, models: ModelsDep, limits: LimitsDep, response: Response
+) -> dict | StreamingResponse:
     from stepaudio.lm.sampling import Sampling
 
     system, history, question = _conversation(body, limits)
@@ -294,6 +297,7 @@ async def chat_completions(body: ChatRequest, models: ModelsDep, limits: LimitsD
     message: dict = {"role": "assistant", "content": text}
     if wants_audio:
         message["audio"] = await _spoken(models, text, body.audio or ChatAudio())
+        response.headers[ENGINE_HEADER] = models.speaker.engine
     return {
         "id": completion_id,
         "object": "chat.completion",

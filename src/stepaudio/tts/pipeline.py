@@ -155,6 +155,12 @@ class TTS:
             as_released=True,
         )
 
+    @property
+    def engine(self) -> str:
+        """Which engine speaks (/v1/audio/speech's X-Speech-Engine): `step-audio-tts` (official weights)
+        or `mini-tts` (the mini TTS LM)."""
+        return "step-audio-tts" if self.as_released else "mini-tts"
+
     # --- voices ---------------------------------------------------------------------------------
 
     def tokenizer(self):
