@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CLIP := /usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav
 
-.PHONY: setup system-packages demo test test-fast bench clean
+.PHONY: setup system-packages demo test test-fast test-soak bench clean
 
 setup: $(VENV)/.installed
 
@@ -41,7 +41,10 @@ demo: setup system-packages
 
 test: setup system-packages
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not soak"
+
+test-soak: setup system-packages
+	$(BIN)/python -m pytest -m soak
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -x -q

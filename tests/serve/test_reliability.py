@@ -157,7 +157,7 @@ def test_concurrent_scripted_sessions(no_server_errors):
     assert min(turns) >= 2
 
 
-@pytest.mark.slow
+@pytest.mark.soak
 def test_twenty_sessions_for_two_minutes(no_server_errors):
     turns = run_scripted_sessions(count=20, seconds=120, limits=Limits(max_sessions=20))
     assert min(turns) >= 40
