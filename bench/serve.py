@@ -95,20 +95,26 @@ class Server:
 
 def tree_rss_mib(pid: int) -> float:
     """RSS of the process `pid` and all its descendants, MiB (nan once it is gone)."""
+    parts = tree_rss_parts(pid)
+    return sum(parts.values()) if parts else float("nan")
+
+
+def tree_rss_parts(pid: int) -> dict[str, float]:
+    """{"name pid": RSS MiB} of the process `pid` and each of its descendants ({} once it is gone)."""
     import psutil
 
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return float("nan")
-    total = 0
+        return {}
+    parts = {}
     for process in processes:
         try:
-            total += process.memory_info().rss
+            parts[f"{process.name()} {process.pid}"] = process.memory_info().rss / 2**20
         except psutil.Error:  # a child that ended meanwhile
             pass
-    return total / 2**20
+    return parts
 
 
 class RSSSampler:
@@ -171,6 +177,7 @@ def soak(url: str, question: np.ndarray, sessions: int, seconds: float, pid: int
         return result
     with RSSSampler(pid, every) as sampler:
         time.sleep(idle)
+        at_start = tree_rss_parts(pid)
         sampler.phase = "soak"
         began = time.monotonic()
         result = asyncio.run(sessions_at_once(url, question, sessions, 1, began + seconds))
@@ -180,6 +187,8 @@ def soak(url: str, question: np.ndarray, sessions: int, seconds: float, pid: int
         sampler.phase = "end"
         time.sleep(idle)
     result.update(rss_summary(sampler))
+    for phase, parts in (("start", at_start), ("end", tree_rss_parts(pid))):
+        result[f"rss_mib_{phase}_by_process"] = {name: round(mib, 1) for name, mib in parts.items()}
     return result
 
 
