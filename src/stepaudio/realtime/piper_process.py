@@ -13,6 +13,7 @@ import threading
 import numpy as np
 
 from stepaudio.errors import StepAudioError, SynthesisFailed
+from stepaudio.realtime.memory import release_memory
 
 MAX_RSS_BYTES = 1 << 30  # ~300 MB loaded, ~750 MB at the peak of a 400-phoneme run (the engine's cap)
 START_SECONDS = 120.0  # loading the voice: seconds (onnx imports slowly), much longer on a loaded machine
@@ -123,6 +124,7 @@ def _serve(conn, warm_voice: str) -> None:
         except EOFError:
             return
         conn.send(_answer(voices.render, *request))
+        release_memory()  # what the run freed goes back (stepaudio.realtime.memory), not only at a restart
 
 
 class _Voices:
