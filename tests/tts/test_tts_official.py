@@ -57,8 +57,8 @@ def test_official_directory_speaks_in_a_registered_voice(official_tts):
     assert "<|BOT|>human\n你好，我是婷婷。<|EOT|><|BOT|>assistant\n<audio_" in prompts[0]
 
 
-def test_rap_uses_the_music_vocoder_and_the_rap_prompt(official_tts, monkeypatch):
-    tts, prompts = official_tts
+def vocoders_used(tts, monkeypatch) -> list[str]:
+    """The names of the decoders ("decoder", "music_decoder") each synthesis goes through, in order."""
     used = []
     for name in ("decoder", "music_decoder"):
         decoder = getattr(tts, name)
@@ -66,6 +66,12 @@ def test_rap_uses_the_music_vocoder_and_the_rap_prompt(official_tts, monkeypatch
         monkeypatch.setattr(
             decoder, "stream", lambda voice, speed, _s=stream, _n=name: used.append(_n) or _s(voice, speed=speed)
         )
+    return used
+
+
+def test_rap_uses_the_music_vocoder_and_the_rap_prompt(official_tts, monkeypatch):
+    tts, prompts = official_tts
+    used = vocoders_used(tts, monkeypatch)
     tts.synthesize("你好。", tags=["RAP"], seed=0)
     tts.synthesize("你好。", tags=["快速1"], seed=0)
     assert used == ["music_decoder", "decoder"]
@@ -127,13 +133,7 @@ def test_cli_reads_an_inline_tag_as_the_release_does_and_never_speaks_it(officia
 
 def test_inline_music_tags_pick_the_music_vocoder_and_prompt(official_tts, monkeypatch):
     tts, prompts = official_tts
-    used = []
-    for name in ("decoder", "music_decoder"):
-        decoder = getattr(tts, name)
-        stream = decoder.stream
-        monkeypatch.setattr(
-            decoder, "stream", lambda voice, speed, _s=stream, _n=name: used.append(_n) or _s(voice, speed=speed)
-        )
+    used = vocoders_used(tts, monkeypatch)
     tts.synthesize("（RAP）你好。", seed=0)  # the release's own way of asking for RAP
     tts.synthesize("(哼唱)你好。", seed=0)
     tts.synthesize("(高兴1)(RAP)你好。", seed=0)  # as in the release, only a leading music tag counts

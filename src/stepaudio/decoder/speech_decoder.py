@@ -131,27 +131,10 @@ class SpeechDecoder:
         embedding: torch.Tensor | None = None,
     ) -> Voice:
         """A voice prompt from its audio and its tokens (as the tokenizer gave them for this audio);
-        `embedding`: the speaker embedding of this audio when it was computed before (a cache)."""
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1 or len(samples) < sample_rate // 10:
-            raise AudioError("a voice prompt needs at least 0.1 s of mono audio")
-        if self.speaker is None and embedding is None:
-            raise AudioError("this decoder has no speaker encoder: build it with one to use voice prompts")
-        tokens = torch.as_tensor(np.array(tokens)).long().reshape(-1)
-        self.flow.check_tokens(tokens)
-        if len(tokens) == 0:
-            raise TokenError("a voice prompt needs its tokens")
-        # Cut to the time its tokens cover (a tokenizer drops a last partial group): the regulator
-        # stretches the prompt's tokens over the prompt's frames.
-        mel = mel_spectrogram(resample(samples, sample_rate, SAMPLE_RATE))
-        mel = mel[:, : self.flow.config.mel_frames(len(tokens))]
-        if embedding is None:
-            embedding = self.speaker(resample(samples, sample_rate, SPEAKER_RATE))
-        elif embedding.shape != (self.flow.config.spk_embed_dim,):
-            raise AudioError(
-                f"speaker embedding of shape {tuple(embedding.shape)}, the flow wants {self.flow.config.spk_embed_dim}"
-            )
-        return Voice(tokens, mel, embedding)
+        `embedding`: the speaker embedding of this audio when it was computed before (a cache). The mel
+        is cut to the time its tokens cover (a tokenizer drops a last partial group): the regulator
+        stretches the prompt's tokens over the prompt's frames."""
+        return self._voice(samples, sample_rate, tokens, embedding, resample, cut_to_tokens=True)
 
     def voice_as_released(
         self,
@@ -167,6 +150,9 @@ class SpeechDecoder:
         stretches the prompt's tokens (made from the trimmed, normalised 16 kHz audio) over all its frames,
         as the release's does; the CAMPPlus embedding is that of the recording resampled to 16 kHz.
         `embedding`: computed before for this recording (a cache)."""
+        return self._voice(samples, sample_rate, tokens, embedding, resample_sinc, cut_to_tokens=False)
+
+    def _voice(self, samples, sample_rate, tokens, embedding, resampler, cut_to_tokens: bool) -> Voice:
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim != 1 or len(samples) < sample_rate // 10:
             raise AudioError("a voice prompt needs at least 0.1 s of mono audio")
@@ -176,9 +162,11 @@ class SpeechDecoder:
         self.flow.check_tokens(tokens)
         if len(tokens) == 0:
             raise TokenError("a voice prompt needs its tokens")
-        mel = mel_spectrogram(resample_sinc(samples, sample_rate, SAMPLE_RATE))
+        mel = mel_spectrogram(resampler(samples, sample_rate, SAMPLE_RATE))
+        if cut_to_tokens:
+            mel = mel[:, : self.flow.config.mel_frames(len(tokens))]
         if embedding is None:
-            embedding = self.speaker(resample_sinc(samples, sample_rate, SPEAKER_RATE))
+            embedding = self.speaker(resampler(samples, sample_rate, SPEAKER_RATE))
         elif embedding.shape != (self.flow.config.spk_embed_dim,):
             raise AudioError(
                 f"speaker embedding of shape {tuple(embedding.shape)}, the flow wants {self.flow.config.spk_embed_dim}"
