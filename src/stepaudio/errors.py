@@ -48,3 +48,8 @@ class RequestError(OptionError):
 class SynthesisFailed(StepAudioError, RuntimeError):
     """Our own speech worker died or stalled on a request (a crash in a native library); it was
     restarted, so the next request is served. A server fault (5xx), not the client's."""
+
+
+class EngineError(StepAudioError, RuntimeError):
+    """An LM engine that cannot run as asked: vLLM not installed, a `vllm serve` that does not answer,
+    a model vLLM cannot load, more GPUs asked for than there are, or an engine that failed mid-answer."""

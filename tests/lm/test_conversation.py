@@ -6,6 +6,7 @@ from lm_fixtures import tiny_model
 
 from stepaudio.errors import OptionError
 from stepaudio.lm.conversation import Conversation
+from stepaudio.lm.backends.local import LocalBackend
 from stepaudio.lm.loaders import LanguageModel
 from stepaudio.lm.prompts import CHATML
 from stepaudio.lm.sampling import Sampling
@@ -27,7 +28,7 @@ class CharTokenizer:
 
 
 def test_conversation_keeps_history_and_reuses_the_cache():
-    lm = LanguageModel(tiny_model(max_seq_len=512), CharTokenizer(), CHATML, "tiny")
+    lm = LanguageModel(LocalBackend(tiny_model(max_seq_len=512)), CharTokenizer(), CHATML, "tiny")
     conversation = Conversation(lm, Sampling(max_new_tokens=6), system="sys")
     with torch.no_grad():
         first = "".join(conversation.reply("hi"))
@@ -42,7 +43,7 @@ def test_conversation_keeps_history_and_reuses_the_cache():
 
 
 def test_cancelled_reply_is_kept_as_far_as_it_went():
-    lm = LanguageModel(tiny_model(max_seq_len=512), CharTokenizer(), CHATML, "tiny")
+    lm = LanguageModel(LocalBackend(tiny_model(max_seq_len=512)), CharTokenizer(), CHATML, "tiny")
     conversation = Conversation(lm, Sampling(max_new_tokens=30))
     cancel = threading.Event()
     pieces = []
@@ -56,7 +57,7 @@ def test_cancelled_reply_is_kept_as_far_as_it_went():
 
 
 def test_long_conversations_forget_their_oldest_turns():
-    lm = LanguageModel(tiny_model(max_seq_len=512), CharTokenizer(), CHATML, "tiny")
+    lm = LanguageModel(LocalBackend(tiny_model(max_seq_len=512)), CharTokenizer(), CHATML, "tiny")
     conversation = Conversation(lm, Sampling(max_new_tokens=20), max_len=320)
     with torch.no_grad():
         for turn in range(8):  # each exchange is ~60 tokens: 8 of them overflow a 320-token cache
@@ -70,7 +71,7 @@ def test_long_conversations_forget_their_oldest_turns():
 
 
 def test_a_long_history_drops_the_fewest_exchanges_in_few_encodings():
-    lm = LanguageModel(tiny_model(max_seq_len=512), CharTokenizer(), CHATML, "tiny")
+    lm = LanguageModel(LocalBackend(tiny_model(max_seq_len=512)), CharTokenizer(), CHATML, "tiny")
     conversation = Conversation(lm, Sampling(max_new_tokens=4), max_len=400)
     pairs = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}] for i in range(2000)]
     history = [message for pair in pairs for message in pair] + [{"role": "user", "content": "last"}]

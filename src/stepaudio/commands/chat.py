@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from stepaudio.commands.generate import add_model_args, add_sampling_args, load_for_cli, sampling_from_args
+from stepaudio.commands.lm_engine_options import add_tts_engine_args
 from stepaudio.commands.voice_chat_options import add_voice_args
 from stepaudio.errors import OptionError
 
@@ -101,5 +102,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     chat.add_argument("--text", action="store_true", help="type and read text (no audio)")
     add_model_args(chat)
     add_voice_args(chat)
+    add_tts_engine_args(chat)
     add_sampling_args(chat, temperature=0.7, top_p=0.9)
     chat.set_defaults(run=cmd_chat)

@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 
+from stepaudio.commands.lm_engine_options import add_lm_engine_args, engine_options
 from stepaudio.device import DEVICES, pick_device
 from stepaudio.errors import OptionError, StepAudioError
 
@@ -38,6 +39,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="speculative decoding: a 4-bit copy of the model drafts, the float model checks (same greedy "
         "output as the float model alone, faster on CPU); needs --precision float32 or bfloat16",
     )
+    add_lm_engine_args(parser, "the language model")
 
 
 def add_sampling_args(parser: argparse.ArgumentParser, temperature: float, top_p: float) -> None:
@@ -58,22 +60,29 @@ def load_for_cli(args: argparse.Namespace):
     """The LanguageModel the options ask for, on its device and in its precision, and the draft
     model for --speculative (or None)."""
     import copy
+    from dataclasses import replace
 
     import torch
 
     from stepaudio.lm.loaders import load_lm
     from stepaudio.lm.quantize import int4_supported, quantize_int4
 
+    engine = engine_options(args)
+    if engine.kind != "local" and args.speculative:
+        raise OptionError("--speculative runs on our engine: drop it or use --engine local")
     device = str(pick_device(args.device))
     precision = args.precision
     if precision == "auto":
-        precision = "float32" if args.speculative else "int4" if int4_supported(device) else "bfloat16"
+        local_int4 = engine.kind == "local" and not engine.quantization and int4_supported(device)
+        precision = "float32" if args.speculative else "int4" if local_int4 else "bfloat16"
+    if precision == "int4":
+        if engine.quantization not in (None, "int4"):
+            raise OptionError(f"--precision int4 and --quantization {engine.quantization}: give one of them")
+        engine = replace(engine, quantization="int4")
     dtype = torch.float32 if precision in ("float32", "int4") else torch.bfloat16
     if args.speculative and (precision == "int4" or not int4_supported(device)):
         raise StepAudioError("--speculative drafts with 4-bit weights on CPU: give --precision float32 or bfloat16")
-    lm = load_lm(args.model, dtype=dtype, device=device)
-    if precision == "int4":
-        quantize_int4(lm.model)
+    lm = load_lm(args.model, dtype=dtype, device=device, engine=engine)
     draft = quantize_int4(copy.deepcopy(lm.model)) if args.speculative else None
     return lm, draft
 
@@ -97,7 +106,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     import torch
 
     from stepaudio.lm.conversation import Conversation
-    from stepaudio.lm.generate import Session, stream_text
+    from stepaudio.lm.generate import stream_text
 
     if args.raw and (args.speculative or args.system):
         raise OptionError("--raw continues plain text: it takes neither --system nor --speculative")
@@ -108,7 +117,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         if args.raw:
             prompt = lm.tokenizer.encode(args.prompt)
             sampling = replace(sampling, stop_ids=lm.stop_ids())
-            stream = stream_text(Session(lm.model).stream(prompt, sampling), lm.tokenizer)
+            stream = stream_text(lm.backend.decoder().stream(prompt, sampling), lm.tokenizer)
         else:
             stream = Conversation(lm, sampling, args.system, draft).reply(args.prompt)
         for piece in stream:

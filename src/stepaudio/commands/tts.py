@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 
+from stepaudio.commands.lm_engine_options import add_lm_engine_args, engine_options
 from stepaudio.commands.voice_chat_options import add_tts_arg
 from stepaudio.device import DEVICES, pick_device
 
@@ -43,6 +44,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
         raise OptionError("no text to speak after the style tags: give the words after them")
     note_replacing(check_output_path(args.output, [args.prompt_wav]))
     pick_device(args.device)  # so does asking for a GPU where there is none
+    engine_options(args)  # and a bad --engine setting
     piper = speaks_with_piper(args.tts, args.model)
     if piper:
         check_piper_can_speak(args, words)  # so does asking Piper for what only the TTS LM does
@@ -54,7 +56,7 @@ def cmd_tts(args: argparse.Namespace) -> None:
     else:
         from stepaudio.tts import TTS
 
-        speaker = TTS.load(args.model, args.device)
+        speaker = TTS.load(args.model, args.device, engine_options(args))
         say_engine(args, speaker, all_tags)
         speak = speaker.stream_sentences if args.stream else speaker.stream  # official: the release's call
         chunks = speak(
@@ -206,6 +208,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default="mini", help="'mini' or a directory of official checkpoints")
     add_tts_arg(parser)
+    add_lm_engine_args(parser, "the official TTS LM (Step-Audio-TTS-3B)")
     parser.add_argument(
         "--device",
         choices=DEVICES,

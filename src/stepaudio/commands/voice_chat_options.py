@@ -6,6 +6,12 @@ from __future__ import annotations
 import argparse
 
 from stepaudio.audio.vad import CONVERSATION_VAD, VADParams
+from stepaudio.commands.lm_engine_options import (
+    add_lm_engine_args,
+    add_tts_engine_args,
+    engine_options,
+    tts_engine_options,
+)
 
 TTS_CHOICES = ("auto", "model", "piper")
 
@@ -62,6 +68,8 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     defaults = CONVERSATION_VAD
     parser.add_argument("--model", default="mini", help="mini, or a directory of official checkpoints (default: mini)")
     add_voice_args(parser)
+    add_lm_engine_args(parser, "the chat LM")
+    add_tts_engine_args(parser)
     parser.add_argument("--system", help="instructions for the assistant (system prompt)")
     parser.add_argument("--no-speculation", action="store_true", help="do not start answering at pauses")
     parser.add_argument(
@@ -106,11 +114,12 @@ def load_engine(args: argparse.Namespace, say=print):
     from stepaudio.realtime.piper_speaker import PiperSpeaker
     from stepaudio.train.data.engines import EngineUnavailable
 
+    engines = {"engine": engine_options(args), "tts_engine": tts_engine_options(args)}  # checked before loading
     if args.tts == "piper":
-        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
+        return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice), **engines)
     if speaks_with_piper(args.tts, args.model):
         try:
-            return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice))
+            return ChatEngine.load(args.model, speaker=PiperSpeaker(args.voice), **engines)
         except EngineUnavailable as missing:
             say(f"({no_piper_hint(missing)}; speaking with the mini TTS LM meanwhile)")
-    return ChatEngine.load(args.model)
+    return ChatEngine.load(args.model, **engines)

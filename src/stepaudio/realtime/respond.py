@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from stepaudio.lm.generate import Session, stream_text
+from stepaudio.lm.generate import stream_text
 from stepaudio.lm.loaders import LanguageModel
 from stepaudio.lm.prompts import Message, audio_text
 from stepaudio.lm.sampling import Sampling
@@ -49,7 +49,7 @@ class ChatResponder:
 def text_ids(lm: LanguageModel) -> torch.Tensor | None:
     """The answer is text for the TTS to speak: a mask of the model's ids that are text pieces when its
     vocabulary has more (Step1: the audio tokens and unused ids after them); None when all are text."""
-    vocab, text = lm.model.config.vocab_size, lm.tokenizer.vocab_size
+    vocab, text = lm.config.vocab_size, lm.tokenizer.vocab_size
     return torch.arange(vocab) < text if vocab > text else None
 
 
@@ -59,9 +59,7 @@ class ResponderSession:
 
     def __init__(self, responder: ChatResponder):
         self.responder = responder
-        self._decoder = Session(
-            responder.lm.model, max_len=min(responder.max_len, responder.lm.model.config.max_seq_len)
-        )
+        self._decoder = responder.lm.backend.decoder(responder.max_len)
         self._busy = threading.Lock()  # a cancelled answer still finishing holds the cache
 
     @property

@@ -35,6 +35,7 @@ from stepaudio.audio.io import AudioSource
 from stepaudio.audio.sinc import resample_sinc
 from stepaudio.decoder.speech_decoder import SpeechDecoder, Voice, check_speed
 from stepaudio.errors import OptionError
+from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.lm.prompts import MUSIC_TAGS
 from stepaudio.tokenizer.input import SAMPLE_RATE as PROMPT_RATE
 from stepaudio.tokenizer.interleave import GROUP_SECONDS, GROUP_SIZE
@@ -125,10 +126,11 @@ class TTS:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model: str | Path = "mini", device: str | None = "auto") -> TTS:
+    def load(cls, model: str | Path = "mini", device: str | None = "auto", engine: EngineOptions = LOCAL) -> TTS:
         """`mini`, or a directory of official checkpoints holding Step-Audio-TTS-3B (and, for new
         voice prompts, Step-Audio-Tokenizer); the LM and the decoders run on `device` (auto: a GPU
-        when torch sees one), the tokenizer and the speaker encoder for new prompts on the CPU."""
+        when torch sees one), the tokenizer and the speaker encoder for new prompts on the CPU;
+        `engine` runs the official TTS LM (ours, quantised or not, or vLLM)."""
         from stepaudio.device import inference_dtype, pick_device
         from stepaudio.models.store import resolve_model
         from stepaudio.tokenizer.dual import DualTokenizer, mini_tokens_tag
@@ -136,6 +138,8 @@ class TTS:
         resolved, where = resolve_model(model), pick_device(device)
         voices = VoiceRegistry.for_model(model)
         if resolved.kind == "mini":
+            if engine != LOCAL:
+                raise OptionError("the mini TTS LM runs on our engine only: drop --engine/--quantization")
             lm = SpeechLM.from_mini(resolved.require("tts_lm"), where)
             decoder = SpeechDecoder.load("mini").to(where)
             tag = mini_tokens_tag()
@@ -145,7 +149,7 @@ class TTS:
         default = OFFICIAL_DEFAULT_VOICE if OFFICIAL_DEFAULT_VOICE in names else (names[0] if names else "")
         dtype = inference_dtype(where)  # the release's flow: bfloat16 on a GPU (cosyvoice.py:44); float32 on a CPU
         return cls(
-            SpeechLM.from_official(folder, where),
+            SpeechLM.from_official(folder, where, engine),
             SpeechDecoder.from_official(folder / "CosyVoice-300M-25Hz").to(where, dtype),
             voices,
             "official",

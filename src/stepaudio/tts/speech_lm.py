@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
-from stepaudio.errors import CheckpointError, ModelNotFound, OptionError
-from stepaudio.lm.generate import Session
+from stepaudio.errors import CheckpointError, EngineError, ModelNotFound, OptionError
+from stepaudio.lm.backends import Backend, Decoder
+from stepaudio.lm.backends.local import LocalBackend
+from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.lm.model import LMConfig, Transformer
 from stepaudio.lm.sampling import Sampling
 from stepaudio.lm.tokenizer import SentencePieceTokenizer, Tokenizer
@@ -41,7 +43,7 @@ class ReleasedCall:
 
 @dataclass
 class SpeechLM:
-    model: Transformer
+    backend: Backend  # our engine, or vLLM (Step-Audio-TTS-3B)
     tokenizer: Tokenizer
     names_speakers: bool  # the official system prompt names a registered voice; mini was trained without
     # the official LM speaks faster or slower for the speed tags; mini's does not (its corpus was read at rates
@@ -50,16 +52,23 @@ class SpeechLM:
     max_len: int = 4096  # positions of one generation session (prompt + speech)
 
     def __post_init__(self):
-        offset = self.tokenizer.audio_offset
-        if offset + AUDIO_VOCAB > self.model.config.vocab_size:
-            raise CheckpointError(
-                f"the LM has {self.model.config.vocab_size} tokens, too few for audio ids {offset}..{offset + 5119}"
-            )
-        self.model.requires_grad_(False)  # no autograd graphs (a grad-mode context cannot span yields)
-        self.allowed = torch.zeros(self.model.config.vocab_size, dtype=torch.bool, device=self.model.device)
+        offset, vocab_size = self.tokenizer.audio_offset, self.backend.config.vocab_size
+        if offset + AUDIO_VOCAB > vocab_size:
+            raise CheckpointError(f"the LM has {vocab_size} tokens, too few for audio ids {offset}..{offset + 5119}")
+        local = isinstance(self.backend, LocalBackend)
+        if local:
+            self.model.requires_grad_(False)  # no autograd graphs (a grad-mode context cannot span yields)
+        self.allowed = torch.zeros(vocab_size, dtype=torch.bool, device=self.model.device if local else "cpu")
         self.allowed[offset : offset + AUDIO_VOCAB] = True
         self.allowed[self.tokenizer.eos_id] = True
-        self._sessions: queue.SimpleQueue[Session] = queue.SimpleQueue()  # idle sessions, prompt prefixes cached
+        self._sessions: queue.SimpleQueue[Decoder] = queue.SimpleQueue()  # idle decoders, prompt prefixes cached
+
+    @property
+    def model(self) -> Transformer:
+        """The network in this process (our engine only)."""
+        if not isinstance(self.backend, LocalBackend):
+            raise EngineError(f"the TTS LM runs on {self.backend.name}, not in this process: use --engine local")
+        return self.backend.model
 
     @classmethod
     def from_mini(cls, directory: Path, device: torch.device | str = "cpu") -> SpeechLM:
@@ -75,18 +84,23 @@ class SpeechLM:
         model.to(device)
         offset = json.loads((directory / "tts.json").read_text())["audio_offset"]
         tokenizer = SentencePieceTokenizer(directory / "tokenizer.model", audio_offset=offset)
-        return cls(model, tokenizer, names_speakers=False, follows_speed_tags=False, max_len=config.max_seq_len)
+        return cls(
+            LocalBackend(model), tokenizer, names_speakers=False, follows_speed_tags=False, max_len=config.max_seq_len
+        )
 
     @classmethod
-    def from_official(cls, directory: Path, device: torch.device | str = "cpu") -> SpeechLM:
-        """Step-Audio-TTS-3B's Step1 LM (bf16 weights, run in float32 on a CPU, in bfloat16 on a GPU)."""
+    def from_official(
+        cls, directory: Path, device: torch.device | str = "cpu", engine: EngineOptions = LOCAL
+    ) -> SpeechLM:
+        """Step-Audio-TTS-3B's Step1 LM (bf16 weights; on our engine run in float32 on a CPU, in bfloat16
+        on a GPU, or quantised as `engine` says; or on vLLM)."""
         from stepaudio.device import inference_dtype
-        from stepaudio.lm.loaders import load_step1
+        from stepaudio.lm.loaders import load_lm
 
         device = torch.device(device)
-        lm = load_step1(directory, inference_dtype(device), str(device))
-        max_len = min(lm.model.config.max_seq_len, 8192)
-        return cls(lm.model, lm.tokenizer, names_speakers=True, follows_speed_tags=True, max_len=max_len)
+        lm = load_lm(directory, inference_dtype(device), str(device), engine)
+        max_len = min(lm.config.max_seq_len, 8192)
+        return cls(lm.backend, lm.tokenizer, names_speakers=True, follows_speed_tags=True, max_len=max_len)
 
     def prompt(
         self,
@@ -128,7 +142,7 @@ class SpeechLM:
         try:
             session = self._sessions.get_nowait()
         except queue.Empty:
-            session = Session(self.model, max_len=self.max_len)
+            session = self.backend.decoder(self.max_len)
         try:
             offset = self.tokenizer.audio_offset
             for token in session.stream(prompt, sampling, cancel, self.allowed if audio_only else None):
