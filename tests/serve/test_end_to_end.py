@@ -20,10 +20,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server():
-    from stepaudio.commands.voice_chat_options import load_engine
+    from stepaudio.commands.voice_chat_options import add_engine_args, load_engine
 
+    parser = argparse.ArgumentParser()
+    add_engine_args(parser)  # the defaults of `stepaudio serve`
     try:
-        engine = load_engine(argparse.Namespace(model="mini", tts="auto", voice=None), say=lambda line: None)
+        engine = load_engine(parser.parse_args([]), say=lambda line: None)
     except (ModelNotFound, ImportError) as missing:
         pytest.skip(f"the mini voice chat is not installed: {missing}")
     models = Models.from_engine("mini", engine)

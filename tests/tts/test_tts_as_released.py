@@ -17,6 +17,7 @@ from conftest import speechlike
 from golden_tts import GoldenPromptTokenizer, golden, official_draws, write_golden_tts
 from stepaudio.audio import mel_spectrogram
 from stepaudio.audio.sinc import resample_sinc
+from stepaudio.lm.backends.options import LOCAL
 from stepaudio.tokenizer.dual import DualTokenizer
 from stepaudio.tts import TTS
 from stepaudio.tts.pipeline import MAX_DURATION_FACTOR, TOKENS_PER_SECOND, SpeechCut, expected_seconds
@@ -316,8 +317,8 @@ def test_ten_thousand_characters_are_a_clear_error_for_the_release_call(official
 def test_the_cli_says_when_speech_was_cut_at_the_model_positions(official, tmp_path, capsys, monkeypatch):
     original = SpeechLM.from_official
 
-    def short(directory, device="cpu"):
-        lm = original(directory, device)
+    def short(directory, device="cpu", engine=LOCAL):
+        lm = original(directory, device, engine)
         lm.max_len = 900  # the tiny prompt takes ~700: the speech reaches the end
         return lm
 

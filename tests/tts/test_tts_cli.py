@@ -16,7 +16,9 @@ from stepaudio.tts import TTS
 def fake_load(tmp_path, monkeypatch):
     tts = tiny_tts(tmp_path)
     loads = []
-    monkeypatch.setattr(TTS, "load", classmethod(lambda cls, model, device: loads.append((model, device)) or tts))
+    monkeypatch.setattr(
+        TTS, "load", classmethod(lambda cls, model, device, engine: loads.append((model, device)) or tts)
+    )
     return loads
 
 

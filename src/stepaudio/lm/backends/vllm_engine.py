@@ -33,9 +33,10 @@ class VLLMBackend:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from stepaudio.lm.loaders import vllm_directory
+        from stepaudio.lm.export import vllm_directory
 
         self.config = checkpoint.config
+        step1 = self.config.position == "sqrt_alibi"
         directory = vllm_directory(checkpoint)
         args = AsyncEngineArgs(
             model=str(directory),
@@ -50,8 +51,10 @@ class VLLMBackend:
             # of warm-up on a small CPU at every start)
             dtype="float32" if cpu and options.dtype == "auto" else options.dtype,
             enforce_eager=cpu,
-            # Step1's config.json names its own configuration class (auto_map): transformers has none
-            trust_remote_code=self.config.position == "sqrt_alibi",
+            # Step1's config.json names its own configuration class (auto_map): transformers has none. Its
+            # square-root ALiBi runs only in vLLM's Triton attention, which vLLM does not pick by itself
+            trust_remote_code=step1,
+            attention_backend="TRITON_ATTN" if step1 else None,
             logits_processors=["stepaudio.lm.backends.vllm_rules:RepetitionWindow"],
             disable_log_stats=True,
         )
