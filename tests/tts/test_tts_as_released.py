@@ -327,3 +327,16 @@ def test_the_cli_says_when_speech_was_cut_at_the_model_positions(official, tmp_p
     out = tmp_path / "x.wav"
     code, output = run_cli(official, ["Hi there.", "-o", str(out)], capsys)
     assert code == 0 and out.is_file() and "note: the speech filled the model's 900 positions" in output.err
+
+
+def test_the_official_tts_lm_runs_quantised_or_says_what_it_cannot_run(official, tmp_path, capsys):
+    """--quantization int8 quantises the TTS LM on our engine; an engine that cannot run is refused with what
+    to do, before anything loads, never a traceback."""
+    out = tmp_path / "x.wav"
+    code, output = run_cli(official, ["Hi there.", "-o", str(out), "--quantization", "int8"], capsys)
+    assert code == 0 and out.is_file(), output.err
+    for engine, message in [("vllm", "vLLM"), ("http://127.0.0.1:1", "no vLLM server answers")]:
+        code, output = run_cli(official, ["Hi there.", "-o", str(tmp_path / "y.wav"), "--engine", engine], capsys)
+        assert code == 1 and message in output.err and "Traceback" not in output.err
+    code, output = run_cli(official, ["Hi.", "-o", str(tmp_path / "y.wav"), "--quantization", "fp8"], capsys)
+    assert code == 1 and "need --engine vllm" in output.err
