@@ -64,7 +64,8 @@ class VLLMBackend:
             raise EngineError(f"vLLM cannot run {checkpoint.path}: {error}") from error
         self.max_len = vllm_config.model_config.max_model_len
         self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True)
+        self._thread.start()
 
         async def start() -> AsyncLLM:
             return AsyncLLM.from_vllm_config(vllm_config, disable_log_stats=True)
@@ -116,5 +117,8 @@ class VLLMBackend:
                 asyncio.run_coroutine_threadsafe(self.engine.abort(request_id), self._loop)
 
     def close(self) -> None:
-        self.engine.shutdown()
+        """The loop stops first: vLLM's output task, left running, would log the engine's end as a failure."""
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        engine, self.engine = self.engine, None
+        engine.shutdown()
