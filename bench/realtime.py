@@ -38,6 +38,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep (see bench/asr.py)
 
+from stepaudio.commands.lm_engine_options import add_lm_engine_args, add_tts_engine_args  # noqa: E402
 from stepaudio.commands.voice_chat_options import TTS_CHOICES, load_engine  # noqa: E402
 from stepaudio.realtime.session import RealtimeSession, SessionConfig  # noqa: E402
 from stepaudio.realtime.simulate import load_conversation, simulate, speech_span_by_vad  # noqa: E402
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--voice")
     parser.add_argument("--rounds", type=int, default=2, help="runs with and without speculation (default: 2)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    add_lm_engine_args(parser, "the chat LM")
+    add_tts_engine_args(parser)
     args = parser.parse_args()
 
     conversation = load_conversation(args.conversation)

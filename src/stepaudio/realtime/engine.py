@@ -71,7 +71,7 @@ class ChatEngine:
             from stepaudio.realtime.listen import WhisperListener
 
             lm = load_lm(MINI_CHAT, engine=engine)
-            if engine == LOCAL and int4_supported(str(lm.model.device)):
+            if engine.kind == "local" and not engine.quantization and int4_supported(str(lm.model.device)):
                 quantize_int4(lm.model)
             listener = WhisperListener.load()
             # Greedy with a mild repetition penalty: without it SmolLM2 answers a follow-up question
