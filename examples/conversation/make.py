@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stepaudio.audio import resample, save_audio
-from stepaudio.train.data.engines import get_engine
+from stepaudio.tts_engines import get_engine
 
 RATE = 16_000
 VOICE = "en_US-joe-medium"

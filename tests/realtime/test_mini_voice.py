@@ -15,7 +15,7 @@ def test_a_spoken_question_gets_a_spoken_answer():
     from stepaudio.realtime.engine import ChatEngine
     from stepaudio.realtime.piper_speaker import PiperSpeaker
     from stepaudio.realtime.turn import answer_turn_sync
-    from stepaudio.train.data.engines import EngineUnavailable
+    from stepaudio.tts_engines import EngineUnavailable
 
     try:
         engine = ChatEngine.load("mini", speaker=PiperSpeaker())
@@ -31,7 +31,7 @@ def test_a_spoken_question_gets_a_spoken_answer():
 @pytest.mark.slow
 def test_piper_speaks_at_the_speed_option_and_the_speed_tags():
     from stepaudio.realtime.piper_speaker import PiperSpeaker
-    from stepaudio.train.data.engines import EngineUnavailable
+    from stepaudio.tts_engines import EngineUnavailable
 
     try:
         speaker = PiperSpeaker()

@@ -13,7 +13,6 @@ import itertools
 import numpy as np
 
 from stepaudio.audio import check_audio, resample
-from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError
 from stepaudio.realtime.events import (
     AudioDelta,
@@ -28,6 +27,7 @@ from stepaudio.realtime.events import (
 )
 from stepaudio.realtime.listen import Heard
 from stepaudio.realtime.session import SessionConfig
+from stepaudio.speed import check_speed
 
 TTS_RATE = 22_050
 FAKE_TRANSCRIPT = "what is the capital of france"

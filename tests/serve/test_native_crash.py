@@ -25,7 +25,7 @@ RSS_GROWTH_BOUND = 300 << 20  # the server and its speech worker together (measu
 
 def piper_speaker(**options):
     from stepaudio.realtime.piper_speaker import PiperSpeaker
-    from stepaudio.train.data.engines import EngineUnavailable
+    from stepaudio.tts_engines import EngineUnavailable
 
     try:
         return PiperSpeaker(**options)
@@ -83,7 +83,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from stepaudio.train.data.engines import EngineUnavailable, get_engine
+    from stepaudio.tts_engines import EngineUnavailable, get_engine
 
     try:
         get_engine("piper").voices()

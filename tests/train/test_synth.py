@@ -9,10 +9,10 @@ import soundfile as sf
 from stepaudio.cli import main
 from stepaudio.errors import DataError
 from stepaudio.train.data import synth as synth_module
-from stepaudio.train.data.engines import EngineUnavailable, Voice, get_engine
 from stepaudio.train.data.manifest import FIELDS, read_manifest
 from stepaudio.train.data.synth import SynthOptions, plan, synthesize_corpus
 from stepaudio.train.data.texts import Sentence, held_out
+from stepaudio.tts_engines import EngineUnavailable, Voice, get_engine
 
 
 def pool_of(n: int = 200) -> dict[str, list[Sentence]]:

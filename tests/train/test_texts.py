@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from stepaudio.train.data.chinese import chinese_digits, chinese_number, is_chinese, to_pinyin
+from stepaudio.train.data.chinese import chinese_digits, chinese_number, is_chinese
 from stepaudio.train.data.templates import generated_sentences
 from stepaudio.train.data.texts import (
     FORTUNES_DIR,
@@ -27,12 +27,6 @@ def test_chinese_number(value, spoken):
 def test_chinese_digits_and_detection():
     assert chinese_digits("2024") == "二零二四"
     assert is_chinese("你好 ok") and not is_chinese("hello 你")
-
-
-def test_pinyin_reads_phrases_and_keeps_punctuation_espeak_pauses_on():
-    assert to_pinyin("我们去重庆吧。") == "wo3 men5 qu4 chong2 qing4 ba5."
-    assert to_pinyin("你好，世界！") == "ni3 hao3, shi4 jie4!"
-    assert to_pinyin("他说：“好”") == "ta1 shuo1: hao3"
 
 
 def test_english_cleaning_drops_art_and_long_texts():

@@ -12,8 +12,8 @@ import stepaudio
 from stepaudio.cli import main
 from stepaudio.models.measured import MINI_TTS_WER, mini_tts_intelligible
 from stepaudio.realtime.piper_speaker import PiperSpeaker
-from stepaudio.train.data.engines import EngineUnavailable, get_engine
 from stepaudio.tts import TTS
+from stepaudio.tts_engines import EngineUnavailable, get_engine
 
 
 def piper_installed() -> bool:

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from stepaudio.errors import DataError
-from stepaudio.train.data.engines import EngineUnavailable, Voice, find_voices, get_engine
-from stepaudio.train.data.engines import espeak as espeak_module
-from stepaudio.train.data.engines import piper as piper_module
+from stepaudio.tts_engines import EngineUnavailable, Voice, find_voices, get_engine
+from stepaudio.tts_engines import espeak as espeak_module
+from stepaudio.tts_engines import piper as piper_module
+from stepaudio.tts_engines.espeak import to_pinyin
 
 
 def installed(engine: str) -> list[Voice]:
@@ -95,3 +96,9 @@ def test_piper_noise_follows_the_seed():
 def test_unknown_engine_is_a_clear_error():
     with pytest.raises(DataError, match="unknown TTS engine"):
         get_engine("sam")
+
+
+def test_pinyin_reads_phrases_and_keeps_punctuation_espeak_pauses_on():
+    assert to_pinyin("我们去重庆吧。") == "wo3 men5 qu4 chong2 qing4 ba5."
+    assert to_pinyin("你好，世界！") == "ni3 hao3, shi4 jie4!"
+    assert to_pinyin("他说：“好”") == "ta1 shuo1: hao3"

@@ -1,7 +1,7 @@
 """A long sentence's phonemes are rendered in bounded runs cut between words (the ONNX input, and so
 the memory of one run, stays bounded however many phonemes espeak makes of a text)."""
 
-from stepaudio.train.data.engines.piper import phoneme_runs
+from stepaudio.tts_engines.piper import phoneme_runs
 
 
 def test_runs_are_cut_after_a_word_and_lose_nothing():

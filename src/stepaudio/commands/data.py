@@ -44,16 +44,16 @@ def _print_voices(voices, notes) -> None:
 
 
 def cmd_voices(args: argparse.Namespace) -> None:
-    from stepaudio.train.data.engines import find_voices
+    from stepaudio.tts_engines import find_voices
 
     _print_voices(*find_voices(tuple(args.voices.split(","))))
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from stepaudio.train.data.engines import find_voices
     from stepaudio.train.data.stats import corpus_stats, format_stats
     from stepaudio.train.data.synth import SynthOptions, plan, synthesize_corpus
     from stepaudio.train.data.texts import load_sentences
+    from stepaudio.tts_engines import find_voices
 
     options = SynthOptions(
         seed=args.seed,

@@ -29,9 +29,9 @@ def cmd_tts(args: argparse.Namespace) -> None:
 
     from stepaudio.audio import check_output_path, open_audio_writer
     from stepaudio.commands.voice_chat_options import speaks_with_piper
-    from stepaudio.decoder.speech_decoder import check_speed
     from stepaudio.errors import OptionError
     from stepaudio.outputs import note_replacing
+    from stepaudio.speed import check_speed
     from stepaudio.tts.pipeline import SpeechNote
     from stepaudio.tts.prompt import check_tags, split_tags
 
@@ -126,7 +126,7 @@ def piper_speaker(args: argparse.Namespace):
     from stepaudio.commands.voice_chat_options import no_piper_hint
     from stepaudio.errors import OptionError
     from stepaudio.realtime.piper_speaker import PiperSpeaker
-    from stepaudio.train.data.engines import EngineUnavailable
+    from stepaudio.tts_engines import EngineUnavailable
 
     try:
         return PiperSpeaker(args.voice)

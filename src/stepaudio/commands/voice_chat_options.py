@@ -88,7 +88,7 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
 
 def speech_style(args: argparse.Namespace) -> dict:
     """The SessionConfig fields of `add_voice_args`' options, checked (OptionError names a bad one)."""
-    from stepaudio.decoder.speech_decoder import check_speed
+    from stepaudio.speed import check_speed
     from stepaudio.tts.prompt import check_tags
 
     return {"voice": args.voice, "tags": check_tags(args.tags), "speed": check_speed(args.speed)}
@@ -112,7 +112,7 @@ def load_engine(args: argparse.Namespace, say=print):
     and no Piper installed: the mini TTS, after a line through `say` on how to install Piper."""
     from stepaudio.realtime.engine import ChatEngine
     from stepaudio.realtime.piper_speaker import PiperSpeaker
-    from stepaudio.train.data.engines import EngineUnavailable
+    from stepaudio.tts_engines import EngineUnavailable
 
     engines = {"engine": engine_options(args), "tts_engine": tts_engine_options(args)}  # checked before loading
     if args.tts == "piper":

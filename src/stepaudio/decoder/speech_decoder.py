@@ -34,18 +34,9 @@ from stepaudio.decoder.noise import NoiseTape
 from stepaudio.decoder.official import load_official
 from stepaudio.decoder.speaker import GE2E, CAMPPlus
 from stepaudio.decoder.speaker import SAMPLE_RATE as SPEAKER_RATE
-from stepaudio.errors import AudioError, OptionError, TokenError
+from stepaudio.errors import AudioError, TokenError
+from stepaudio.speed import check_speed
 from stepaudio.tokenizer.interleave import GROUP_SIZE
-
-# Speaking rates the decoder renders by stretching the tokens over fewer or more mel frames; the flow is
-# trained at rate 1 only, so this stays near it.
-MIN_SPEED, MAX_SPEED = 0.5, 2.0
-
-
-def check_speed(speed: float) -> float:
-    if not MIN_SPEED <= speed <= MAX_SPEED:
-        raise OptionError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed}")
-    return float(speed)
 
 
 @dataclass(frozen=True)

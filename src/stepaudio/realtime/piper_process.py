@@ -129,7 +129,7 @@ def _serve(conn, warm_voice: str) -> None:
 
 class _Voices:
     def load(self, warm_voice: str) -> int:
-        from stepaudio.train.data.engines import get_engine
+        from stepaudio.tts_engines import get_engine
 
         self.engine = get_engine("piper")
         self.voices = {voice.name: voice for voice in self.engine.voices()}

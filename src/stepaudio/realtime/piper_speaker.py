@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError
 from stepaudio.realtime.espeak_text import speech_pieces
 from stepaudio.realtime.piper_process import MAX_RSS_BYTES, PiperProcess
+from stepaudio.speed import check_speed
 from stepaudio.tts.prompt import check_tags, tagged_rate
 
 
@@ -19,7 +19,7 @@ class PiperSpeaker:
     engine = "piper"  # which engine spoke: /v1/audio/speech's X-Speech-Engine, `stepaudio tts`'s note
 
     def __init__(self, voice: str | None = None, max_worker_rss: int = MAX_RSS_BYTES):
-        from stepaudio.train.data.engines import get_engine
+        from stepaudio.tts_engines import get_engine
 
         self.voices = {v.name: v for v in get_engine("piper").voices()}  # EngineUnavailable says how to install
         self.default_voice = self._voice(voice).name

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from stepaudio.audio.vad import VADParams
-from stepaudio.decoder.speech_decoder import check_speed
 from stepaudio.errors import OptionError, RequestError
+from stepaudio.speed import check_speed
 from stepaudio.tts.prompt import check_tags
 
 DEFAULT_RATE = 24_000  # OpenAI Realtime's pcm16 rate

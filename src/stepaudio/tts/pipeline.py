@@ -33,10 +33,11 @@ import torch
 from stepaudio.audio import load_audio
 from stepaudio.audio.io import AudioSource
 from stepaudio.audio.sinc import resample_sinc
-from stepaudio.decoder.speech_decoder import SpeechDecoder, Voice, check_speed
+from stepaudio.decoder.speech_decoder import SpeechDecoder, Voice
 from stepaudio.errors import OptionError
 from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.lm.prompts import MUSIC_TAGS
+from stepaudio.speed import check_speed
 from stepaudio.tokenizer.input import SAMPLE_RATE as PROMPT_RATE
 from stepaudio.tokenizer.interleave import GROUP_SECONDS, GROUP_SIZE
 from stepaudio.tts.prompt import CANTONESE_TAGS, split_tags, tagged_rate, tagged_text

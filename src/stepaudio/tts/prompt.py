@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from stepaudio.decoder.speech_decoder import MAX_SPEED, MIN_SPEED
 from stepaudio.errors import OptionError
 from stepaudio.lm.prompts import EMOTION_TAGS, LANGUAGE_TAGS, MUSIC_TAGS, SPEED_TAGS, TAGS, tts_prompt_ids
 from stepaudio.lm.tokenizer import Tokenizer
+from stepaudio.speed import MAX_SPEED, MIN_SPEED
 
 LANGUAGE_TAG = {"en": "英文", "zh": "中文", "yue": "粤语"}  # corpus language -> the official tag
 CANTONESE_TAGS = ("粤语", "广东话")

@@ -1,7 +1,11 @@
-"""TTS engines that install here, behind one small interface, and the voices they offer.
+"""Third-party TTS engines that install here, behind one small interface, and the voices they offer.
 
-Every engine is optional (all are GPL or data-heavy and live in the `train` extra or the Makefile's
-`system-packages`): one that is not installed is skipped with a note saying how to install it.
+Training synthesises corpora with them (`train.data.synth`); at run time Piper is the mini voice
+chat's stand-in speaker (`realtime.piper_speaker`). A package apart from `stepaudio.tts`, whose
+import loads torch: Piper's child process and the synthesis workers stay light.
+
+Every engine is optional (all are GPL or data-heavy and live in the `piper` and `train` extras or the
+Makefile's `system-packages`): one that is not installed is skipped with a note saying how to install it.
 Speed is always engine-native. Pitch is native where the engine has it (espeak-ng); elsewhere the
 engine renders at speed/pitch and the samples are declared to be at rate*pitch, which raises f0 and
 formants by `pitch` and brings the duration back to 1/speed: a vocal-tract-length change, and no
@@ -78,10 +82,10 @@ def require_tool(tool: str, install: str) -> str:
 
 
 def engine_classes() -> dict[str, type[Engine]]:
-    from stepaudio.train.data.engines.espeak import EspeakEngine
-    from stepaudio.train.data.engines.festival import FestivalEngine
-    from stepaudio.train.data.engines.flite import FliteEngine
-    from stepaudio.train.data.engines.piper import PiperEngine
+    from stepaudio.tts_engines.espeak import EspeakEngine
+    from stepaudio.tts_engines.festival import FestivalEngine
+    from stepaudio.tts_engines.flite import FliteEngine
+    from stepaudio.tts_engines.piper import PiperEngine
 
     return {cls.name: cls for cls in (PiperEngine, EspeakEngine, FliteEngine, FestivalEngine)}
 

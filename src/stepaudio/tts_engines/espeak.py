@@ -1,19 +1,21 @@
 """espeak-ng (Debian `espeak-ng`): English accents, Mandarin and Cantonese formant voices.
 
-Mandarin goes to `cmn-latn-pinyin` as tone-numbered pinyin, because 1.51's `cmn` voice reads its own
-tone digits as English. Pitch is native (`-p`): the table maps f0 factors to `-p` values, measured
-as median f0 (pyin) over en-us, en-us+f3, yue and cmn-latn-pinyin, which agree within 0.1 octave.
+Mandarin goes to `cmn-latn-pinyin` as tone-numbered pinyin made with pypinyin (which reads polyphonic
+characters from phrase context, e.g. 重庆 -> chong2 qing4), because 1.51's `cmn` voice reads its own
+tone digits as English ("ni three"). Pitch is native (`-p`): the table maps f0 factors to `-p`
+values, measured as median f0 (pyin) over en-us, en-us+f3, yue and cmn-latn-pinyin, which agree
+within 0.1 octave.
 """
 
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import soundfile as sf
 
-from stepaudio.train.data.chinese import to_pinyin
-from stepaudio.train.data.engines import Engine, Voice, require_tool, run_tool
+from stepaudio.tts_engines import Engine, Voice, require_tool, run_tool
 
 # voice (with optional +variant) -> language; a few variants (+f = female, +m = male) per accent.
 # British with a variant must be spelled "en+..." ("en-gb+f2" silently drops the variant in 1.51).
@@ -36,6 +38,11 @@ VOICES = {
 DEFAULT_WORDS_PER_MINUTE = 175
 _PITCH_LOG2 = (-0.62, -0.31, 0.0, 0.36, 0.74)  # median f0 / f0 at -p 50, in octaves ...
 _PITCH_ARG = (0, 25, 50, 75, 99)  # ... at these -p values
+# Full-width and CJK punctuation -> the ASCII marks espeak pauses on.
+_PUNCTUATION = str.maketrans(
+    {"，": ",", "、": ",", "。": ".", "！": "!", "？": "?", "；": ";", "：": ":", "（": "(", "）": ")"}
+    | {mark: " " for mark in "“”‘’《》「」『』【】…—・"}
+)
 
 
 def pitch_argument(pitch: float) -> int:
@@ -62,3 +69,16 @@ class EspeakEngine(Engine):
         command += ["-s", str(round(DEFAULT_WORDS_PER_MINUTE * speed)), "-p", str(pitch_argument(pitch))]
         samples, rate = sf.read(io.BytesIO(run_tool(command, text)), dtype="float32")
         return samples, rate
+
+
+def to_pinyin(text: str) -> str:
+    """Chinese text -> space-separated tone-numbered pinyin (neutral tone 5) with ASCII punctuation.
+
+    Characters pypinyin does not know (Latin words, digits) pass through unchanged.
+    """
+    from pypinyin import Style, lazy_pinyin
+
+    syllables = lazy_pinyin(text.translate(_PUNCTUATION), style=Style.TONE3, neutral_tone_with_five=True)
+    spoken = " ".join(syllable.strip() for syllable in syllables if syllable.strip())
+    spoken = re.sub(r"\s+([,.!?;:)])", r"\1", spoken)
+    return re.sub(r"([,.!?;:])(?=[^\s\d,.!?;:])", r"\1 ", spoken)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stepaudio.train.data.engines import Engine, EngineUnavailable, Voice, require_tool, run_tool
+from stepaudio.tts_engines import Engine, EngineUnavailable, Voice, require_tool, run_tool
 
 
 class FestivalEngine(Engine):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stepaudio.train.data.engines import Engine, Voice, require_tool, run_tool
+from stepaudio.tts_engines import Engine, Voice, require_tool, run_tool
 
 VOICES = ("kal", "kal16", "awb", "rms", "slt")  # awb_time is a talking clock: left out
 

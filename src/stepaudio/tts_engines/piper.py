@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stepaudio.train.data.engines import Engine, EngineUnavailable, Voice
+from stepaudio.tts_engines import Engine, EngineUnavailable, Voice
 
 DURATION_NOISE_CHANNELS = 2  # VITS stochastic duration predictor: noise [1, 2, phoneme ids]
 PRIOR_NOISE_CHANNELS = 192  # VITS prior sample: noise [1, 192, frames] (inter_channels of every Piper voice)

@@ -1,9 +1,4 @@
-"""Mandarin text helpers: numbers written in characters, and tone-numbered pinyin for espeak-ng.
-
-espeak-ng 1.51's `cmn` voice reads the tone digits of its own pinyin as English ("ni three"), so
-Mandarin goes to the `cmn-latn-pinyin` voice as pinyin made here with pypinyin (which reads
-polyphonic characters from phrase context, e.g. 重庆 -> chong2 qing4).
-"""
+"""Mandarin text helpers for corpus templates: numbers written in characters, and spotting Chinese text."""
 
 from __future__ import annotations
 
@@ -11,11 +6,6 @@ import re
 
 _DIGITS = "零一二三四五六七八九"
 _UNITS = ((1000, "千"), (100, "百"), (10, "十"))
-# Full-width and CJK punctuation -> the ASCII marks espeak pauses on.
-_PUNCTUATION = str.maketrans(
-    {"，": ",", "、": ",", "。": ".", "！": "!", "？": "?", "；": ";", "：": ":", "（": "(", "）": ")"}
-    | {mark: " " for mark in "“”‘’《》「」『』【】…—・"}
-)
 _HAN = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -56,16 +46,3 @@ def is_chinese(text: str, min_share: float = 0.5) -> bool:
     """True when at least `min_share` of the non-space, non-punctuation characters are Han characters."""
     letters = [ch for ch in text if ch.isalnum()]
     return bool(letters) and sum(bool(_HAN.match(ch)) for ch in letters) / len(letters) >= min_share
-
-
-def to_pinyin(text: str) -> str:
-    """Chinese text -> space-separated tone-numbered pinyin (neutral tone 5) with ASCII punctuation.
-
-    Characters pypinyin does not know (Latin words, digits) pass through unchanged.
-    """
-    from pypinyin import Style, lazy_pinyin
-
-    syllables = lazy_pinyin(text.translate(_PUNCTUATION), style=Style.TONE3, neutral_tone_with_five=True)
-    spoken = " ".join(syllable.strip() for syllable in syllables if syllable.strip())
-    spoken = re.sub(r"\s+([,.!?;:)])", r"\1", spoken)
-    return re.sub(r"([,.!?;:])(?=[^\s\d,.!?;:])", r"\1 ", spoken)

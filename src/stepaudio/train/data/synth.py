@@ -27,9 +27,9 @@ import numpy as np
 import soundfile as sf
 
 from stepaudio.errors import DataError, StepAudioError
-from stepaudio.train.data.engines import Engine, Voice, get_engine
 from stepaudio.train.data.manifest import MANIFEST_NAME, SAMPLE_RATE, Utterance, write_manifest
 from stepaudio.train.data.texts import Sentence, held_out, text_hash
+from stepaudio.tts_engines import Engine, Voice, get_engine
 
 DEFAULT_MIX = {"en": 0.6, "zh": 0.25, "yue": 0.15}
 CHARS_PER_SECOND = {"en": 14.0, "zh": 4.5, "yue": 4.5}  # at speed 1, to plan an hours budget
