@@ -6,8 +6,9 @@ import torch
 from tiny import TINY_FLOW, tiny_flow
 
 from stepaudio.decoder.conformer import EncoderConfig, RelPositionAttention, relative_positions
-from stepaudio.decoder.flow import TOKENS_PER_SECOND, FlowConfig, FlowModel, place, time_aligned, time_grid
+from stepaudio.decoder.flow import FlowConfig, FlowModel, place, time_aligned, time_grid
 from stepaudio.errors import TokenError
+from stepaudio.tokenizer.interleave import AUDIO_TOKENS_PER_SECOND
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def no_prompt(flow):
 
 def test_mel_frames_follow_the_official_length_regulator(flow):
     for n in (1, 5, 41, 42, 125, 997):
-        assert flow.config.mel_frames(n) == math.floor(n / TOKENS_PER_SECOND * 22050 / 256)
+        assert flow.config.mel_frames(n) == math.floor(n / AUDIO_TOKENS_PER_SECOND * 22050 / 256)
     assert flow.config.mel_frames(125) == 258  # 3 s of tokens -> 3 s of mel (258.4 frames)
 
 

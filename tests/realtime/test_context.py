@@ -3,7 +3,8 @@
 import pytest
 
 from stepaudio.errors import OptionError
-from stepaudio.realtime.context import AUDIO_TOKENS_PER_SECOND, ContextManager, Turn
+from stepaudio.realtime.context import ContextManager, Turn
+from stepaudio.tokenizer.interleave import AUDIO_TOKENS_PER_SECOND
 
 
 def words(messages) -> int:

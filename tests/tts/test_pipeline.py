@@ -12,10 +12,10 @@ from tts_fixtures import tiny_speech_lm, tiny_tts
 
 from conftest import speechlike
 from stepaudio.errors import OptionError
+from stepaudio.tokenizer.interleave import AUDIO_TOKENS_PER_SECOND
 from stepaudio.tts.pipeline import (
     MAX_DURATION_FACTOR,
     MIN_DURATION_FACTOR,
-    TOKENS_PER_SECOND,
     expected_seconds,
 )
 from stepaudio.tts.prompt import SPEED_TAG_RATES, tagged_rate
@@ -64,11 +64,11 @@ def test_sentences_are_spoken_one_by_one_in_the_voice_prompt_format(tts, monkeyp
     assert text[0].endswith("<|BOT|>human\n(快速1)One.<|EOT|><|BOT|>assistant\n")
     assert text[1].endswith("<|BOT|>human\n(快速1)Two!<|EOT|><|BOT|>assistant\n")
     for call, sentence in zip(calls, ("One.", "Two!"), strict=True):
-        expected_tokens = expected_seconds(sentence, "en", ["快速1"]) * TOKENS_PER_SECOND
+        expected_tokens = expected_seconds(sentence, "en", ["快速1"]) * AUDIO_TOKENS_PER_SECOND
         assert call["cap"] == int(MAX_DURATION_FACTOR * expected_tokens)
         assert call["floor"] == 5 * math.ceil(MIN_DURATION_FACTOR * expected_tokens / 5) <= len(call["tokens"])
     total = sum(len(call["tokens"]) for call in calls)
-    seconds = total / TOKENS_PER_SECOND / SPEED_TAG_RATES["快速1"]  # mini's decoder renders the tag
+    seconds = total / AUDIO_TOKENS_PER_SECOND / SPEED_TAG_RATES["快速1"]  # mini's decoder renders the tag
     assert abs(sum(map(len, chunks)) / 22050 - seconds) < 0.1  # every token was voiced
 
 

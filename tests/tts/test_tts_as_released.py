@@ -19,8 +19,9 @@ from stepaudio.audio import mel_spectrogram
 from stepaudio.audio.sinc import resample_sinc
 from stepaudio.lm.backends.options import LOCAL
 from stepaudio.tokenizer.dual import DualTokenizer
+from stepaudio.tokenizer.interleave import AUDIO_TOKENS_PER_SECOND
 from stepaudio.tts import TTS
-from stepaudio.tts.pipeline import MAX_DURATION_FACTOR, TOKENS_PER_SECOND, SpeechCut, expected_seconds
+from stepaudio.tts.pipeline import MAX_DURATION_FACTOR, SpeechCut, expected_seconds
 from stepaudio.tts.speech_lm import SpeechLM
 
 FP32 = 1e-5  # relative, as tests/reference/test_goldens.py
@@ -190,7 +191,7 @@ def test_a_long_text_is_one_lm_call_as_written(official):
     real-time pipeline) splits it, each sentence still as written for official weights."""
     pcm, _ = official.synthesize(LONG, seed=0)
     assert request_turns(official.calls) == [LONG]
-    assert abs(len(pcm) / 22050 - 40 / TOKENS_PER_SECOND) < 0.05  # its 40 tokens, decoded at once
+    assert abs(len(pcm) / 22050 - 40 / AUDIO_TOKENS_PER_SECOND) < 0.05  # its 40 tokens, decoded at once
     official.calls.clear()
     chunks = list(official.stream_sentences(LONG, seed=0))
     turns = request_turns(official.calls)
@@ -218,17 +219,17 @@ def test_long_speech_is_kept_whole_for_official_weights_and_cut_for_mini(officia
     """An LM that speaks three times what the mini-fitted duration expects: official weights keep all of it
     (only the model's own positions bound it), mini cuts it at twice the expectation."""
     text = "Hi there."
-    expected = expected_seconds(text, "en") * TOKENS_PER_SECOND
+    expected = expected_seconds(text, "en") * AUDIO_TOKENS_PER_SECOND
     count = 5 * math.ceil(3 * expected / 5)
     monkeypatch.setattr(official.lm, "generate", Speaking(official.lm, count))
     pcm = np.concatenate(list(getattr(official, method)(text, seed=0)))
-    assert abs(len(pcm) / 22050 - count / TOKENS_PER_SECOND) < 0.05  # every token voiced
+    assert abs(len(pcm) / 22050 - count / AUDIO_TOKENS_PER_SECOND) < 0.05  # every token voiced
     assert official.lm.generate.caps[0] >= official.lm.max_len - 1000  # no cap but the positions
     mini = tiny_tts(tmp_path)
     monkeypatch.setattr(mini.lm, "generate", Speaking(mini.lm, count))
     cut = np.concatenate(list(getattr(mini, method)(text, seed=0)))
     assert mini.lm.generate.caps == [int(MAX_DURATION_FACTOR * expected)]
-    assert abs(len(cut) / 22050 - int(MAX_DURATION_FACTOR * expected) / TOKENS_PER_SECOND) < 0.05
+    assert abs(len(cut) / 22050 - int(MAX_DURATION_FACTOR * expected) / AUDIO_TOKENS_PER_SECOND) < 0.05
 
 
 def test_speech_past_the_model_positions_is_cut_as_in_the_release_and_said(official, monkeypatch):
@@ -238,7 +239,7 @@ def test_speech_past_the_model_positions_is_cut_as_in_the_release_and_said(offic
     with pytest.warns(SpeechCut, match="positions before its end and was cut"):
         pcm, _ = official.synthesize("Hi.", seed=0)
     said = official.lm.generate.caps[0]
-    assert abs(len(pcm) / 22050 - (said - 1) / TOKENS_PER_SECOND) < 0.05
+    assert abs(len(pcm) / 22050 - (said - 1) / AUDIO_TOKENS_PER_SECOND) < 0.05
 
 
 def test_the_release_call_may_say_any_token_and_voices_text_tokens_as_code_0(official, monkeypatch):

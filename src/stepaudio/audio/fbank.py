@@ -17,8 +17,8 @@ import kaldi_native_fbank as knf
 import numpy as np
 
 from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.rates import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 FRAME_LENGTH_MS = 25
 FRAME_SHIFT_MS = 10
 NUM_MEL_BINS = 80

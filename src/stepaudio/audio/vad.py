@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from stepaudio.errors import AudioError, OptionError
+from stepaudio.rates import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 FRAME = 512  # samples per VAD decision: 32 ms
 CONTEXT = 64  # samples of the previous frame the model also sees
 FRAME_SECONDS = FRAME / SAMPLE_RATE

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from stepaudio.audio.mel import mel_filters
+from stepaudio.rates import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 N_FFT = 400
 HOP_LENGTH = 160
 CHUNK_LENGTH = 30

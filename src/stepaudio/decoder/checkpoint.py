@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.models.checkpoint import load_exact
 
 C = TypeVar("C")
 
@@ -77,29 +78,5 @@ def load_model(model_cls, config_cls, directory: Path, name: str) -> torch.nn.Mo
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{config_path} is not valid JSON: {error}") from error
     model = model_cls(config)
-    load_strict(model, load_file(str(weights)), str(weights))
+    load_exact(model, load_file(str(weights)), str(weights))
     return model.eval()
-
-
-def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """load_state_dict(strict) with an error that names the missing, unexpected and misshapen keys."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshapen = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or misshapen:
-
-        def some(items: list[str]) -> str:
-            return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
-
-        problems = [
-            f"{label}: {some(items)}"
-            for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
-            if items
-        ]
-        raise CheckpointError(f"{source} does not fit the model ({'; '.join(problems)})")
-    model.load_state_dict(state, strict=True)

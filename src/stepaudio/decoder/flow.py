@@ -25,13 +25,11 @@ from stepaudio.errors import TokenError
 from stepaudio.tokenizer.interleave import (
     ACOUSTIC_CODES,
     ACOUSTIC_OFFSET,
+    AUDIO_TOKENS_PER_SECOND,
     AUDIO_VOCAB,
-    GROUP_SECONDS,
     GROUP_SIZE,
     SEMANTIC_PER_GROUP,
 )
-
-TOKENS_PER_SECOND = GROUP_SIZE / GROUP_SECONDS  # 5 tokens (2 semantic + 3 acoustic) per 120 ms: about 41.67
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class FlowConfig:
     input_size: int = 512  # token embedding width
     output_size: int = N_MELS
     spk_embed_dim: int = 192
-    input_frame_rate: float = TOKENS_PER_SECOND
+    input_frame_rate: float = AUDIO_TOKENS_PER_SECOND
     sampling_ratios: tuple[int, ...] = (1, 1, 1, 1)  # one conv/GroupNorm/Mish per entry in the regulator
     # "interleaved": the encoder reads the ids as they come, 5 per 120 ms (official). "time_aligned": one
     # step per 40 ms acoustic token, its embedding plus that of the semantic token(s) of the same time,

@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from stepaudio.decoder.checkpoint import config_from_dict, load_strict
+from stepaudio.decoder.checkpoint import config_from_dict
 from stepaudio.decoder.conformer import EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig
 from stepaudio.decoder.flow import CFMConfig, FlowConfig, FlowModel
 from stepaudio.decoder.hift import HiFT, HiFTConfig
 from stepaudio.errors import CheckpointError, ModelNotFound
+from stepaudio.models.checkpoint import load_exact
 
 FOLDERS = ("CosyVoice-300M-25Hz", "CosyVoice-300M-25Hz-Music")
 FILES = ("cosyvoice.yaml", "flow.pt", "hift.pt", "campplus.onnx")
@@ -139,7 +140,7 @@ def load_official(folder: Path) -> tuple[FlowModel, HiFT]:
     folder = official_folder(folder)
     hparams = read_hyperpyyaml(folder / "cosyvoice.yaml")
     flow = FlowModel(flow_config(hparams))
-    load_strict(flow, _state_dict(folder / "flow.pt"), str(folder / "flow.pt"))
+    load_exact(flow, _state_dict(folder / "flow.pt"), str(folder / "flow.pt"))
     hift = HiFT(hift_config(hparams))
-    load_strict(hift, _state_dict(folder / "hift.pt"), str(folder / "hift.pt"))
+    load_exact(hift, _state_dict(folder / "hift.pt"), str(folder / "hift.pt"))
     return flow.eval(), hift.eval()

@@ -21,8 +21,7 @@ from torch import nn
 from stepaudio.audio.fbank import kaldi_fbank
 from stepaudio.audio.mel import mel_filters
 from stepaudio.errors import AudioError, CheckpointError, ModelNotFound
-
-SAMPLE_RATE = 16_000
+from stepaudio.rates import SAMPLE_RATE
 
 
 def _check(samples: np.ndarray, minimum: int) -> np.ndarray:

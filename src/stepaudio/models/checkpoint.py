@@ -17,7 +17,11 @@ def load_exact(module: nn.Module, weights: dict[str, torch.Tensor], source: str)
     expected = module.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
-    wrong = [name for name in expected if name in weights and weights[name].shape != expected[name].shape]
+    wrong = [
+        f"{name} {tuple(weights[name].shape)} != {tuple(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in weights and weights[name].shape != tensor.shape
+    ]
     if missing or unexpected or wrong:
         problems = [
             f"{label}: {_names(names)}"

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 from stepaudio.errors import OptionError
 from stepaudio.lm.prompts import Message
-from stepaudio.tokenizer.interleave import GROUP_SECONDS, GROUP_SIZE
-
-AUDIO_TOKENS_PER_SECOND = GROUP_SIZE / GROUP_SECONDS  # 41.67
+from stepaudio.tokenizer.interleave import AUDIO_TOKENS_PER_SECOND
 
 
 @dataclass

@@ -30,7 +30,7 @@ TAIL_SECONDS = 1.0  # silence after the turn in the encoder's window
 MIN_WINDOW_SECONDS = 10.0
 TRANSCRIPT_TOKENS = 256  # the longest transcript Step-Audio-Chat writes for a turn
 _REPEATED = re.compile(r"^(.+?)((?:\s*\1)+)\s*(.*)$")  # a phrase, its further copies, what follows
-TOKENS_PER_SECOND = 8  # most text tokens a second of speech can need (fast speech is ~4)
+TEXT_TOKENS_PER_SECOND = 8  # most text tokens a second of speech can need (fast speech is ~4)
 ACOUSTIC_STEP = int(GROUP_SECONDS * SAMPLE_RATE)  # samples per acoustic streaming step (20 ms steps cost 5x more)
 
 
@@ -61,7 +61,7 @@ class _AudioBuffer:
 class WhisperListener:
     def __init__(self, transcriber, tokenizer):
         """transcriber: stepaudio.asr.Transcriber; tokenizer: the mini DualTokenizer sharing its encoder.
-        A turn is one short utterance: decoded without timestamps, with at most TOKENS_PER_SECOND
+        A turn is one short utterance: decoded without timestamps, with at most TEXT_TOKENS_PER_SECOND
         tokens per second of it, and a short temperature fallback (what breaks a repetition loop)."""
         from stepaudio.asr.transcribe import DecodingOptions
 
@@ -72,7 +72,7 @@ class WhisperListener:
         from stepaudio.asr.transcribe import Transcriber
 
         options = replace(
-            self.options, max_new_tokens=min(self.options.max_new_tokens, int(TOKENS_PER_SECOND * seconds) + 8)
+            self.options, max_new_tokens=min(self.options.max_new_tokens, int(TEXT_TOKENS_PER_SECOND * seconds) + 8)
         )
         text = Transcriber(self.transcriber.model, self.transcriber.tokenizer, options).transcribe(encoded).text
         return collapse_repeats(text)

@@ -23,13 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stepaudio.errors import RequestError
 from stepaudio.lm.prompts import TAGS
+from stepaudio.rates import SAMPLE_RATE
 from stepaudio.serve.models import STYLE_TAGS, Models
 from stepaudio.serve.protocol import DEFAULT_RATE, StreamResampler, check_text, pcm16_bytes
 from stepaudio.serve.security import bearer_token, key_matches
 from stepaudio.serve.settings import Limits
 from stepaudio.serve.workers import ModelWorker, ServerBusy
 
-LISTEN_RATE = 16_000  # what the listeners (Whisper, the official tokenizer) read
 ENGINE_HEADER = "X-Speech-Engine"  # which engine spoke: piper, step-audio-tts or mini-tts (the speaker's `engine`)
 T = TypeVar("T")
 
@@ -184,7 +184,7 @@ async def transcriptions(
 
     if language not in (None, "", "en"):
         raise RequestError(f"language {language!r}: this server transcribes English (en) only", param="language")
-    samples, _ = load_audio(await file.read(), LISTEN_RATE)
+    samples, _ = load_audio(await file.read(), SAMPLE_RATE)
     heard = await _admit(models.listener_worker, limits).run(_hear, models.listener, samples)
     if response_format == "text":
         return PlainTextResponse(heard.transcript)

@@ -3,8 +3,7 @@
 import numpy as np
 
 from stepaudio.audio import check_audio, resample, to_mono
-
-SAMPLE_RATE = 16_000
+from stepaudio.rates import SAMPLE_RATE
 
 
 def as_16k_mono(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from stepaudio.asr.transcribe import Transcriber
 from stepaudio.audio import load_audio, log10_mel, peak_normalize
+from stepaudio.rates import SAMPLE_RATE
 from stepaudio.tokenizer.acoustic_mini import AcousticMiniConfig, AcousticMiniTokenizer, raw_slices
 from stepaudio.tokenizer.semantic_mini import SemanticMiniTokenizer
 from stepaudio.train.data.manifest import Utterance, manifest_dir, read_split
 from stepaudio.train.kmeans import codebook_stats, train_kmeans
 
-SAMPLE_RATE = 16_000
 Featurize = Callable[[np.ndarray], torch.Tensor]  # 16 kHz samples -> [frames, dim]
 
 

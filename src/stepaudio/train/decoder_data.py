@@ -20,12 +20,10 @@ from safetensors.torch import load_file, save_file
 from stepaudio.audio import load_audio, mel_spectrogram, resample
 from stepaudio.audio.decoder_mel import HOP_LENGTH, SAMPLE_RATE
 from stepaudio.audio.whisper_mel import log10_mel
-from stepaudio.decoder.flow import TOKENS_PER_SECOND
 from stepaudio.errors import DataError, TokenError
-from stepaudio.tokenizer.interleave import AUDIO_VOCAB
+from stepaudio.rates import SAMPLE_RATE as TOKENIZER_RATE
+from stepaudio.tokenizer.interleave import AUDIO_TOKENS_PER_SECOND, AUDIO_VOCAB
 from stepaudio.train.data.manifest import Utterance, manifest_dir, read_split
-
-TOKENIZER_RATE = 16_000
 
 Tokenize = Callable[[np.ndarray], np.ndarray]  # 16 kHz samples -> token ids
 Embed = Callable[[np.ndarray], torch.Tensor]  # 16 kHz samples -> speaker embedding
@@ -154,7 +152,7 @@ def crop_flow_example(example: dict, max_tokens: int | None, generator: torch.Ge
         stop = start + keep * 5
 
     def frame(n):
-        return min(mel.shape[1], int(n / TOKENS_PER_SECOND * SAMPLE_RATE / HOP_LENGTH))
+        return min(mel.shape[1], int(n / AUDIO_TOKENS_PER_SECOND * SAMPLE_RATE / HOP_LENGTH))
 
     return example | {"tokens": tokens[start:stop], "mel": mel[:, frame(start) : frame(stop)]}
 

@@ -21,12 +21,13 @@ from tqdm import tqdm
 
 from stepaudio.audio import mel_spectrogram
 from stepaudio.audio.decoder_mel import N_MELS
-from stepaudio.decoder.checkpoint import load_strict, save_model
+from stepaudio.decoder.checkpoint import save_model
 from stepaudio.decoder.conformer import EncoderConfig
 from stepaudio.decoder.estimator import EstimatorConfig
 from stepaudio.decoder.flow import CFMConfig, FlowConfig, FlowModel, acoustic_codes, slot_places, time_aligned
 from stepaudio.decoder.hift import HiFT, HiFTConfig
 from stepaudio.errors import CheckpointError
+from stepaudio.models.checkpoint import load_exact
 from stepaudio.tokenizer.interleave import ACOUSTIC_CODES, ACOUSTIC_OFFSET, AUDIO_VOCAB, SEMANTIC_CODES
 from stepaudio.train.decoder_data import (
     DecoderDataset,
@@ -202,7 +203,7 @@ def train_flow(
         state = initial.state_dict()
         if config.encoder_speaker and not initial.config.encoder_speaker:  # its new projection starts at zero
             state |= {k: v for k, v in flow.state_dict().items() if k.startswith("encoder_speaker.")}
-        load_strict(flow, state, "the initial flow")
+        load_exact(flow, state, "the initial flow")
     if codebooks and not options.resume:
         sizes = [None if c is None else len(c) for c in codebooks]
         allowed = ((None, SEMANTIC_CODES), (None, ACOUSTIC_CODES))

@@ -39,7 +39,7 @@ from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.lm.prompts import MUSIC_TAGS
 from stepaudio.speed import check_speed
 from stepaudio.tokenizer.input import SAMPLE_RATE as PROMPT_RATE
-from stepaudio.tokenizer.interleave import GROUP_SECONDS, GROUP_SIZE
+from stepaudio.tokenizer.interleave import AUDIO_TOKENS_PER_SECOND, GROUP_SIZE
 from stepaudio.tts.prompt import CANTONESE_TAGS, split_tags, tagged_rate, tagged_text
 from stepaudio.tts.speech_lm import SpeechLM
 from stepaudio.tts.text import guess_language, normalize, split_sentences
@@ -52,7 +52,6 @@ from stepaudio.tts.voices import (
     read_prompt,
 )
 
-TOKENS_PER_SECOND = GROUP_SIZE / GROUP_SECONDS
 # mini only (fitted on its corpus): speech longer than this times the expected duration is cut (no runaway)
 MAX_DURATION_FACTOR = 2.0
 # and the end of turn is not taken before this times the expected duration (as CosyVoice's LM floors its
@@ -323,7 +322,7 @@ class TTS:
             warnings.warn(
                 SpeechCut(
                     f"the speech filled the model's {self.lm.max_len} positions before its end and was cut "
-                    f"there after {len(call.tokens) / TOKENS_PER_SECOND:.1f} s, as the release cuts it; "
+                    f"there after {len(call.tokens) / AUDIO_TOKENS_PER_SECOND:.1f} s, as the release cuts it; "
                     "speak long text sentence by sentence (stepaudio tts --stream)"
                 ),
                 stacklevel=2,
@@ -350,7 +349,7 @@ class TTS:
             if self.as_released:  # no bound fitted on mini: the model's own positions end a runaway
                 cap, floor = self.lm.max_len, 0
             else:
-                expected_tokens = expected_seconds(spoken, language, tags) * TOKENS_PER_SECOND
+                expected_tokens = expected_seconds(spoken, language, tags) * AUDIO_TOKENS_PER_SECOND
                 cap = int(MAX_DURATION_FACTOR * expected_tokens)
                 floor = GROUP_SIZE * math.ceil(MIN_DURATION_FACTOR * expected_tokens / GROUP_SIZE)  # whole groups
             stream = decoder.stream(prepared.decoder_voice, speed=speed)

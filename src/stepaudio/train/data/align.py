@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from stepaudio.audio import load_audio
 from stepaudio.errors import DataError
+from stepaudio.rates import SAMPLE_RATE
 from stepaudio.train.data.manifest import manifest_dir, read_manifest, write_manifest
 from stepaudio.tts.text import normalize
 
 ALIGNED_LANGUAGES = ("en",)  # what Whisper tiny.en can align
-WHISPER_RATE = 16_000
 WINDOW_FRAMES = 3000  # Whisper's 30-s window of 10-ms mel frames
 # An utterance is aligned in a window of its own length plus 1-2 s of silence, not the whole 30 s: the
 # encoder's time falls with the window (5-9x for 3-s utterances), and the words' times move little (on 20 corpus
@@ -83,7 +83,7 @@ def align_corpus(manifest: Path, threads: int = 2, progress: bool = True) -> tup
     done = failed = 0
     for count, index in enumerate(tqdm(todo, desc="align", unit="utt", disable=not progress), 1):
         utt = utterances[index]
-        samples, _ = load_audio(root / utt.audio, WHISPER_RATE)
+        samples, _ = load_audio(root / utt.audio, SAMPLE_RATE)
         words = aligner(samples, normalize(utt.text, utt.language))
         utterances[index] = dataclasses.replace(utt, words=words or [])
         done, failed = (done + 1, failed) if words else (done, failed + 1)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from stepaudio.errors import DataError
 
-SAMPLE_RATE = 16_000  # every corpus file: 16 kHz, mono, 16-bit
 SPLITS = ("train", "test")
 MANIFEST_NAME = "manifest.jsonl"
 

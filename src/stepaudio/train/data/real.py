@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 
 from stepaudio.errors import AudioError, DataError
-from stepaudio.train.data.manifest import MANIFEST_NAME, SAMPLE_RATE, Utterance, read_manifest, write_manifest
+from stepaudio.rates import SAMPLE_RATE
+from stepaudio.train.data.manifest import MANIFEST_NAME, Utterance, read_manifest, write_manifest
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")

@@ -27,7 +27,8 @@ import numpy as np
 import soundfile as sf
 
 from stepaudio.errors import DataError, StepAudioError
-from stepaudio.train.data.manifest import MANIFEST_NAME, SAMPLE_RATE, Utterance, write_manifest
+from stepaudio.rates import SAMPLE_RATE
+from stepaudio.train.data.manifest import MANIFEST_NAME, Utterance, write_manifest
 from stepaudio.train.data.texts import Sentence, held_out, text_hash
 from stepaudio.tts_engines import Engine, Voice, get_engine
 
