@@ -40,11 +40,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep
 
 from stepaudio.commands.lm_engine_options import add_lm_engine_args, add_tts_engine_args  # noqa: E402
 from stepaudio.commands.voice_chat_options import TTS_CHOICES, load_engine  # noqa: E402
-from stepaudio.realtime.session import RealtimeSession, SessionConfig  # noqa: E402
+from stepaudio.realtime.session import MILESTONES, RealtimeSession, SessionConfig  # noqa: E402
 from stepaudio.realtime.simulate import load_conversation, simulate, speech_span_by_vad  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "conversation"
 BARGE_IN_AFTER_MS = 1000
+SPLIT_LABELS = (
+    "transcript ready",
+    "LM first token",
+    "first sentence (TTS starts)",
+    "TTS first chunk",
+    "first audio sent",
+)
 
 
 async def run(engine, conversation, config: SessionConfig) -> dict:
@@ -57,6 +64,13 @@ async def run(engine, conversation, config: SessionConfig) -> dict:
         "latency_ms": [turn["latency_ms"] for turn in result.turns if "latency_ms" in turn],
         "after_turn_end_ms": [turn["after_turn_end_ms"] for turn in result.turns if "after_turn_end_ms" in turn],
         "listen_after_end_ms": [round(ms) for ms in metrics.listen_after_end_ms],
+        "vad_decision_ms": [turn["vad_decision_ms"] for turn in result.turns if "vad_decision_ms" in turn],
+        **{
+            f"{name}_ms": [
+                turn["after_decision_ms"][name] for turn in result.turns if name in turn.get("after_decision_ms", {})
+            ]
+            for name in MILESTONES
+        },
         "speculations": metrics.speculations,
         "committed": metrics.committed,
         "compression_ratio": session.context.compression_ratio(),
@@ -131,6 +145,10 @@ def main() -> None:
         ("listening left after end of turn", "listen_after_end_ms"),
     ):
         print(f"{label:38} {spread(on[key]):>16} {spread(off[key]):>16}")
+    print("the split (ms after the end-of-turn decision; negative: done before it, during the pause):")
+    rows = [("end of speech -> decision (VAD)", "vad_decision_ms")]
+    for label, key in rows + [(label, f"{name}_ms") for label, name in zip(SPLIT_LABELS, MILESTONES, strict=True)]:
+        print(f"  {label:36} {spread(on[key]):>16} {spread(off[key]):>16}")
     saved = statistics.median(off["latency_ms"]) - statistics.median(on["latency_ms"])
     print(f"latency saved by speculation (median): {saved:.0f} ms")
     rate = on["committed"] / on["speculations"] if on["speculations"] else 0.0

@@ -98,6 +98,10 @@ class SessionConfig:
         return replace(self.vad, pause_ms=min(self.speculate_after_ms, self.vad.end_ms))
 
 
+# The path of an answer to the player, in order: the per-stage split of its latency (bench/realtime.py)
+MILESTONES = ("transcript", "first_token", "first_sentence", "first_speech", "first_audio")
+
+
 @dataclass
 class SessionMetrics:
     """What the benchmarks read: speculation outcomes, listening work left at end of turn, barge-ins."""
@@ -107,6 +111,8 @@ class SessionMetrics:
     listen_after_end_ms: list[float] = field(default_factory=list)  # end of turn -> transcript ready
     barge_in_ms: list[float] = field(default_factory=list)  # barge-in decided -> output stopped
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("listen", "respond", "speak"), 0.0))
+    # per response: when (the session's clock) each of MILESTONES was first reached
+    milestones: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def timing(self, stage: str):
@@ -149,6 +155,7 @@ class _Response:
     task: asyncio.Task | None = None
     pump: asyncio.Task | None = None
     released: asyncio.Event = field(default_factory=asyncio.Event)  # set at commit
+    reached: dict[str, float] = field(default_factory=dict)  # MILESTONES -> clock time
 
 
 class _StageError(StepAudioError):
@@ -414,6 +421,7 @@ class RealtimeSession:
     ) -> _Response:
         lead = None if self.config.output_lead_ms is None else self.config.output_lead_ms / 1000
         response = _Response(self._new_id("resp"), self._new_id("item"), user_item, committed, lead)
+        self.metrics.milestones[response.id] = response.reached
         response.task = asyncio.create_task(self._respond(response, hearing, typed))
         if committed:
             self._release(response)
@@ -425,6 +433,7 @@ class RealtimeSession:
             new_user = None
             if hearing is not None:
                 heard: Heard = await _stage("listen_failed", asyncio.shield(hearing))
+                self._reach(r, "transcript")
                 self._emit(r, TranscriptDone(r.user_item, heard.transcript))
                 if not heard.transcript.strip():  # noise, not words: nothing to answer
                     await r.released.wait()
@@ -467,9 +476,11 @@ class RealtimeSession:
         ):
             if "\n\n" in (r.text + piece).strip():  # a spoken answer is one paragraph (no sign-offs)
                 break
+            self._reach(r, "first_token")
             r.text += piece
             self._emit(r, TextDelta(r.id, r.item_id, piece))
             for sentence in splitter.push(piece):
+                self._reach(r, "first_sentence")
                 sentences.put_nowait(sentence)
         for sentence in splitter.flush():
             sentences.put_nowait(sentence)
@@ -498,6 +509,7 @@ class RealtimeSession:
                 self._threads,
             )
             async for chunk in _stage_iter("speak_failed", chunks):
+                self._reach(r, "first_speech")
                 chunk = np.asarray(chunk, dtype=np.float32)
                 for start in range(0, len(chunk), piece):
                     r.spoken.add_audio(len(chunk[start : start + piece]) / rate)
@@ -514,7 +526,11 @@ class RealtimeSession:
             r.clock.send(len(pcm) / rate, self._clock())
             if self._state is State.RESPONDING:
                 self._set_state(State.SPEAKING)
+            self._reach(r, "first_audio")
             self._send(AudioDelta(r.id, r.item_id, pcm, rate))
+
+    def _reach(self, r: _Response, milestone: str) -> None:
+        r.reached.setdefault(milestone, self._clock())
 
     def _emit(self, r: _Response, event: Event) -> None:
         """Out now, or held until a speculation is committed."""

@@ -40,7 +40,7 @@ from stepaudio.realtime.events import (
     SpeechStopped,
     TranscriptDone,
 )
-from stepaudio.realtime.session import RealtimeSession
+from stepaudio.realtime.session import MILESTONES, RealtimeSession
 
 CHUNK_SECONDS = 0.02
 TAIL_MS = 1000  # recording after the last answer ends
@@ -242,6 +242,14 @@ async def simulate(session: RealtimeSession, conversation: Conversation, speech_
                 turn["after_turn_end_ms"] = round((reply["first_audio"] - turn["speech_stopped"]) * 1000)
         if "player_stopped" in turn:
             turn["barge_in_stop_ms"] = round((turn["player_stopped"] - turn["speech_start"]) * 1000)
+        if "speech_stopped" in turn:  # the latency split: each milestone after the end-of-turn decision
+            turn["vad_decision_ms"] = round((turn["speech_stopped"] - turn["speech_end"]) * 1000)
+            reached = session.metrics.milestones.get(reply["id"], {})
+            turn["after_decision_ms"] = {
+                name: round((reached[name] - start - turn["speech_stopped"]) * 1000)
+                for name in MILESTONES
+                if name in reached
+            }
     return Simulation(timeline, turns, np.concatenate(user_track), player, seconds)
 
 
