@@ -13,8 +13,7 @@ A codebook made with `utterance_mean` (`stepaudio train kmeans acoustic --uttera
 each utterance's mean log-mel away (cepstral mean normalisation). Its codes spend themselves on what is
 said; the speaker's and the channel's average spectrum is left to the decoder's voice prompt and
 speaker embedding. A stream can only take away the mean of the frames so far, and 4096 fine codes
-feel the difference: with the codebook of the 2026-11-27 experiment (recipes/mini/run.sh stage 1), half
-the streamed codes of the LibriVox clips differ from the offline ones, in their second halves too.
+feel the difference: streamed codes then differ from offline ones (docs/experiments.md measures how often).
 
 The learned alternative, whose codes the voices share, is `acoustic_fsq`; `load_acoustic_mini` loads either.
 """

@@ -6,9 +6,8 @@ Whisper's encoder was trained for ASR, so its frames keep what was said; the sam
 feeds the mini ASR (`stepaudio.asr.Transcriber.transcribe(encoded)`), so a voice turn is tokenized
 and transcribed at the cost of one encoder run per 30 s window. A projected codebook is trained with a
 character recogniser that reads the codes (`stepaudio train semantic`), as the official 25 Hz
-tokenizer's codebook is trained under an ASR loss; its codes keep more of what was said than k-means
-ones (see `stepaudio.train.semantic_codebook`), but the decoder and TTS LM retrained on them did not do
-better yet, so the packaged codebook is still the k-means one (`stepaudio train kmeans semantic`).
+tokenizer's codebook is trained under an ASR loss, so that its codes keep more of what was said
+(`stepaudio.train.semantic_codebook`; how it compares with the k-means codebook: docs/experiments.md).
 
 Streaming: the encoder is bidirectional over its window and Whisper normalises the log-mel by the
 clip's maximum, so no incremental form gives the offline codes exactly. `SemanticMiniStream`

@@ -1,12 +1,11 @@
 """Guided attention for the TTS LM: a few heads are pulled toward the diagonal from speech to its text.
 
 A small decoder-only TTS model trained on a few hours of speech first learns to continue speech from
-speech alone and may take very long to start reading the text (`bench/tts_text_use.py` on the mini
-model after 1900 steps: loss 3.15 on a target's speech with its transcript, 3.18 with another one).
-The guide of DC-TTS (Tachibana et al., 2017) speeds this up: the attention of speech token n of N onto
-text token t of T should lie near t/T = n/N, so some heads get a loss on the attention mass they put
-outside that band (1900 steps later, with the guide: 2.50 against 2.67). Only training uses it; the
-model and its inference are unchanged.
+speech alone and may take very long to start reading the text (`bench/tts_text_use.py` measures it;
+the mini model's figures with and without the guide: docs/experiments.md). The guide of DC-TTS
+(Tachibana et al., 2017) speeds this up: the attention of speech token n of N onto text token t of T
+should lie near t/T = n/N, so some heads get a loss on the attention mass they put outside that band.
+Only training uses it; the model and its inference are unchanged.
 
 That even pace is a guess: the band must be a fifth of the text wide to hold the word being spoken.
 Where a span knows which text position each speech token reads (word timings, `stepaudio data align`),

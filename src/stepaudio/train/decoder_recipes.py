@@ -51,11 +51,7 @@ MINI_FLOW = FlowConfig(
     spk_embed_dim=256,  # GE2E
     encoder=EncoderConfig(input_size=256, output_size=256, attention_heads=4, linear_units=1024, num_blocks=6),
     estimator=EstimatorConfig(channels=(128,), attention_head_dim=32, n_blocks=1, num_mid_blocks=2, num_heads=4),
-    # resynth WER (eval-en / corpus-v1 English test / LibriVox) of the flow of step 8000 (recipes/mini/run.sh
-    # stage 5) by temperature: 1: 0.67 / 0.60 / 0.79, 0.5: 0.58 / 0.58 / 0.80, 0.35: 0.57 / 0.58 / 0.72, 0.2: 0.52 /
-    # 0.58 / 0.75, 0: 0.56 / 0.53 / 0.83 (picked on these sets; runs of the same setting varied by ~0.04: the judge's
-    # sampled retries, which the benches no longer make)
-    cfm=CFMConfig(temperature=0.2),
+    cfm=CFMConfig(temperature=0.2),  # picked by resynth WER (docs/experiments.md, the flow's sampling temperature)
 )
 # The mini vocoder runs its network at 4x the mel rate and leaves the rest to a 256-point iSTFT (hop 64,
 # full-circle phases): a twelfth of the official 5.5 kHz network's work, so it trains on a CPU.
@@ -89,8 +85,7 @@ def corrupt_acoustic(tokens: torch.Tensor, max_rate: float) -> torch.Tensor:
     """Each row's acoustic tokens replaced by random acoustic codes at a rate drawn from [0, max_rate].
 
     A flow trained on clean tokens reads the words from the acoustic stream (quantised mel slices) and
-    hardly from the semantic one: with the semantic tokens shuffled in time, mini's resynth WER on eval-en
-    goes from 0.49 to 0.67; with the acoustic ones shuffled, to 3.5 (bench/decoder.py). A TTS LM gets the
+    hardly from the semantic one (bench/decoder.py shuffles each stream to show it). A TTS LM gets the
     acoustic tokens wrong most often, so a flow that also reads the semantic tokens can say more of what it means."""
     return replace_at_random(tokens, ACOUSTIC_OFFSET, AUDIO_VOCAB, max_rate)
 
@@ -161,8 +156,8 @@ def codebook_embedding(centroids: torch.Tensor, dim: int) -> torch.Tensor:
     """[K, D] k-means centroids -> [K, dim] token embeddings: the centroids' top principal components,
     scaled to the row norm of a default (standard normal) embedding. Codes whose features are near
     start near, so what the encoder learns about one code carries over to its neighbours; from random
-    rows it must learn every code on its own, which a short CPU training does not (a flow trained so,
-    the one packaged before, ended with its embeddings where they started)."""
+    rows it must learn every code on its own, which a short CPU training does not (its embeddings stay
+    where they started)."""
     centred = centroids.float() - centroids.float().mean(dim=0)
     components = torch.linalg.svd(centred, full_matrices=False).Vh[:dim]
     projected = F.pad(centred @ components.T, (0, max(0, dim - len(components))))
