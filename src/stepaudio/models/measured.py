@@ -1,6 +1,6 @@
 """How intelligible the mini model's speech measures today: each figure once, with the command that
 measured it. The commands choose their speaker from these (`speaks_with_piper`, `stepaudio resynth`'s
-note); retraining mini means rerunning the command and updating the figure here and in the README."""
+note); retraining mini means rerunning the command and updating the figure here and in docs/status.md."""
 
 from __future__ import annotations
 
