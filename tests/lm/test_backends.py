@@ -24,7 +24,7 @@ CONFIG = LMConfig(vocab_size=100, hidden_size=8, intermediate_size=16, num_layer
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"engine": "vlm"}, "give local, vllm or the URL"),
+        ({"engine": "vlm"}, "give auto, local, llama.cpp, vllm or the URL"),
         ({"quantization": "awq"}, "need --engine vllm"),
         ({"tensor_parallel": 2}, "our engine runs on one device"),
         ({"engine": "vllm", "gpu_memory": 1.5}, "fraction of each GPU"),
@@ -151,3 +151,52 @@ def test_cancelling_a_remote_stream_closes_the_request():
         streamed = stand_in.streamed
     assert tokens == [10, 11, 12]
     assert streamed < 20
+
+
+@pytest.fixture(scope="module")
+def mini_llama_cpp(mini_chat):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llama-cpp extra)")
+    from stepaudio.lm.loaders import load_lm
+
+    return load_lm(mini_chat.source, engine=EngineOptions("llama.cpp"))
+
+
+def test_llama_cpp_answers_with_our_tokenizer_and_rules(mini_llama_cpp, mini_chat):
+    """llama.cpp computes the GGUF's 4-bit blocks itself (its greedy answer to the Paris question is
+    SmolLM2's 4-bit one, "L'Étoile, la Marseillaise", as our bfloat16 model's): the same question with the
+    voice chat's instructions is answered; our rules and masks hold."""
+    lm, stops = mini_llama_cpp, mini_llama_cpp.stop_ids()
+    messages = [
+        {"role": "system", "content": "You are a helpful voice assistant. Answer in one or two short sentences."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    question = lm.chat.encode(lm.tokenizer, messages)
+    answer = list(lm.backend.decoder().stream(question, Sampling(max_new_tokens=24, stop_ids=stops)))
+    assert "Paris" in lm.tokenizer.decode(answer)
+    ha = lm.tokenizer.encode("ha ha ha ha ha ha ha ha")  # the official rule: no token a third time in a row
+    ruled = list(lm.backend.decoder().stream(ha, Sampling(max_new_tokens=24, repetition_window=10)))
+    assert all(a != b for a, b in zip(ruled, ruled[1:], strict=False)), lm.tokenizer.decode(ruled)
+    allowed = torch.zeros(mini_chat.config.vocab_size, dtype=torch.bool)
+    allowed[:3000] = True
+    floor = Sampling(max_new_tokens=12, min_new_tokens=12, stop_ids=stops)
+    tokens = list(lm.backend.decoder().stream(question, floor, allowed=allowed))
+    assert len(tokens) == 12 and max(tokens) < 3000
+
+
+def test_llama_cpp_stops_when_cancelled_and_refuses_what_it_cannot_run(mini_llama_cpp, tmp_path):
+    from lm_fixtures import write_step1_checkpoint
+
+    from stepaudio.lm.loaders import load_lm
+
+    cancel, tokens = threading.Event(), []
+    question = mini_llama_cpp.tokenizer.encode("Once upon a time")
+    for token in mini_llama_cpp.backend.decoder().stream(question, Sampling(max_new_tokens=200), cancel):
+        tokens.append(token)
+        if len(tokens) == 3:
+            cancel.set()
+    assert len(tokens) == 3
+    write_step1_checkpoint(tmp_path / "step1")
+    with pytest.raises(EngineError, match="llama.cpp runs GGUF files"):
+        load_lm(tmp_path / "step1", engine=EngineOptions("llama.cpp"))
+    with pytest.raises(OptionError, match="GGUF file's own quantisation"):
+        EngineOptions("llama.cpp", quantization="int8")

@@ -64,10 +64,13 @@ def load_for_cli(args: argparse.Namespace):
 
     import torch
 
-    from stepaudio.lm.loaders import load_lm
+    from stepaudio.lm.loaders import is_gguf, load_lm
     from stepaudio.lm.quantize import int4_supported, quantize_int4
 
     engine = engine_options(args)
+    if args.speculative or args.precision != "auto":
+        engine = replace(engine, engine="local" if engine.kind == "auto" else engine.engine)  # our engine's options
+    engine = engine.resolved(is_gguf(args.model))
     if engine.kind != "local" and args.speculative:
         raise OptionError("--speculative runs on our engine: drop it or use --engine local")
     device = str(pick_device(args.device))

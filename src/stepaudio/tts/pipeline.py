@@ -138,7 +138,7 @@ class TTS:
         resolved, where = resolve_model(model), pick_device(device)
         voices = VoiceRegistry.for_model(model)
         if resolved.kind == "mini":
-            if engine != LOCAL:
+            if engine.kind not in ("auto", "local") or engine.quantization:
                 raise OptionError("the mini TTS LM runs on our engine only: drop --engine/--quantization")
             lm = SpeechLM.from_mini(resolved.require("tts_lm"), where)
             decoder = SpeechDecoder.load("mini").to(where)
