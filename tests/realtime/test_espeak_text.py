@@ -67,5 +67,6 @@ def espeak_survives(texts: list[str]) -> bool:
 
 def test_espeak_reads_every_piece_of_text_that_crashes_it():
     pytest.importorskip("piper", reason="Piper is not installed (the `train` extra)")
-    assert not espeak_survives(CRASHERS[:1])  # the crash is real here...
+    # the crash is real here (a corruption of memory: most runs die of it, not every one)...
+    assert any(not espeak_survives(CRASHERS) for _ in range(3))
     assert espeak_survives([piece for text in CRASHERS for piece in speech_pieces(text)])  # ...and avoided
