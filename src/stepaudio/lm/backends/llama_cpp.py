@@ -84,6 +84,7 @@ class LlamaCppDecoder:
             self._llama.set_seed(sampling.seed)
         if max_new <= 0:
             return
+        needs_rules = sampling.reads_history or banned is not None or sampling.min_new_tokens > 0
         generated = self._llama.generate(
             prompt,
             temp=sampling.temperature,
@@ -91,7 +92,7 @@ class LlamaCppDecoder:
             top_p=sampling.top_p,
             min_p=0.0,
             repeat_penalty=1.0,  # ours, over the whole history, runs in `rules`
-            logits_processor=[rules],
+            logits_processor=[rules] if needs_rules else None,  # each call copies the vocabulary's logits
         )
         for token in generated:
             if token in stop or (cancel is not None and cancel.is_set()):
