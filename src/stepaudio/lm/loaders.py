@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from stepaudio.errors import CheckpointError, EngineError, ModelNotFound
+from stepaudio.errors import CheckpointError, ModelNotFound
 from stepaudio.lm.backends import Backend
-from stepaudio.lm.backends.local import LocalBackend
+from stepaudio.lm.backends.local import LocalBackend, in_process
 from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.lm.model import LMConfig, Transformer
 from stepaudio.lm.prompts import CHATML, STEP1_CHAT, ChatFormat
@@ -51,9 +51,7 @@ class LanguageModel:
     @property
     def model(self) -> Transformer:
         """The network in this process (our engine only: quantisation, speculative decoding, training)."""
-        if not isinstance(self.backend, LocalBackend):
-            raise EngineError(f"{self.source} runs on {self.backend.name}, not in this process: use --engine local")
-        return self.backend.model
+        return in_process(self.backend, self.source)
 
     def stop_ids(self) -> tuple[int, ...]:
         return self.chat.stop_ids(self.tokenizer)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from stepaudio.errors import CheckpointError, EngineError, ModelNotFound, OptionError
+from stepaudio.errors import CheckpointError, ModelNotFound, OptionError
 from stepaudio.lm.backends import Backend, Decoder
-from stepaudio.lm.backends.local import LocalBackend
+from stepaudio.lm.backends.local import LocalBackend, in_process
 from stepaudio.lm.backends.options import LOCAL, EngineOptions
 from stepaudio.lm.model import LMConfig, Transformer
 from stepaudio.lm.sampling import Sampling
@@ -66,9 +66,7 @@ class SpeechLM:
     @property
     def model(self) -> Transformer:
         """The network in this process (our engine only)."""
-        if not isinstance(self.backend, LocalBackend):
-            raise EngineError(f"the TTS LM runs on {self.backend.name}, not in this process: use --engine local")
-        return self.backend.model
+        return in_process(self.backend, "the TTS LM")
 
     @classmethod
     def from_mini(cls, directory: Path, device: torch.device | str = "cpu") -> SpeechLM:

@@ -44,6 +44,18 @@ class Decoder(Protocol):
         ...
 
 
+def answer_room(prompt: list[int], sampling: Sampling, capacity: int) -> int:
+    """New tokens a request may take: `max_new_tokens` within the positions the prompt leaves (the check
+    every engine's decoder makes before it starts)."""
+    from stepaudio.errors import OptionError
+
+    if not prompt:
+        raise ValueError("the prompt is empty")
+    if len(prompt) >= capacity:
+        raise OptionError(f"prompt of {len(prompt)} tokens does not fit the engine's {capacity} positions")
+    return min(sampling.max_new_tokens, capacity - len(prompt))
+
+
 class Backend(Protocol):
     name: str  # "local", "vllm" or the URL of the vllm server
     config: LMConfig  # the network's shape, read from the checkpoint

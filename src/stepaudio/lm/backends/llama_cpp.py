@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stepaudio.errors import EngineError, OptionError
+from stepaudio.errors import EngineError
+from stepaudio.lm.backends import answer_room
 from stepaudio.lm.model import LMConfig
 from stepaudio.lm.sampling import Sampling, shape_logits
 
@@ -61,11 +62,7 @@ class LlamaCppDecoder:
         cancel: threading.Event | None = None,
         allowed: torch.Tensor | None = None,
     ) -> Iterator[int]:
-        if not prompt:
-            raise ValueError("the prompt is empty")
-        if len(prompt) >= self.capacity:
-            raise OptionError(f"prompt of {len(prompt)} tokens does not fit the engine's {self.capacity} positions")
-        max_new = min(sampling.max_new_tokens, self.capacity - len(prompt))
+        max_new = answer_room(prompt, sampling, self.capacity)
         stop, produced = set(sampling.stop_ids), 0
         stops = torch.tensor(sorted(stop), dtype=torch.long)
         banned = None if allowed is None else ~allowed.cpu()

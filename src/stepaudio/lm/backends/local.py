@@ -6,6 +6,16 @@ from stepaudio.lm.generate import Session
 from stepaudio.lm.model import Transformer
 
 
+def in_process(backend, source: str) -> Transformer:
+    """The network of `backend` when it runs in this process (quantisation, speculative decoding, training
+    need it); on another engine, an error that says so."""
+    if not isinstance(backend, LocalBackend):
+        from stepaudio.errors import EngineError
+
+        raise EngineError(f"{source} runs on {backend.name}, not in this process: use --engine local")
+    return backend.model
+
+
 class LocalBackend:
     name = "local"
 

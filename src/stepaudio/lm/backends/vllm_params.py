@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from stepaudio.errors import OptionError
+from stepaudio.lm.backends import answer_room
 from stepaudio.lm.sampling import Sampling
 
 RULE_ARGS = ("repetition_window", "repetition_limit")  # per-request arguments of vllm_rules.RepetitionWindow
@@ -62,11 +62,7 @@ class RequestDecoder:
         cancel: threading.Event | None = None,
         allowed: torch.Tensor | None = None,
     ) -> Iterator[int]:
-        if not prompt:
-            raise ValueError("the prompt is empty")
-        if len(prompt) >= self.capacity:
-            raise OptionError(f"prompt of {len(prompt)} tokens does not fit the engine's {self.capacity} positions")
-        max_tokens = min(sampling.max_new_tokens, self.capacity - len(prompt))
+        max_tokens = answer_room(prompt, sampling, self.capacity)
         if max_tokens <= 0:
             return
         stop = set(sampling.stop_ids)
