@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 import pytest
-from browser import CHROMIUM, fake_microphone, open_page
+from browser import CHROMIUM, page_converses
 from live import LiveServer, RealtimeClient, audio_seconds
 
 from stepaudio.audio import load_audio
@@ -47,19 +47,4 @@ def test_spoken_question_gets_a_spoken_answer(server, speech_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium: apt-get install chromium")
 def test_page_gives_a_spoken_conversation(server, speech_path, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
-    speech, rate = load_audio(speech_path, 48000)
-    microphone = fake_microphone(tmp_path / "mic.wav", speech, rate, silence_seconds=25)
-    with sync_playwright() as playwright:
-        browser, page = open_page(playwright, server.url, microphone)
-        try:
-            page.click("#connect")
-            expect(page.locator(".turn.user .text").first).to_contain_text("young man", timeout=60_000)
-            expect(page.locator(".turn.assistant .text").first).not_to_be_empty(timeout=60_000)
-            page.wait_for_function(
-                "window.stepaudio.playedSamples >= 0.5 * window.stepaudio.ctx.sampleRate", timeout=60_000
-            )
-            assert page.locator("#latency").inner_text().endswith(" ms")
-        finally:
-            browser.close()
+    page_converses(server.url, *load_audio(speech_path, 48000), tmp_path, timeout_ms=60_000)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import CHROMIUM, fake_microphone, open_page
+from browser import CHROMIUM, page_converses
 from servers import free_port, running
 
 from stepaudio.audio import load_audio
@@ -49,18 +49,4 @@ def test_chat_completions_answer_through_vllm(server):
 
 @pytest.mark.skipif(CHROMIUM is None or not QUESTION.is_file(), reason="needs chromium and the LibriVox clips")
 def test_page_gives_a_spoken_conversation_through_vllm(server, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
-
-    speech, rate = load_audio(QUESTION, 48000)
-    microphone = fake_microphone(tmp_path / "mic.wav", speech, rate, silence_seconds=25)
-    with sync_playwright() as playwright:
-        browser, page = open_page(playwright, server, microphone)
-        try:
-            page.click("#connect")
-            expect(page.locator(".turn.user .text").first).to_contain_text("young man", timeout=90_000)
-            expect(page.locator(".turn.assistant .text").first).not_to_be_empty(timeout=90_000)
-            page.wait_for_function(
-                "window.stepaudio.playedSamples >= 0.5 * window.stepaudio.ctx.sampleRate", timeout=90_000
-            )
-        finally:
-            browser.close()
+    page_converses(server, *load_audio(QUESTION, 48000), tmp_path, timeout_ms=90_000)
